@@ -1,0 +1,36 @@
+"""Frozen face feature extractors that load the official checkpoints.
+
+``create_extractor("resnet18", checkpoint="resnet18_msceleb.pth").extract(images) -> [N, 512]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import IMAGENET_MEAN, IMAGENET_STD, Extractor, PreprocessConfig
+from .checkpoints import CheckpointError, LoadReport, file_sha256, load_matching_state_dict, read_checkpoint
+from .registry import create_extractor, get_extractor_class, list_extractors, register_extractor
+
+# Importing a backbone module registers its extractor.
+for _module in ("resnet", "poster_v2", "poster_v1", "eac", "fau"):
+    try:
+        importlib.import_module(f"{__name__}.{_module}")
+    except ModuleNotFoundError as _error:  # a backbone file not written yet
+        if _error.name != f"{__name__}.{_module}":
+            raise
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CheckpointError",
+    "Extractor",
+    "LoadReport",
+    "PreprocessConfig",
+    "create_extractor",
+    "file_sha256",
+    "get_extractor_class",
+    "list_extractors",
+    "load_matching_state_dict",
+    "read_checkpoint",
+    "register_extractor",
+]

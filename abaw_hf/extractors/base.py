@@ -1,0 +1,201 @@
+"""Extractor base class: declared preprocessing, batched extraction, official-checkpoint loading."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoints import LoadReport, file_sha256, load_matching_state_dict, read_checkpoint
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """What an extractor's checkpoint expects, like timm's ``pretrained_cfg``.
+
+    ``mean``/``std`` are given in the checkpoint's own channel order (``color_order``).
+    """
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    color_order: Literal["RGB", "BGR"] = "RGB"
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.color_order not in ("RGB", "BGR"):
+            raise ValueError(f"color_order must be 'RGB' or 'BGR', got {self.color_order!r}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError("mean and std need three values, one per channel")
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["mean"], values["std"] = list(self.mean), list(self.std)
+        return values
+
+
+class Extractor(nn.Module):
+    """A frozen face network mapping images to one ``dim``-wide feature vector each.
+
+    Subclasses set ``dim``, ``preprocess_cfg`` and ``layouts`` (variant -> layout name in
+    ``checkpoint_layouts.json``; the first entry is the default variant) and implement ``forward``;
+    ``@register_extractor(name)`` sets ``name``.
+    Images are always given as RGB; ``preprocess`` flips to BGR when the checkpoint needs it.
+    """
+
+    name: ClassVar[str] = ""
+    dim: ClassVar[int] = 0
+    preprocess_cfg: ClassVar[PreprocessConfig] = PreprocessConfig()
+    layouts: ClassVar[dict[str | None, str]] = {None: ""}
+    # False for extractors without learned weights to load (e.g. OpenFace AUs via an external program).
+    needs_checkpoint: ClassVar[bool] = True
+
+    def __init__(self, variant: str | None = None) -> None:
+        super().__init__()
+        self.variant = self.resolve_variant(variant)
+        self.checkpoint_file: str | None = None
+        self.checkpoint_sha256: str | None = None
+
+    @classmethod
+    def resolve_variant(cls, variant: str | None) -> str | None:
+        known = list(cls.layouts)
+        if variant is None:
+            return known[0]
+        if variant not in cls.layouts:
+            raise ValueError(f"extractor {cls.name!r} has no variant {variant!r}; known variants: {known}")
+        return variant
+
+    @property
+    def layout(self) -> str:
+        """Name of the official checkpoint layout this instance reproduces."""
+        return self.layouts[self.variant]
+
+    @property
+    def random_init(self) -> bool:
+        return self.needs_checkpoint and self.checkpoint_sha256 is None
+
+    # -- preprocessing -------------------------------------------------------------------------
+    def preprocess(self, images: torch.Tensor | np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 images (a list of HxWx3 arrays, or one [N,H,W,3] array) -> normalised [N,3,S,S].
+
+        A float tensor [N,3,S,S] is taken as already preprocessed and passed through.
+        """
+        cfg = self.preprocess_cfg
+        size = cfg.input_size
+        if isinstance(images, torch.Tensor):
+            if not images.is_floating_point() or images.ndim != 4 or images.shape[1] != 3:
+                raise ValueError(
+                    f"{self.name}: a tensor input must be a preprocessed float batch [N,3,{size},{size}], "
+                    f"got dtype {images.dtype} shape {tuple(images.shape)}; pass raw images as uint8 numpy "
+                    "arrays [N,H,W,3] or a list of HxWx3 arrays"
+                )
+            if tuple(images.shape[2:]) != (size, size):
+                raise ValueError(
+                    f"{self.name}: preprocessed input must be [N,3,{size},{size}], got {tuple(images.shape)}"
+                )
+            return images.float()
+        if isinstance(images, np.ndarray):
+            self._check_uint8(images, expected_ndim=4, what="an image batch")
+            return self._normalise(self._resize(torch.from_numpy(np.ascontiguousarray(images))))
+        if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
+            if len(images) == 0:
+                raise ValueError(f"{self.name}: no images given")
+            resized = []
+            for index, image in enumerate(images):
+                self._check_uint8(image, expected_ndim=3, what=f"image {index}")
+                resized.append(self._resize(torch.from_numpy(np.ascontiguousarray(image))[None]))
+            return self._normalise(torch.cat(resized))
+        raise ValueError(
+            f"{self.name}: expected a list of HxWx3 uint8 RGB arrays, a uint8 array [N,H,W,3] or a float "
+            f"tensor [N,3,{size},{size}], got {type(images).__name__}"
+        )
+
+    def _check_uint8(self, image: object, *, expected_ndim: int, what: str) -> None:
+        shape_text = "[N,H,W,3]" if expected_ndim == 4 else "HxWx3"
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+            found = image.dtype if isinstance(image, np.ndarray) else type(image).__name__
+            raise ValueError(f"{self.name}: {what} must be a uint8 RGB numpy array {shape_text}, got {found}")
+        if image.ndim != expected_ndim or image.shape[-1] != 3:
+            raise ValueError(
+                f"{self.name}: {what} must have shape {shape_text} (RGB, channels last), got {image.shape}"
+            )
+
+    def _resize(self, batch_hwc: torch.Tensor) -> torch.Tensor:
+        """uint8 [N,H,W,3] -> float [N,3,S,S] in 0..255; images already at size are untouched."""
+        batch = batch_hwc.permute(0, 3, 1, 2).float()
+        size = self.preprocess_cfg.input_size
+        if tuple(batch.shape[2:]) == (size, size):
+            return batch
+        mode = self.preprocess_cfg.interpolation
+        smooth = mode in ("bilinear", "bicubic")
+        resized = F.interpolate(
+            batch, size=(size, size), mode=mode, align_corners=False if smooth else None, antialias=smooth
+        )
+        return resized.round().clamp(0, 255)  # as if resized in uint8 (PIL), the official pipelines
+
+    def _normalise(self, batch: torch.Tensor) -> torch.Tensor:
+        cfg = self.preprocess_cfg
+        if cfg.color_order == "BGR":
+            batch = batch.flip(1)
+        mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
+        std = torch.tensor(cfg.std).view(1, 3, 1, 1)
+        return (batch / 255.0 - mean) / std
+
+    # -- inference -----------------------------------------------------------------------------
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Preprocessed [N,3,S,S] -> features [N, dim]."""
+        raise NotImplementedError
+
+    def extract(self, images, batch_size: int = 32) -> torch.Tensor:
+        """Batched features [N, dim] (float32, eval mode, no autograd) for raw or preprocessed images."""
+        pixel_values = self.preprocess(images)
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                chunks = [
+                    self(pixel_values[start : start + batch_size].to(device)).float().cpu()
+                    for start in range(0, len(pixel_values), batch_size)
+                ]
+        finally:
+            self.train(was_training)
+        return torch.cat(chunks)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def load_checkpoint(self, path: str | Path, *, strict: bool = True, allow_pickle: bool = False) -> LoadReport:
+        """Load an official checkpoint file (layout ``self.layout``); see ``read_checkpoint``."""
+        state_dict = self.convert_state_dict(read_checkpoint(path, allow_pickle=allow_pickle))
+        report = load_matching_state_dict(self, state_dict, source=path, strict=strict)
+        self.checkpoint_file = Path(path).name
+        self.checkpoint_sha256 = file_sha256(path)
+        return report
+
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Hook for layouts whose file keys differ from the module's; identity by default."""
+        return state_dict
+
+    def provenance(self) -> dict:
+        """Where the features come from, for the model config's ``extractors`` block."""
+        return {
+            "name": self.name,
+            "variant": self.variant,
+            "dim": self.dim,
+            "layout": self.layout,
+            "preprocessing": self.preprocess_cfg.to_dict(),
+            "checkpoint": self.checkpoint_file,
+            "sha256": self.checkpoint_sha256,
+            "random_init": self.random_init,
+        }
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

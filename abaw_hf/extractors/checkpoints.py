@@ -1,0 +1,155 @@
+"""One reader for every official extractor checkpoint: unwrap, strip ``module.``, match strictly."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+# Wrappers the official training scripts put around the weights (POSTER V2, POSTER, EAC, ...).
+STATE_DICT_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model1_state_dict")
+_LISTED_KEYS = 20  # how many keys of each kind an error message shows
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or does not fit the extractor."""
+
+
+@dataclass
+class LoadReport:
+    """What a (possibly partial) load did."""
+
+    path: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_zip_checkpoint(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
+def _load_raw(path: Path, allow_pickle: bool) -> object:
+    """The unpickled object; tensors only unless ``allow_pickle``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{path}: the file holds Python objects other than tensors (for example the VGGFace2 "
+                "numpy-array pickle), which weights_only loading refuses. If you trust the file, pass "
+                "allow_pickle=True (CLI: --allow-pickle)."
+            ) from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt file?): {error}"
+        ) from error
+    # Opt-in path: arbitrary pickles, only after the caller said the file is trusted.
+    try:
+        if _is_zip_checkpoint(path):
+            return torch.load(path, map_location="cpu", weights_only=False)
+        with open(path, "rb") as handle:
+            # latin1 decodes numpy arrays pickled under Python 2 (the VGGFace2 release).
+            loaded = pickle.load(handle, encoding="latin1")
+        if isinstance(loaded, int):  # legacy torch.save format starts with a magic number
+            return torch.load(path, map_location="cpu", weights_only=False)
+        return loaded
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: cannot unpickle the file (truncated or corrupt?): {error}") from error
+
+
+def _unwrap_state_dict(obj: object, path: Path) -> Mapping:
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    for wrapper_key in STATE_DICT_WRAPPER_KEYS:
+        inner = obj.get(wrapper_key)
+        if isinstance(inner, Mapping):
+            return inner
+    return obj
+
+
+def read_checkpoint(path: str | Path, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Read an official checkpoint into a flat ``{key: tensor}`` dict without ``module.`` prefixes.
+
+    ``torch.load(weights_only=True)`` always; plain pickles (numpy arrays) only with ``allow_pickle``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    state = _unwrap_state_dict(_load_raw(path, allow_pickle), path)
+    tensors: dict[str, torch.Tensor] = {}
+    not_tensors = []
+    for key, value in state.items():
+        name = str(key).removeprefix("module.")
+        if isinstance(value, torch.Tensor):
+            tensors[name] = value
+        elif isinstance(value, np.ndarray):
+            tensors[name] = torch.from_numpy(np.array(value))
+        else:
+            not_tensors.append(str(key))
+    if not_tensors:
+        raise CheckpointError(
+            f"{path}: not a state dict; these entries are not tensors: {_listing(not_tensors)}. "
+            f"Known wrappers are {list(STATE_DICT_WRAPPER_KEYS)}."
+        )
+    if not tensors:
+        raise CheckpointError(f"{path}: the checkpoint holds no tensors")
+    return tensors
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_LISTED_KEYS])
+    more = f" ... and {len(keys) - _LISTED_KEYS} more" if len(keys) > _LISTED_KEYS else ""
+    return f"[{shown}{more}] ({len(keys)} in all)"
+
+
+def load_matching_state_dict(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str | Path, strict: bool = True
+) -> LoadReport:
+    """Copy ``state_dict`` into ``module`` when keys and shapes match exactly.
+
+    Missing ``num_batches_tracked`` counters are tolerated (old BatchNorm files lack them, and eval
+    ignores them). With ``strict=False`` missing/unexpected keys are allowed, but shape mismatches and a
+    checkpoint sharing no key with the module are still errors.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    matched = [k for k in own if k in state_dict and tuple(state_dict[k].shape) == tuple(own[k].shape)]
+    problems = []
+    if mismatched:
+        problems.append(f"shape mismatches {_listing(mismatched)}")
+    if strict and missing:
+        problems.append(f"missing keys {_listing(missing)}")
+    if strict and unexpected:
+        problems.append(f"unexpected keys {_listing(unexpected)}")
+    if not matched:
+        problems.append("no key of the checkpoint matches the model (a checkpoint for another architecture?)")
+    if problems:
+        partial_would_work = strict and matched and not mismatched
+        hint = " Pass strict=False to load only the matching keys." if partial_would_work else ""
+        raise CheckpointError(f"{source} does not fit {type(module).__name__}: {'; '.join(problems)}.{hint}")
+    with torch.no_grad():
+        for key in matched:
+            own[key].copy_(state_dict[key].to(own[key].dtype))
+    return LoadReport(path=str(source), loaded=matched, missing=missing, unexpected=unexpected)

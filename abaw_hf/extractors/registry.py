@@ -1,0 +1,59 @@
+"""Name -> extractor class registry."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from .base import Extractor
+
+_REGISTRY: dict[str, type[Extractor]] = {}
+
+
+def register_extractor(name: str):
+    """Class decorator: register an ``Extractor`` subclass under ``name`` (also sets ``cls.name``)."""
+
+    def decorate(cls: type[Extractor]) -> type[Extractor]:
+        if not (isinstance(cls, type) and issubclass(cls, Extractor)):
+            raise TypeError(f"{cls!r} is not an Extractor subclass")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"extractor name {name!r} is already registered by {_REGISTRY[name].__name__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def list_extractors() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_extractor_class(name: str) -> type[Extractor]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown extractor {name!r}; known extractors: {list_extractors()}") from None
+
+
+def create_extractor(
+    name: str,
+    variant: str | None = None,
+    checkpoint: str | Path | None = None,
+    *,
+    strict: bool = True,
+    allow_pickle: bool = False,
+    **kwargs,
+) -> Extractor:
+    """Build extractor ``name`` in eval mode, loading ``checkpoint`` when given (random weights otherwise)."""
+    extractor = get_extractor_class(name)(variant=variant, **kwargs)
+    if checkpoint is None and extractor.needs_checkpoint:
+        warnings.warn(
+            f"extractor {name!r} (variant {extractor.variant!r}) has NO checkpoint: it runs with RANDOM "
+            "weights and its features are meaningless for affect recognition. Pass checkpoint=<official file>.",
+            UserWarning,
+            stacklevel=2,
+        )
+    else:
+        extractor.load_checkpoint(checkpoint, strict=strict, allow_pickle=allow_pickle)
+    return extractor.eval()
