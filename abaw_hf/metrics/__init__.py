@@ -1,0 +1,10 @@
+"""ABAW MTL metrics: the numpy core and the path of the local ``evaluate`` module around it."""
+
+from pathlib import Path
+
+from .core import ccc, compute_abaw_metrics, f1_au, f1_expression
+
+# evaluate.load(EVALUATE_MODULE_PATH) works offline
+EVALUATE_MODULE_PATH = str(Path(__file__).with_name("abaw_mtl") / "abaw_mtl.py")
+
+__all__ = ["EVALUATE_MODULE_PATH", "ccc", "compute_abaw_metrics", "f1_au", "f1_expression"]

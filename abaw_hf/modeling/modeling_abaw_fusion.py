@@ -1,0 +1,346 @@
+"""The ABAW fusion model: per-extractor affine layers, positional encoding, a transformer encoder and
+three heads (valence/arousal, expressions, action units).
+
+Self-contained (single-dot imports only) so that ``save_pretrained`` ships working remote code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput
+
+from .configuration_abaw_fusion import AbawFusionConfig
+from .losses_abaw_fusion import (
+    CLASS_MISSING,
+    VA_MISSING,
+    expression_loss,
+    regression_loss,
+    weighted_asymmetric_au_loss,
+)
+
+
+@dataclass
+class AbawFusionOutput(ModelOutput):
+    """Output of [`AbawFusionModel`].
+
+    Args:
+        loss: total multi-task loss (only when labels are given).
+        valence_loss, arousal_loss, expression_loss, au_loss: the per-task terms (unweighted).
+        valence_arousal: `[B, T, 2]` predictions in [-1, 1] (tanh).
+        expression_logits: `[B, T, num_expressions]`.
+        au_logits: `[B, T, num_aus]` (sigmoid gives occurrence probabilities).
+        last_hidden_state: `[B, T, encoder_width]` encoder output per frame.
+    """
+
+    loss: torch.FloatTensor | None = None
+    valence_loss: torch.FloatTensor | None = None
+    arousal_loss: torch.FloatTensor | None = None
+    expression_loss: torch.FloatTensor | None = None
+    au_loss: torch.FloatTensor | None = None
+    valence_arousal: torch.FloatTensor | None = None
+    expression_logits: torch.FloatTensor | None = None
+    au_logits: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+
+
+def sinusoidal_position_encoding(positions: torch.Tensor, width: int) -> torch.Tensor:
+    """Transformer sine/cosine encoding evaluated at (possibly gapped) integer positions `[B, T]`."""
+    half = width // 2
+    frequencies = torch.exp(
+        torch.arange(half, device=positions.device, dtype=torch.float32) * (-math.log(10000.0) / max(half, 1))
+    )
+    angles = positions.float().unsqueeze(-1) * frequencies
+    encoding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    if width % 2:
+        encoding = F.pad(encoding, (0, 1))
+    return encoding
+
+
+class AbawSelfAttention(nn.Module):
+    def __init__(self, width: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out_proj = nn.Linear(width, width)
+        self.dropout = dropout
+
+    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        batch, length, width = hidden.shape
+        qkv = self.qkv(hidden).view(batch, length, 3, self.num_heads, width // self.num_heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        attended = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=key_mask[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, length, width))
+
+
+class AbawEncoderLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer encoder block."""
+
+    def __init__(self, config: AbawFusionConfig):
+        super().__init__()
+        width = config.encoder_width
+        self.attention_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.attention = AbawSelfAttention(width, config.num_attention_heads, config.attention_dropout_prob)
+        self.mlp_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, int(width * config.mlp_ratio)),
+            nn.GELU(),
+            nn.Dropout(config.hidden_dropout_prob),
+            nn.Linear(int(width * config.mlp_ratio), width),
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        hidden = hidden + self.dropout(self.attention(self.attention_norm(hidden), key_mask))
+        return hidden + self.dropout(self.mlp(self.mlp_norm(hidden)))
+
+
+class AbawFusionPreTrainedModel(PreTrainedModel):
+    config_class = AbawFusionConfig
+    base_model_prefix = "abaw_fusion"
+    main_input_name = "features"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["AbawEncoderLayer"]
+
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.trunc_normal_(module.weight, std=std)
+        elif isinstance(module, AbawFusionModel):
+            init.trunc_normal_(module.missing_embeddings, std=std)
+            if module.cls_token is not None:
+                init.trunc_normal_(module.cls_token, std=std)
+                init.trunc_normal_(module.token_type_embeddings, std=std)
+
+
+class AbawFusionModel(AbawFusionPreTrainedModel):
+    """Fuses per-frame features of several extractors and predicts VA, expression and AUs per frame.
+
+    Inputs are one tensor per extractor `[B, T, D_i]` (a dict `features=` or keyword arguments named after the
+    extractors), `attention_mask [B, T]` (frame present), `feature_mask` (per extractor `[B, T]`, vector present),
+    `frame_index [B, T]` (frame number relative to the window start, gaps allowed) and optional labels
+    with the ABAW missing markers (VA -5, expression -1, AU -1).
+    """
+
+    def __init__(self, config: AbawFusionConfig):
+        super().__init__(config)
+        names = config.feature_names
+        self.affine = nn.ModuleDict({name: nn.Linear(dim, config.hidden_size) for name, dim in config.feature_dims.items()})
+        # A missing vector is replaced by a learned embedding, so it can never look like a real one.
+        self.missing_embeddings = nn.Parameter(torch.zeros(len(names), config.hidden_size))
+        width = config.encoder_width
+        if config.fusion == "concat":
+            concat_width = config.hidden_size * len(names)
+            self.concat_projection = nn.Linear(concat_width, width) if config.concat_projection else None
+            self.position_embeddings = (
+                nn.Embedding(config.max_window, config.hidden_size) if config.position_encoding == "learned" else None
+            )
+            self.cls_token = None
+            self.token_type_embeddings = None
+        else:
+            self.concat_projection = None
+            self.position_embeddings = None
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
+            self.token_type_embeddings = nn.Parameter(torch.zeros(len(names), width))
+        self.embedding_dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layers = nn.ModuleList([AbawEncoderLayer(config) for _ in range(config.num_hidden_layers)])
+        self.final_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.va_head = nn.Linear(width, 2)
+        self.expression_head = nn.Linear(width, config.num_expressions)
+        self.au_head = nn.Linear(width, config.num_aus)
+        self.register_buffer("au_loss_weights", torch.tensor(config.au_loss_weights, dtype=torch.float32), persistent=False)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    # ----- input checking -----------------------------------------------------------------------------------
+
+    def _collect_features(self, features, feature_kwargs) -> dict[str, torch.Tensor]:
+        features = dict(features or {})
+        overlap = set(features) & set(feature_kwargs)
+        if overlap:
+            raise ValueError(f"features {sorted(overlap)} were given both in `features=` and as keyword arguments")
+        features.update(feature_kwargs)
+        expected = self.config.feature_dims
+        unknown = sorted(set(features) - set(expected))
+        if unknown:
+            raise ValueError(f"unknown extractor(s) {unknown}; this model was configured for {list(expected)}")
+        missing = [name for name in expected if name not in features]
+        if missing:
+            shapes = ", ".join(f"{name}: [B, T, {expected[name]}]" for name in missing)
+            raise ValueError(f"missing extractor input(s) {missing}; expected {shapes}")
+        reference = None
+        for name, dim in expected.items():
+            tensor = features[name]
+            if tensor.dim() != 3 or tensor.shape[-1] != dim:
+                raise ValueError(f"extractor {name!r}: expected shape [B, T, {dim}], got {list(tensor.shape)}")
+            if reference is None:
+                reference = tensor.shape[:2]
+            elif tensor.shape[:2] != reference:
+                raise ValueError(
+                    f"extractor {name!r}: batch/time shape {list(tensor.shape[:2])} differs from {list(reference)}"
+                )
+            if not torch.isfinite(tensor).all():
+                raise ValueError(
+                    f"extractor {name!r}: features contain NaN or Inf; missing vectors must be given through "
+                    "feature_mask, not as NaN"
+                )
+        return {name: features[name] for name in expected}
+
+    def _check_labels(self, va, expression, aus) -> None:
+        if va is not None:
+            ok = (va == VA_MISSING) | ((va >= -1.0) & (va <= 1.0))
+            if not bool(ok.all()):
+                raise ValueError(f"valence/arousal labels must lie in [-1, 1] or be {VA_MISSING} (missing); got {va[~ok][:5].tolist()}")
+        if expression is not None:
+            ok = (expression >= CLASS_MISSING) & (expression < self.config.num_expressions)
+            if not bool(ok.all()):
+                raise ValueError(
+                    f"expression labels must be in 0..{self.config.num_expressions - 1} or -1 (missing); "
+                    f"got {expression[~ok][:5].tolist()}"
+                )
+        if aus is not None:
+            if aus.shape[-1] != self.config.num_aus:
+                raise ValueError(f"au_labels: expected last dim {self.config.num_aus}, got {list(aus.shape)}")
+            ok = (aus == CLASS_MISSING) | (aus == 0) | (aus == 1)
+            if not bool(ok.all()):
+                raise ValueError(f"AU labels must be 0, 1 or -1 (missing); got {aus[~ok][:5].tolist()}")
+
+    # ----- forward ---------------------------------------------------------------------------------------------
+
+    def _embed_frames(self, features, feature_mask):
+        """Affine each feature to hidden_size and swap missing vectors for the learned missing embedding."""
+        embedded = []
+        for i, (name, tensor) in enumerate(features.items()):
+            hidden = self.affine[name](tensor.to(self.affine[name].weight.dtype))
+            if feature_mask is not None and name in feature_mask:
+                present = feature_mask[name].to(torch.bool).unsqueeze(-1)
+            else:
+                present = torch.ones_like(hidden[..., :1], dtype=torch.bool)
+            # always through torch.where: the missing embedding stays in the graph, as DDP expects
+            hidden = torch.where(present, hidden, self.missing_embeddings[i].to(hidden.dtype))
+            embedded.append(hidden)
+        return embedded
+
+    def _position_encoding(self, frame_index: torch.Tensor, width: int, dtype) -> torch.Tensor | None:
+        if self.config.position_encoding == "none":
+            return None
+        if int(frame_index.min()) < 0 or int(frame_index.max()) >= self.config.max_window:
+            raise ValueError(
+                f"frame_index must lie in [0, max_window={self.config.max_window}); got "
+                f"[{int(frame_index.min())}, {int(frame_index.max())}]"
+            )
+        if self.position_embeddings is not None:
+            return self.position_embeddings(frame_index).to(dtype)
+        return sinusoidal_position_encoding(frame_index, width).to(dtype)
+
+    def _encode(self, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        # a sequence with no valid key (only padding) would give NaN attention: let it attend to itself
+        key_mask = key_mask | ~key_mask.any(dim=-1, keepdim=True)
+        hidden = self.embedding_dropout(hidden)
+        for layer in self.layers:
+            hidden = layer(hidden, key_mask)
+        return self.final_norm(hidden)
+
+    def forward(
+        self,
+        features: dict[str, torch.Tensor] | None = None,
+        attention_mask: torch.Tensor | None = None,
+        feature_mask: dict[str, torch.Tensor] | None = None,
+        frame_index: torch.Tensor | None = None,
+        valence_arousal_labels: torch.Tensor | None = None,
+        expression_labels: torch.Tensor | None = None,
+        au_labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **feature_kwargs: torch.Tensor,
+    ) -> AbawFusionOutput | tuple:
+        features = self._collect_features(features, feature_kwargs)
+        self._check_labels(valence_arousal_labels, expression_labels, au_labels)
+        first = next(iter(features.values()))
+        batch, length = first.shape[:2]
+        device = first.device
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, length, dtype=torch.bool, device=device)
+        attention_mask = attention_mask.to(torch.bool)
+        if frame_index is None:
+            frame_index = torch.arange(length, device=device).expand(batch, length)
+        frame_index = torch.where(attention_mask, frame_index.long(), torch.zeros_like(frame_index.long()))
+
+        embedded = self._embed_frames(features, feature_mask)
+        if self.config.fusion == "concat":
+            # paper eq. (1)-(3): affine + PE per feature, concatenate per frame, encoder over the T frames
+            position = self._position_encoding(frame_index, self.config.hidden_size, embedded[0].dtype)
+            if position is not None:
+                embedded = [hidden + position for hidden in embedded]
+            hidden = torch.cat(embedded, dim=-1)
+            if self.concat_projection is not None:
+                hidden = self.concat_projection(hidden)
+            hidden = self._encode(hidden, attention_mask)
+        else:
+            # released code: per frame, one token per extractor plus a cls token; missing vectors are masked keys
+            tokens = torch.stack(embedded, dim=2) + self.token_type_embeddings.to(embedded[0].dtype)
+            tokens = tokens.reshape(batch * length, len(embedded), -1)
+            cls = self.cls_token.to(tokens.dtype).expand(tokens.shape[0], 1, -1)
+            present = [
+                feature_mask[name].to(torch.bool) if feature_mask is not None and name in feature_mask
+                else torch.ones(batch, length, dtype=torch.bool, device=device)
+                for name in features
+            ]
+            key_mask = torch.stack(present, dim=-1).reshape(batch * length, len(embedded))
+            key_mask = torch.cat([torch.ones_like(key_mask[:, :1]), key_mask], dim=1)
+            encoded = self._encode(torch.cat([cls, tokens], dim=1), key_mask)
+            hidden = encoded[:, 0].reshape(batch, length, -1)
+
+        valence_arousal = torch.tanh(self.va_head(hidden))
+        expression_logits = self.expression_head(hidden)
+        au_logits = self.au_head(hidden)
+
+        loss = valence = arousal = expression = au = None
+        if valence_arousal_labels is not None or expression_labels is not None or au_labels is not None:
+            cfg = self.config
+            frame_valid = attention_mask
+            loss = hidden.new_zeros(())
+            if valence_arousal_labels is not None:
+                va_targets = valence_arousal_labels.masked_fill(~frame_valid.unsqueeze(-1), VA_MISSING)
+                valence = regression_loss(valence_arousal[..., 0], va_targets[..., 0], cfg.valence_mse_weight, cfg.valence_ccc_weight)
+                arousal = regression_loss(valence_arousal[..., 1], va_targets[..., 1], cfg.arousal_mse_weight, cfg.arousal_ccc_weight)
+                loss = loss + cfg.va_loss_weight * (valence + arousal) / 2
+            if expression_labels is not None:
+                targets = expression_labels.masked_fill(~frame_valid, CLASS_MISSING)
+                expression = expression_loss(expression_logits, targets)
+                loss = loss + cfg.expression_loss_weight * expression
+            if au_labels is not None:
+                targets = au_labels.masked_fill(~frame_valid.unsqueeze(-1), CLASS_MISSING)
+                au = weighted_asymmetric_au_loss(au_logits, targets, self.au_loss_weights)
+                loss = loss + cfg.au_loss_weight * au
+
+        output = AbawFusionOutput(
+            loss=loss,
+            valence_loss=valence,
+            arousal_loss=arousal,
+            expression_loss=expression,
+            au_loss=au,
+            valence_arousal=valence_arousal,
+            expression_logits=expression_logits,
+            au_logits=au_logits,
+            last_hidden_state=hidden,
+        )
+        return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
+
+
+__all__ = ["AbawFusionModel", "AbawFusionOutput", "AbawFusionPreTrainedModel"]
