@@ -1,0 +1,58 @@
+"""Face detection, 5-point alignment and tracking, offline (weights from installed packages).
+
+    from abaw_hf.faces import FaceDetector, FaceTracker, align_face, iter_video_frames
+
+    with FaceDetector() as detector:                      # MediaPipe FaceLandmarker
+        face = detector.detect(rgb_image)[0]              # box, 5 points, 478 landmarks, 52 blendshapes
+        crop = align_face(rgb_image, face.landmarks5)     # uint8 [112, 112, 3]
+        tracker = FaceTracker(detector, size=112)
+        for tracked in tracker.track(iter_video_frames("clip.mp4")):
+            tracked.missing, tracked.aligned               # one result per frame, never dropped
+"""
+
+from __future__ import annotations
+
+from .alignment import LANDMARK5_NAMES, TEMPLATE_112, align_face, alignment_matrix, similarity_transform, transform_points
+from .detection import BACKENDS, Face, FaceDetector, bundled_landmarker_path
+from .images import as_rgb_uint8
+from .tracking import FaceTracker, TrackedFace, TrackingSummary, box_iou
+from .video import (
+    CorruptVideoError,
+    DecodedFrame,
+    EmptyVideoError,
+    NotAVideoError,
+    TruncatedVideoError,
+    VideoError,
+    VideoInfo,
+    iter_video_frames,
+    probe_video,
+    write_video,
+)
+
+__all__ = [
+    "BACKENDS",
+    "LANDMARK5_NAMES",
+    "TEMPLATE_112",
+    "CorruptVideoError",
+    "DecodedFrame",
+    "EmptyVideoError",
+    "Face",
+    "FaceDetector",
+    "FaceTracker",
+    "NotAVideoError",
+    "TrackedFace",
+    "TrackingSummary",
+    "TruncatedVideoError",
+    "VideoError",
+    "VideoInfo",
+    "align_face",
+    "alignment_matrix",
+    "as_rgb_uint8",
+    "box_iou",
+    "bundled_landmarker_path",
+    "iter_video_frames",
+    "probe_video",
+    "similarity_transform",
+    "transform_points",
+    "write_video",
+]
