@@ -8,7 +8,14 @@ from __future__ import annotations
 import importlib
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, Extractor, PreprocessConfig
-from .checkpoints import CheckpointError, LoadReport, file_sha256, load_matching_state_dict, read_checkpoint
+from .checkpoints import (
+    CheckpointError,
+    LoadReport,
+    file_sha256,
+    load_matching_state_dict,
+    official_layout,
+    read_checkpoint,
+)
 from .registry import create_extractor, get_extractor_class, list_extractors, register_extractor
 
 # Importing a backbone module registers its extractor.
@@ -31,6 +38,7 @@ __all__ = [
     "get_extractor_class",
     "list_extractors",
     "load_matching_state_dict",
+    "official_layout",
     "read_checkpoint",
     "register_extractor",
 ]

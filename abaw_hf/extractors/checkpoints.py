@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,17 @@ from torch import nn
 # Wrappers the official training scripts put around the weights (POSTER V2, POSTER, EAC, ...).
 STATE_DICT_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model1_state_dict")
 _LISTED_KEYS = 20  # how many keys of each kind an error message shows
+
+
+LAYOUTS_FILE = Path(__file__).with_name("checkpoint_layouts.json")
+
+
+def official_layout(name: str) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of an official checkpoint (without ``module.``), from ``checkpoint_layouts.json``."""
+    layouts = json.loads(LAYOUTS_FILE.read_text())
+    if name not in layouts:
+        raise ValueError(f"unknown checkpoint layout {name!r}; known layouts: {sorted(layouts)}")
+    return {key: tuple(shape) for key, shape in layouts[name].items()}
 
 
 class CheckpointError(ValueError):
@@ -47,7 +60,10 @@ def _is_zip_checkpoint(path: Path) -> bool:
 def _load_raw(path: Path, allow_pickle: bool) -> object:
     """The unpickled object; tensors only unless ``allow_pickle``."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A plain (non-torch) pickle makes torch warn about its protocol before refusing it below.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if not allow_pickle:
             raise CheckpointError(
