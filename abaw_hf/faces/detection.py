@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import threading
+import weakref
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -104,6 +106,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Open landmarkers are closed at exit, before interpreter teardown makes MediaPipe's finaliser fail.
+_OPEN_BACKENDS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_backends() -> None:
+    for backend in list(_OPEN_BACKENDS):
+        backend.close()
+
+
 class _MediaPipeBackend:
     def __init__(self, max_faces: int, min_confidence: float, model_path: Path | None):
         try:
@@ -122,6 +134,7 @@ class _MediaPipeBackend:
             output_face_blendshapes=True,
         )
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        _OPEN_BACKENDS.add(self)
         # The MediaPipe graph is not re-entrant; DataLoader threads share one detector safely.
         self._lock = threading.Lock()
 
