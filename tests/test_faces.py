@@ -239,3 +239,6 @@ def test_bad_video_files_give_typed_errors(tmp_path):
         for frame in iter_video_frames(cut_mkv):
             decoded.append(frame.index)
     assert 0 < raised.value.frames_decoded == len(decoded) < raised.value.frames_expected == 20
+
+    with pytest.raises(ValueError, match="even width and height"):
+        write_video(tmp_path / "odd.mp4", [np.zeros((63, 64, 3), np.uint8)])

@@ -99,18 +99,22 @@ def _open(path: Path) -> av.container.InputContainer:
     return container
 
 
+def _announced_seconds(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    """Length of the video stream in seconds as the header states it, None when it does not say."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    # The container duration is the longest stream: only trust it when video is the only stream.
+    if container.duration and len(container.streams) == 1:
+        return container.duration / av.time_base
+    return None
+
+
 def _expected_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int | None:
     if stream.frames:
         return int(stream.frames)
     rate = stream.average_rate or stream.guessed_rate
-    if not rate:
-        return None
-    if stream.duration and stream.time_base:
-        return int(round(float(stream.duration * stream.time_base * rate)))
-    # The container duration is the longest stream: only trust it when video is the only stream.
-    if container.duration and len(container.streams) == 1:
-        return int(round(container.duration / av.time_base * float(rate)))
-    return None
+    seconds = _announced_seconds(container, stream)
+    return int(round(seconds * float(rate))) if rate and seconds else None
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
@@ -135,7 +139,8 @@ def iter_video_frames(path: str | os.PathLike, truncation_tolerance: float = 0.0
     Raises ``FileNotFoundError``, ``EmptyVideoError``, ``NotAVideoError`` or ``CorruptVideoError``
     before the first frame, ``CorruptVideoError`` where decoding breaks, and ``TruncatedVideoError``
     after the last frame when fewer frames came out than the container announces (more than
-    ``truncation_tolerance`` of them, and at least 2, are missing).
+    ``truncation_tolerance`` of them, and at least 2, are missing; for containers that give only a
+    duration, when the last frame ends that much before it).
     """
     path = Path(path)
     container = _open(path)
@@ -143,30 +148,44 @@ def iter_video_frames(path: str | os.PathLike, truncation_tolerance: float = 0.0
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         expected = _expected_frames(container, stream)
+        announced_seconds = _announced_seconds(container, stream)
+        rate = stream.average_rate or stream.guessed_rate
+        start_time = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
         time_base: Fraction | None = stream.time_base
-        index = 0
+        index, last_timestamp = 0, None
         try:
             for frame in container.decode(stream):
                 timestamp = float(frame.pts * time_base) if frame.pts is not None and time_base else None
+                last_timestamp = timestamp if timestamp is not None else last_timestamp
                 yield DecodedFrame(index=index, timestamp=timestamp, image=frame.to_ndarray(format="rgb24"))
                 index += 1
         except av.FFmpegError as error:
             raise CorruptVideoError(path, f"decoding failed after frame {index} ({error.strerror})") from error
         if index == 0:
             raise CorruptVideoError(path, "the video stream holds no decodable frame")
-        if expected is not None and expected - index > max(1, truncation_tolerance * expected):
-            raise TruncatedVideoError(path, frames_decoded=index, frames_expected=expected)
+        if stream.frames:
+            # The container indexes every frame (MP4, AVI): compare counts.
+            if expected - index > max(1, truncation_tolerance * expected):
+                raise TruncatedVideoError(path, frames_decoded=index, frames_expected=expected)
+        elif announced_seconds and last_timestamp is not None and rate:
+            # Only a duration (Matroska, WebM): compare times, which also holds for variable frame rates.
+            frame_interval = 1.0 / float(rate)
+            shortfall = announced_seconds - (last_timestamp - start_time + frame_interval)
+            if shortfall > max(2 * frame_interval, truncation_tolerance * announced_seconds):
+                raise TruncatedVideoError(path, frames_decoded=index, frames_expected=expected or index)
     finally:
         container.close()
 
 
 def write_video(path: str | os.PathLike, frames, fps: int = 25, codec: str = "libx264") -> Path:
-    """Write RGB uint8 frames (an iterable of ``[H, W, 3]``) to a video file with PyAV."""
+    """Write RGB uint8 frames (an iterable of ``[H, W, 3]``, even width and height) to a video file with PyAV."""
     path = Path(path)
     stream = None
     with av.open(str(path), mode="w") as container:
         for image in frames:
             if stream is None:
+                if image.shape[0] % 2 or image.shape[1] % 2:
+                    raise ValueError(f"{path}: frames of {image.shape[1]}x{image.shape[0]}; yuv420p video needs even width and height")
                 stream = container.add_stream(codec, rate=fps)
                 stream.height, stream.width = image.shape[:2]
                 stream.pix_fmt = "yuv420p"
