@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 from .alignment import LANDMARK5_NAMES, TEMPLATE_112, align_face, alignment_matrix, similarity_transform, transform_points
-from .detection import BACKENDS, Face, FaceDetector, bundled_landmarker_path
+from .detection import BACKENDS, Face, FaceDetector, box_iou, bundled_landmarker_path
 from .images import as_rgb_uint8
-from .tracking import FaceTracker, TrackedFace, TrackingSummary, box_iou
+from .tracking import FaceTracker, TrackedFace, TrackingSummary
 from .video import (
     CorruptVideoError,
     DecodedFrame,

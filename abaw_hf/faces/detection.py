@@ -28,8 +28,8 @@ _MESH_EYE_CORNERS = ((33, 133), (362, 263))
 _MESH_NOSE_TIP = 1
 _MESH_MOUTH_CORNERS = (61, 291)
 
-# Where the five points sit inside a Haar face box, as fractions of its width/height
-# (measured once on frontal faces; only used when no landmarks are available).
+# Typical positions of the five points inside a frontal Haar face box, as fractions of its
+# width/height (approximate; only used when no landmarks are available).
 _HAAR_LANDMARK_FRACTIONS = np.array(
     [[0.32, 0.38], [0.68, 0.38], [0.50, 0.57], [0.35, 0.76], [0.65, 0.76]], dtype=np.float32
 )
@@ -73,10 +73,19 @@ def _clip_region(region, width: int, height: int) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
+def box_iou(box_a: np.ndarray, box_b: np.ndarray) -> float:
+    """Intersection over union of two ``x0, y0, x1, y1`` boxes."""
+    x0, y0 = max(box_a[0], box_b[0]), max(box_a[1], box_b[1])
+    x1, y1 = min(box_a[2], box_b[2]), min(box_a[3], box_b[3])
+    intersection = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    area_a = max(0.0, box_a[2] - box_a[0]) * max(0.0, box_a[3] - box_a[1])
+    area_b = max(0.0, box_b[2] - box_b[0]) * max(0.0, box_b[3] - box_b[1])
+    union = area_a + area_b - intersection
+    return float(intersection / union) if union > 0 else 0.0
+
+
 def suppress_overlaps(faces: list[Face], max_iou: float = 0.3) -> list[Face]:
     """Keep the largest of faces whose boxes overlap (the same face found in two tiles)."""
-    from .tracking import box_iou
-
     kept: list[Face] = []
     for face in sorted(faces, key=lambda f: f.area, reverse=True):
         if all(box_iou(face.box, other.box) <= max_iou for other in kept):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .alignment import align_face
-from .detection import Face, FaceDetector
+from .detection import Face, FaceDetector, box_iou
 from .images import as_rgb_uint8
 from .video import DecodedFrame
 
@@ -37,17 +37,6 @@ class TrackingSummary:
     @property
     def frames_with_face(self) -> int:
         return self.frames - len(self.missing_frames)
-
-
-def box_iou(box_a: np.ndarray, box_b: np.ndarray) -> float:
-    """Intersection over union of two ``x0, y0, x1, y1`` boxes."""
-    x0, y0 = max(box_a[0], box_b[0]), max(box_a[1], box_b[1])
-    x1, y1 = min(box_a[2], box_b[2]), min(box_a[3], box_b[3])
-    intersection = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    area_a = max(0.0, box_a[2] - box_a[0]) * max(0.0, box_a[3] - box_a[1])
-    area_b = max(0.0, box_b[2] - box_b[0]) * max(0.0, box_b[3] - box_b[1])
-    union = area_a + area_b - intersection
-    return float(intersection / union) if union > 0 else 0.0
 
 
 class FaceTracker:
