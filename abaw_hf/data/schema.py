@@ -1,0 +1,82 @@
+"""The feature dataset's schema: column names, label markers, and the metadata stored beside the columns."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+import datasets
+
+from ..modeling.configuration_abaw_fusion import AU_NAMES, EXPRESSION_NAMES
+
+# ABAW's missing-label markers, kept as they are in the dataset.
+MISSING_VA = -5.0
+MISSING_EXPRESSION = -1
+MISSING_AU = -1
+
+NUM_EXPRESSIONS = len(EXPRESSION_NAMES)
+NUM_AUS = len(AU_NAMES)
+LABEL_COLUMNS = ("video", "frame", "valence", "arousal", "expression", "aus")
+
+# The extractors of the paper and their output dims (POSTER V1 is 512 in its official code).
+KNOWN_FEATURE_DIMS = {"resnet18": 512, "poster2": 768, "poster": 512, "eac": 2048, "fau": 17}
+
+METADATA_KEY = "abaw_hf"
+
+
+def dataset_features(feature_dims: Mapping[str, int]) -> datasets.Features:
+    """The `datasets.Features` of a feature dataset with the given extractor columns (in that order)."""
+    columns: dict[str, Any] = {
+        "video": datasets.Value("string"),
+        "frame": datasets.Value("int32"),
+        "valence": datasets.Value("float32"),
+        "arousal": datasets.Value("float32"),
+        "expression": datasets.Value("int8"),
+        "aus": datasets.List(datasets.Value("int8"), length=NUM_AUS),
+    }
+    for name, dim in feature_dims.items():
+        if name in columns:
+            raise ValueError(f"feature column name {name!r} collides with a label column")
+        if int(dim) <= 0:
+            raise ValueError(f"feature {name!r} needs a positive dim, got {dim}")
+        columns[name] = datasets.List(datasets.Value("float16"), length=int(dim))
+    return datasets.Features(columns)
+
+
+def feature_dims_of(features: datasets.Features) -> dict[str, int]:
+    """Extractor columns (every column that is not a label column) and their dims, in column order."""
+    dims = {}
+    for name, feature in features.items():
+        if name in LABEL_COLUMNS:
+            continue
+        length = getattr(feature, "length", -1)
+        if not isinstance(feature, datasets.List) or length is None or length <= 0:
+            raise ValueError(f"column {name!r} is not a fixed-length feature list: {feature}")
+        dims[name] = int(length)
+    return dims
+
+
+def make_info(
+    feature_dims: Mapping[str, int],
+    provenance: Mapping[str, Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> datasets.DatasetInfo:
+    """A DatasetInfo whose description is JSON: `{"abaw_hf": {"feature_dims", "extractors", ...}}`."""
+    metadata = {"feature_dims": dict(feature_dims), "extractors": {k: dict(v) for k, v in (provenance or {}).items()}}
+    metadata.update(extra or {})
+    return datasets.DatasetInfo(
+        description=json.dumps({METADATA_KEY: metadata}),
+        features=dataset_features(feature_dims),
+    )
+
+
+def read_metadata(dataset: datasets.Dataset) -> dict[str, Any]:
+    """The dataset's abaw_hf metadata; feature dims fall back to the columns when the description lacks them."""
+    metadata: dict[str, Any] = {}
+    try:
+        metadata = dict(json.loads(dataset.info.description or "{}").get(METADATA_KEY, {}))
+    except (json.JSONDecodeError, AttributeError):
+        metadata = {}
+    metadata["feature_dims"] = feature_dims_of(dataset.features)
+    metadata.setdefault("extractors", {})
+    return metadata
