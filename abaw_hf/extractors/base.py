@@ -58,6 +58,9 @@ class Extractor(nn.Module):
     layouts: ClassVar[dict[str | None, str]] = {None: ""}
     # False for extractors without learned weights to load (e.g. OpenFace AUs via an external program).
     needs_checkpoint: ClassVar[bool] = True
+    # Convolution-heavy networks run faster on CPU (oneDNN) and GPU (cuDNN) in NHWC layout; the
+    # registry converts them, and extract() feeds them NHWC batches. Values and keys are unchanged.
+    channels_last: ClassVar[bool] = False
 
     def __init__(self, variant: str | None = None) -> None:
         super().__init__()
@@ -158,13 +161,14 @@ class Extractor(nn.Module):
     def extract(self, images, batch_size: int = 32) -> torch.Tensor:
         """Batched features [N, dim] (float32, eval mode, no autograd) for raw or preprocessed images."""
         pixel_values = self.preprocess(images)
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
                 chunks = [
-                    self(pixel_values[start : start + batch_size].to(device)).float().cpu()
+                    self(pixel_values[start : start + batch_size].to(device, memory_format=memory_format)).float().cpu()
                     for start in range(0, len(pixel_values), batch_size)
                 ]
         finally:

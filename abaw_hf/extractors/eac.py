@@ -69,6 +69,7 @@ class EACExtractor(Extractor):
     """
 
     dim = 2048
+    channels_last = True
     preprocess_cfg = PreprocessConfig(input_size=224)  # EAC: PIL RGB, Resize(224), ImageNet mean/std
     layouts = {"7cls": "eac_model_7cls", "vggface2": "vggface2_resnet50_backbone"}
     _num_classes = {"7cls": 7, "vggface2": 8631}

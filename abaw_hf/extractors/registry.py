@@ -5,6 +5,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import torch
+
 from .base import Extractor
 
 _REGISTRY: dict[str, type[Extractor]] = {}
@@ -47,6 +49,8 @@ def create_extractor(
 ) -> Extractor:
     """Build extractor ``name`` in eval mode, loading ``checkpoint`` when given (random weights otherwise)."""
     extractor = get_extractor_class(name)(variant=variant, **kwargs)
+    if extractor.channels_last:
+        extractor.to(memory_format=torch.channels_last)
     if checkpoint is None and extractor.needs_checkpoint:
         warnings.warn(
             f"extractor {name!r} (variant {extractor.variant!r}) has NO checkpoint: it runs with RANDOM "

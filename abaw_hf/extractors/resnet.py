@@ -17,6 +17,7 @@ class ResNet18Extractor(Extractor):
     """512-d globally average-pooled ``layer4`` output of a ResNet-18 (file ``resnet18_msceleb.pth``)."""
 
     dim = 512
+    channels_last = True
     preprocess_cfg = PreprocessConfig(input_size=224)
     layouts = {"msceleb": "resnet18_msceleb_torchvision"}
 

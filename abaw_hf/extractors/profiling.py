@@ -1,0 +1,82 @@
+"""Measuring extractors against the machine: FLOPs, frames/s, the torch.mm compute limit, peak memory."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .base import Extractor
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def mm_flops_per_second(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 4096, repeats: int = 5) -> float:
+    """The compute limit: FLOP/s of ``a @ b`` for two ``size`` x ``size`` matrices, best of ``repeats``."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    torch.mm(a, b)  # warm-up (thread pool, cuBLAS handles)
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def flops_per_frame(extractor: Extractor, device: torch.device) -> int:
+    """FLOPs of one frame's forward pass counted by ``FlopCounterMode`` (matmuls, convolutions, attention)."""
+    size = extractor.preprocess_cfg.input_size
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        extractor(torch.randn(1, 3, size, size, device=device))
+    return counter.get_total_flops()
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def frames_per_second(
+    extractor: Extractor,
+    batch_size: int,
+    device: torch.device,
+    *,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    min_seconds: float = 3.0,
+    min_iterations: int = 2,
+) -> float:
+    """Model-only throughput (preprocessed input already on the device), after one warm-up batch."""
+    size = extractor.preprocess_cfg.input_size
+    batch = torch.randn(batch_size, 3, size, size, device=device)
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), _autocast(device, autocast_dtype):
+        extractor(batch)
+        _sync(device)
+        iterations, start = 0, time.perf_counter()
+        while iterations < min_iterations or time.perf_counter() - start < min_seconds:
+            extractor(batch)
+            _sync(device)
+            iterations += 1
+        elapsed = time.perf_counter() - start
+    return iterations * batch_size / elapsed
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated (CUDA) or the process's peak resident set size (CPU), in MiB.
+
+    On CPU, call it once before building the model and subtract: the process peak includes the runtime.
+    """
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
