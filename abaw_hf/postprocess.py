@@ -1,0 +1,327 @@
+"""Post-processing of per-frame predictions: temporal smoothing, per-AU thresholds, decisions.
+
+Everything here is numpy in, numpy out, so that evaluation, submission and the inference pipeline share it.
+
+* :func:`smooth_predictions` — a Gaussian over frame time within each video. Rows of different videos, and
+  rows on either side of a frame-number gap longer than ``max_gap``, never see each other; the weight of a
+  neighbour follows its frame distance, so skipped frames count as time.
+* :func:`tune_au_thresholds` — one probability threshold per AU, the one with the best validation F1
+  (0.5 is always a candidate and wins ties, so tuning never lowers validation AU F1).
+* :func:`choose_smoothing` — the smoothing width with the best validation P_MTL (thresholds re-tuned per width).
+* :func:`decide` — the one place that turns probabilities into an expression index and 0/1 AUs.
+
+Tuning a model folder (writes ``au_thresholds`` into config.json and the choice into ``postprocessing.json``)::
+
+    python -m abaw_hf.postprocess --model outputs/abaw-fusion --data synthetic --split validation
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .metrics import compute_abaw_metrics
+
+DEFAULT_SIGMAS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+POSTPROCESSING_FILE = "postprocessing.json"
+NEUTRAL_THRESHOLD = 0.5
+
+
+# ----- temporal smoothing ------------------------------------------------------------------------------------
+
+
+def _segments(video_ids: np.ndarray, frames: np.ndarray, max_gap: int | None) -> np.ndarray:
+    """Segment id per row (rows sorted by (video, frame)): a new video or a gap > max_gap starts a segment."""
+    new_segment = np.ones(len(frames), dtype=bool)
+    if len(frames) > 1:
+        same_video = video_ids[1:] == video_ids[:-1]
+        within_gap = np.ones(len(frames) - 1, dtype=bool) if max_gap is None else np.diff(frames) <= max_gap
+        new_segment[1:] = ~(same_video & within_gap)
+    return np.cumsum(new_segment) - 1
+
+
+def smooth_predictions(
+    values: np.ndarray,
+    video_ids: Sequence,
+    frames: Sequence[int],
+    *,
+    sigma: float,
+    max_gap: int | None = None,
+) -> np.ndarray:
+    """Gaussian smoothing of ``values [N, C]`` over frame time, within each video and each gap-free run.
+
+    The output at a frame is the weighted mean of the rows of its run within ``3·sigma`` frames, with weights
+    ``exp(-d² / 2σ²)`` of the frame distance ``d``. Rows may come in any order; the result keeps the input order.
+    ``sigma <= 0`` returns a copy. Probabilities stay probabilities (a convex combination).
+    """
+    values = np.asarray(values)
+    squeeze = values.ndim == 1
+    matrix = values.reshape(len(values), -1).astype(np.float64)
+    video_ids = np.asarray(video_ids)
+    frames = np.asarray(frames, dtype=np.int64)
+    if not (len(video_ids) == len(frames) == len(matrix)):
+        raise ValueError(f"smooth_predictions: {len(matrix)} rows of values, {len(video_ids)} video ids, {len(frames)} frames")
+    if not np.isfinite(matrix).all():
+        bad = int(np.flatnonzero(~np.isfinite(matrix).all(axis=1))[0])
+        raise ValueError(f"smooth_predictions: row {bad} holds NaN or Inf; smooth only rows with predictions")
+    if sigma <= 0 or len(matrix) < 2:
+        return values.copy()
+
+    _, video_codes = np.unique(video_ids, return_inverse=True)  # integer codes: object arrays cannot be lexsorted
+    video_codes = video_codes.reshape(-1)
+    order = np.lexsort((frames, video_codes))
+    sorted_videos, sorted_frames, sorted_values = video_codes[order], frames[order], matrix[order]
+    segment = _segments(sorted_videos, sorted_frames, max_gap)
+    radius = int(np.ceil(3.0 * sigma))
+    total = np.zeros_like(sorted_values)
+    weight_sum = np.zeros(len(sorted_values))
+    # Distinct frames of a run are >= 1 apart, so neighbours within `radius` frames are within `radius` rows.
+    reach = min(radius, len(sorted_values) - 1)
+    for offset in range(-reach, reach + 1):
+        if offset >= 0:
+            here, there = slice(0, len(sorted_values) - offset), slice(offset, len(sorted_values))
+        else:
+            here, there = slice(-offset, len(sorted_values)), slice(0, len(sorted_values) + offset)
+        distance = (sorted_frames[there] - sorted_frames[here]).astype(np.float64)
+        usable = (segment[there] == segment[here]) & (np.abs(distance) <= radius)
+        weight = np.where(usable, np.exp(-0.5 * (distance / sigma) ** 2), 0.0)
+        total[here] += weight[:, None] * sorted_values[there]
+        weight_sum[here] += weight
+    smoothed_sorted = total / weight_sum[:, None]  # offset 0 always contributes weight 1
+    smoothed = np.empty_like(smoothed_sorted)
+    smoothed[order] = smoothed_sorted
+    smoothed = smoothed.astype(values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64)
+    return smoothed.reshape(values.shape) if squeeze else smoothed
+
+
+def smooth_frame_predictions(predictions, video_ids, frames, *, sigma: float, max_gap: int | None = None):
+    """:func:`smooth_predictions` on the VA, expression and AU arrays of a ``FramePredictions``-like dataclass."""
+    if sigma <= 0:
+        return predictions
+    return dataclasses.replace(
+        predictions,
+        **{
+            name: smooth_predictions(getattr(predictions, name), video_ids, frames, sigma=sigma, max_gap=max_gap)
+            for name in ("valence_arousal", "expression_probs", "au_probs")
+        },
+    )
+
+
+# ----- decisions and AU thresholds ---------------------------------------------------------------------------
+
+
+def _check_thresholds(thresholds: Sequence[float], num_aus: int) -> np.ndarray:
+    thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if thresholds.shape != (num_aus,):
+        raise ValueError(f"need {num_aus} AU thresholds (one per AU), got {thresholds.shape[0]}")
+    if not np.all((thresholds > 0) & (thresholds < 1)):
+        raise ValueError(f"AU thresholds must lie strictly between 0 and 1, got {thresholds.tolist()}")
+    return thresholds
+
+
+def decide(
+    expression_probs: np.ndarray, au_probs: np.ndarray, au_thresholds: Sequence[float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities -> (expression index int64 [N], AU decisions int8 [N, A]); AU i is on when p_i >= threshold_i."""
+    expression_probs = np.asarray(expression_probs)
+    au_probs = np.asarray(au_probs)
+    if expression_probs.ndim != 2 or au_probs.ndim != 2 or len(expression_probs) != len(au_probs):
+        raise ValueError(f"decide: expected [N, E] and [N, A] arrays, got {expression_probs.shape} and {au_probs.shape}")
+    if au_thresholds is None:
+        au_thresholds = [NEUTRAL_THRESHOLD] * au_probs.shape[1]
+    thresholds = _check_thresholds(au_thresholds, au_probs.shape[1])
+    return expression_probs.argmax(axis=1).astype(np.int64), (au_probs >= thresholds).astype(np.int8)
+
+
+def _f1_per_threshold(probs: np.ndarray, target: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Binary F1 of ``probs >= t`` for every t of ``grid`` (labelled rows only)."""
+    positives = probs[target == 1]
+    negatives = probs[target == 0]
+    tp = (positives[None, :] >= grid[:, None]).sum(1)
+    fp = (negatives[None, :] >= grid[:, None]).sum(1)
+    fn = len(positives) - tp
+    denominator = 2 * tp + fp + fn
+    return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
+
+
+def tune_au_thresholds(
+    au_probs: np.ndarray, au_true: np.ndarray, *, grid: Sequence[float] | None = None
+) -> list[float]:
+    """Per-AU threshold with the best F1 on these (validation) frames; -1 labels are ignored.
+
+    0.5 is always a candidate and wins ties, so the tuned thresholds never score below 0.5 on these frames.
+    """
+    au_probs = np.asarray(au_probs, dtype=np.float64)
+    au_true = np.asarray(au_true).astype(np.int64)
+    if au_probs.shape != au_true.shape or au_probs.ndim != 2:
+        raise ValueError(f"tune_au_thresholds: expected two [N, A] arrays, got {au_probs.shape} and {au_true.shape}")
+    grid = np.asarray(THRESHOLD_GRID if grid is None else grid, dtype=np.float64)
+    grid = np.unique(np.append(grid, NEUTRAL_THRESHOLD))
+    # prefer the candidate closest to 0.5 among equal scores: visit candidates in that order
+    preference = np.argsort(np.abs(grid - NEUTRAL_THRESHOLD), kind="stable")
+    thresholds = []
+    for au in range(au_probs.shape[1]):
+        scores = _f1_per_threshold(au_probs[:, au], au_true[:, au], grid[preference])
+        thresholds.append(float(grid[preference][int(np.argmax(scores))]))
+    return thresholds
+
+
+def apply_au_thresholds(model_or_config: Any, thresholds: Sequence[float]):
+    """Store per-AU thresholds in an ``AbawFusionConfig`` (or a model's config); returns the config."""
+    config = getattr(model_or_config, "config", model_or_config)
+    config.au_thresholds = [float(t) for t in _check_thresholds(thresholds, config.num_aus)]
+    return config
+
+
+# ----- choosing on validation --------------------------------------------------------------------------------
+
+
+def score_frame_predictions(predictions, labels: dict[str, np.ndarray], au_thresholds=None) -> dict[str, float]:
+    """ABAW metrics of a ``FramePredictions``-like object against label arrays of the same rows
+    (``valence_arousal [N,2]``, ``expression [N]``, ``aus [N,12]``), decided by :func:`decide`."""
+    expression, aus = decide(predictions.expression_probs, predictions.au_probs, au_thresholds)
+    return compute_abaw_metrics(
+        va_pred=predictions.valence_arousal,
+        va_true=labels["valence_arousal"],
+        expr_pred=expression,
+        expr_true=labels["expression"],
+        au_pred=aus,
+        au_true=labels["aus"],
+    )
+
+
+@dataclass
+class PostprocessChoice:
+    """What :func:`choose_smoothing` picked, and the validation score of every candidate width."""
+
+    smoothing_sigma: float
+    au_thresholds: list[float]
+    max_gap: int | None
+    scores: dict[float, dict[str, float]]  # sigma -> metrics (with that sigma's tuned thresholds)
+
+    @property
+    def best(self) -> dict[str, float]:
+        return self.scores[self.smoothing_sigma]
+
+    def to_json(self) -> dict:
+        return {
+            "smoothing_sigma": self.smoothing_sigma,
+            "max_gap": self.max_gap,
+            "au_thresholds": self.au_thresholds,
+            "validation": {str(sigma): metrics for sigma, metrics in self.scores.items()},
+        }
+
+
+def choose_smoothing(
+    predictions,
+    labels: dict[str, np.ndarray],
+    video_ids,
+    frames,
+    *,
+    sigmas: Sequence[float] = DEFAULT_SIGMAS,
+    max_gap: int | None = None,
+    tune_thresholds: bool = True,
+) -> PostprocessChoice:
+    """Try each smoothing width on validation predictions; keep the one with the best P_MTL.
+
+    With ``tune_thresholds`` the AU thresholds are tuned for each width on the smoothed probabilities (smoothing
+    shifts the probability distribution, so thresholds tuned without it would be stale); otherwise 0.5.
+    Ties go to the smaller width.
+    """
+    scores, thresholds_by_sigma = {}, {}
+    for sigma in sorted(float(s) for s in sigmas):
+        smoothed = smooth_frame_predictions(predictions, video_ids, frames, sigma=sigma, max_gap=max_gap)
+        thresholds = (
+            tune_au_thresholds(smoothed.au_probs, labels["aus"])
+            if tune_thresholds
+            else [NEUTRAL_THRESHOLD] * smoothed.au_probs.shape[1]
+        )
+        thresholds_by_sigma[sigma] = thresholds
+        scores[sigma] = score_frame_predictions(smoothed, labels, thresholds)
+    best = max(scores, key=lambda sigma: (scores[sigma]["p_mtl"], -sigma))
+    return PostprocessChoice(best, thresholds_by_sigma[best], max_gap, scores)
+
+
+# ----- model folders -----------------------------------------------------------------------------------------
+
+
+def read_postprocessing(model_dir: str | Path) -> dict:
+    """The tuned choice saved next to a model's config.json ({} when the folder has none)."""
+    path = Path(model_dir) / POSTPROCESSING_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def save_postprocessing(model_dir: str | Path, choice: PostprocessChoice) -> None:
+    """Write the AU thresholds into ``config.json`` and the whole choice into ``postprocessing.json``."""
+    from transformers import AutoConfig
+
+    from . import modeling  # noqa: F401  registers the abaw_fusion config class
+
+    model_dir = Path(model_dir)
+    config = AutoConfig.from_pretrained(str(model_dir))
+    apply_au_thresholds(config, choice.au_thresholds)
+    config.save_pretrained(str(model_dir))
+    (model_dir / POSTPROCESSING_FILE).write_text(json.dumps(choice.to_json(), indent=2) + "\n")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", nargs="+", required=True, help="model folder(s); several = one ensemble")
+    parser.add_argument("--data", required=True, help="'synthetic', a save_to_disk folder or a Parquet folder")
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--sigmas", type=float, nargs="+", default=list(DEFAULT_SIGMAS), help="smoothing widths (frames)")
+    parser.add_argument("--max-gap", type=int, default=None, help="frame gap that stops smoothing (default: the training max_gap)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--dry-run", action="store_true", help="print the choice without writing the model folders")
+
+
+def run(args: argparse.Namespace) -> int:
+    from transformers import AutoModel
+
+    from .evaluation import dataset_labels, load_split, predict_dataset
+
+    dataset = load_split(args.data, args.split)
+    models = [AutoModel.from_pretrained(name) for name in args.model]
+    max_gap = args.max_gap if args.max_gap is not None else _training_max_gap(args.model[0])
+    predictions = predict_dataset(models, dataset, batch_size=args.batch_size)
+    labels = dataset_labels(dataset)
+    rows = predictions.row_index
+    row_labels = {key: labels[key][rows] for key in ("valence_arousal", "expression", "aus")}
+    choice = choose_smoothing(
+        predictions, row_labels, labels["video"][rows], labels["frame"][rows], sigmas=args.sigmas, max_gap=max_gap
+    )
+    print("| smoothing σ (frames) | P_MTL | VA | F1 expr | F1 AU |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for sigma, metrics in choice.scores.items():
+        mark = " (chosen)" if sigma == choice.smoothing_sigma else ""
+        print(f"| {sigma:g}{mark} | {metrics['p_mtl']:.4f} | {metrics['va']:.4f} | "
+              f"{metrics['f1_expression']:.4f} | {metrics['f1_au']:.4f} |")
+    print("AU thresholds: " + ", ".join(f"{t:.2f}" for t in choice.au_thresholds))
+    if not args.dry_run:
+        for name in args.model:
+            save_postprocessing(name, choice)
+        print(f"saved to {', '.join(args.model)} (config.json au_thresholds, {POSTPROCESSING_FILE})")
+    return 0
+
+
+def _training_max_gap(model_dir: str) -> int | None:
+    path = Path(model_dir) / "train_config.yaml"
+    if not path.is_file():
+        return None
+    import yaml
+
+    return yaml.safe_load(path.read_text()).get("max_gap")
+
+
+if __name__ == "__main__":
+    import sys
+
+    _parser = argparse.ArgumentParser(prog="python -m abaw_hf.postprocess", description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    sys.exit(run(_parser.parse_args()))
