@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 from .base import IMAGENET_MEAN, IMAGENET_STD, Extractor, PreprocessConfig
 from .checkpoints import (
     CheckpointError,
@@ -19,12 +17,7 @@ from .checkpoints import (
 from .registry import create_extractor, get_extractor_class, list_extractors, register_extractor
 
 # Importing a backbone module registers its extractor.
-for _module in ("resnet", "poster_v2", "poster_v1", "eac", "fau"):
-    try:
-        importlib.import_module(f"{__name__}.{_module}")
-    except ModuleNotFoundError as _error:  # a backbone file not written yet
-        if _error.name != f"{__name__}.{_module}":
-            raise
+from . import eac, fau, poster_v1, poster_v2, resnet  # noqa: E402,F401
 
 __all__ = [
     "IMAGENET_MEAN",
