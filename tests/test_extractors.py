@@ -99,6 +99,17 @@ def test_poster_v1_flips_rgb_to_bgr_before_normalising():
     assert torch.allclose(rgb[0], torch.tensor((1 - IMAGENET_MEAN[0]) / IMAGENET_STD[0]))
 
 
+def test_vggface2_backbone_gets_caffe_bgr_mean_subtraction():
+    extractor = quiet("eac", "vggface2")
+    image = np.zeros((1, 224, 224, 3), np.uint8)
+    image[..., 0], image[..., 2] = 200, 10  # R, B
+    pixels = extractor.preprocess(image)[0]
+    torch.testing.assert_close(pixels[0], torch.full((224, 224), 10 - 91.4953))  # B first
+    torch.testing.assert_close(pixels[2], torch.full((224, 224), 200 - 131.0912))
+    assert extractor.provenance()["preprocessing"]["color_order"] == "BGR"
+    assert quiet("eac", "7cls").preprocess_cfg.color_order == "RGB"
+
+
 def test_all_extractors_declare_imagenet_224_preprocessing():
     for name in DIMS:
         cfg = get_extractor_class(name).preprocess_cfg

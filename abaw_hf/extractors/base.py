@@ -56,6 +56,8 @@ class Extractor(nn.Module):
     dim: ClassVar[int] = 0
     preprocess_cfg: ClassVar[PreprocessConfig] = PreprocessConfig()
     layouts: ClassVar[dict[str | None, str]] = {None: ""}
+    # Variants whose checkpoint expects other preprocessing than the class's ``preprocess_cfg``.
+    variant_preprocess: ClassVar[dict[str, PreprocessConfig]] = {}
     # False for extractors without learned weights to load (e.g. OpenFace AUs via an external program).
     needs_checkpoint: ClassVar[bool] = True
     # Convolution-heavy networks run faster on CPU (oneDNN) and GPU (cuDNN) in NHWC layout; the
@@ -65,6 +67,7 @@ class Extractor(nn.Module):
     def __init__(self, variant: str | None = None) -> None:
         super().__init__()
         self.variant = self.resolve_variant(variant)
+        self.preprocess_cfg = self.variant_preprocess.get(self.variant, type(self).preprocess_cfg)
         self.checkpoint_file: str | None = None
         self.checkpoint_sha256: str | None = None
 

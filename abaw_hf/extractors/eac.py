@@ -8,6 +8,8 @@ from torch import nn
 from .base import Extractor, PreprocessConfig
 from .registry import register_extractor
 
+# The VGGFace2 release expects Caffe-style input: BGR, 0..255, minus its mean image, no scaling.
+VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)
 _STAGES = ((64, 3), (128, 4), (256, 6), (512, 3))  # (width, blocks) of layer1..layer4
 _EXPANSION = 4
 
@@ -65,12 +67,21 @@ class EACExtractor(Extractor):
 
     Variant ``7cls``: the EAC model (keys ``features.0`` = conv1, ``features.1`` = bn1,
     ``features.4..7`` = layer1..4, ``fc`` 7 classes). Variant ``vggface2``: the VGGFace2 backbone that EAC
-    starts from (``resnet50_ft_weight.pkl``, a pickle of numpy arrays: load with ``allow_pickle=True``).
+    starts from (``resnet50_ft_weight.pkl``, a pickle of numpy arrays: load with ``allow_pickle=True``),
+    with the VGGFace2 release's own BGR mean-subtraction preprocessing.
     """
 
     dim = 2048
     channels_last = True
     preprocess_cfg = PreprocessConfig(input_size=224)  # EAC: PIL RGB, Resize(224), ImageNet mean/std
+    variant_preprocess = {
+        "vggface2": PreprocessConfig(
+            input_size=224,
+            mean=tuple(m / 255 for m in VGGFACE2_MEAN_BGR),
+            std=(1 / 255,) * 3,  # (x/255 - m/255) / (1/255) = x - m
+            color_order="BGR",
+        )
+    }
     layouts = {"7cls": "eac_model_7cls", "vggface2": "vggface2_resnet50_backbone"}
     _num_classes = {"7cls": 7, "vggface2": 8631}
 
