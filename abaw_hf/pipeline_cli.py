@@ -1,0 +1,78 @@
+"""``abaw-hf predict VIDEO|IMAGES -o out.csv``: per-frame predictions of a trained model as CSV."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL = "outputs/abaw-fusion"  # what `make demo` writes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", help="a video, image files, or a folder of images")
+    parser.add_argument("-o", "--output", required=True, help="CSV file to write (one row per frame or image)")
+    parser.add_argument(
+        "--model", default=os.environ.get("ABAW_MODEL_ID", DEFAULT_MODEL),
+        help="Hub id or local folder of the fusion model (default: $ABAW_MODEL_ID or %(default)s)",
+    )
+    parser.add_argument(
+        "--checkpoint", action="append", metavar="FEATURE=PATH",
+        help="official checkpoint for one of the model's extractors (repeatable)",
+    )
+    parser.add_argument("--allow-pickle", action="store_true", help="trust checkpoints that are plain pickles (VGGFace2)")
+    parser.add_argument("--window", type=int, default=None, help="frames per fusion window (default: the model's training window)")
+    parser.add_argument("--max-gap", type=int, default=None, help="a frame gap above this starts a new window")
+    parser.add_argument("--smoothing-sigma", type=float, default=None, help="temporal smoothing in frames (0 = off)")
+    parser.add_argument("--batch-size", type=int, default=32, help="face crops per extractor batch")
+    parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of a video")
+    parser.add_argument("--face-backend", default="mediapipe", choices=("mediapipe", "haar"))
+    parser.add_argument("--device", default=None, help="torch device (default: cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .faces import VideoError
+    from .pipeline import AffectPipeline, PipelineError
+
+    try:
+        checkpoints = {}
+        for item in args.checkpoint or []:
+            feature, sep, path = item.partition("=")
+            if not sep or not feature or not path:
+                raise PipelineError(f"--checkpoint expects FEATURE=PATH, got {item!r}")
+            checkpoints[feature] = path
+        options = {"batch_size": args.batch_size, "face_backend": args.face_backend, "allow_pickle": args.allow_pickle}
+        for name in ("window", "max_gap", "smoothing_sigma"):
+            if getattr(args, name) is not None:
+                options[name] = getattr(args, name)
+        pipeline = AffectPipeline.from_pretrained(args.model, checkpoints=checkpoints, device=args.device, **options)
+        print(pipeline.weights_report, file=sys.stderr)
+        inputs = args.inputs
+        if len(inputs) == 1:
+            single = Path(inputs[0])
+            table = pipeline.predict_video(single, max_frames=args.max_frames) if _is_video(single) else pipeline(single)
+        else:
+            table = pipeline.predict_images(inputs)
+    except (PipelineError, VideoError, FileNotFoundError, OSError) as error:
+        print(f"abaw-hf predict: {error}", file=sys.stderr)
+        return 2
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(output, index=False)
+    for message in table.attrs.get("warnings", []):
+        print(f"warning: {message}", file=sys.stderr)
+    found = int(table["face_found"].sum())
+    print(f"wrote {output}: {len(table)} rows, a face in {found}; stage seconds {_rounded(pipeline.timings)}")
+    pipeline.close()
+    return 0
+
+
+def _is_video(path: Path) -> bool:
+    from .pipeline import IMAGE_SUFFIXES
+
+    return path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES
+
+
+def _rounded(timings: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 2) for name, value in timings.items()}

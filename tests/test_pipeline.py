@@ -1,0 +1,253 @@
+"""The inference pipeline on real photographs and short videos made from them: rows, columns, faces, bad input."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+from skimage import data
+
+from abaw_hf import AU_NAMES, EXPRESSION_NAMES, AbawFusionConfig, AbawFusionModel
+from abaw_hf.cli import main as cli_main
+from abaw_hf.faces import CorruptVideoError, EmptyVideoError, NotAVideoError, write_video
+from abaw_hf.pipeline import (
+    NO_FACE_NOTE,
+    AffectPipeline,
+    ExtractorNotInstalledError,
+    ImageReadError,
+    prediction_columns,
+)
+
+COLUMNS = prediction_columns(EXPRESSION_NAMES, AU_NAMES)
+PROVENANCE = {
+    "fau": {"name": "fau", "variant": "mediapipe", "dim": 17, "random_init": False},
+    "resnet18": {"name": "resnet18", "variant": "msceleb", "dim": 512, "checkpoint": "resnet18_msceleb.pth", "random_init": False},
+}
+
+
+def tiny_model(feature_dims=None, extractors=None, **overrides) -> AbawFusionModel:
+    feature_dims = feature_dims or {"fau": 17, "resnet18": 512}
+    extractors = extractors if extractors is not None else {k: v for k, v in PROVENANCE.items() if k in feature_dims}
+    config = AbawFusionConfig(
+        feature_dims=feature_dims, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, hidden_dropout_prob=0.0,
+        max_window=64, extractors=extractors, **overrides,
+    )
+    return AbawFusionModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return data.astronaut()  # 512x512 RGB, one frontal face near (225, 125)
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        pipe = AffectPipeline(tiny_model(), window=4, max_gap=2)
+    yield pipe
+    pipe.close()
+
+
+def no_face(image: np.ndarray) -> np.ndarray:
+    """The same-size lower right of the astronaut: flag, suit and sky, no face."""
+    return np.ascontiguousarray(np.pad(image[300:, 300:], ((0, 300), (0, 300), (0, 0)), mode="edge"))
+
+
+def test_photograph_gives_one_row_with_declared_columns(pipeline, astronaut):
+    table = pipeline(astronaut)
+    assert list(table.columns) == COLUMNS and len(table) == 1
+    row = table.iloc[0]
+    assert bool(row.face_found) and row.note == ""
+    assert 150 < row.face_x0 < 225 < row.face_x1 < 300 and 40 < row.face_y0 < 125 < row.face_y1 < 210
+    probabilities = table[[f"prob_{name}" for name in EXPRESSION_NAMES]].to_numpy(dtype=float)
+    assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    assert row.expression == EXPRESSION_NAMES[int(probabilities.argmax())]
+    assert -1 <= row.valence <= 1 and -1 <= row.arousal <= 1
+    au_probs = table[[f"{name}_prob" for name in AU_NAMES]].to_numpy(dtype=float)[0]
+    decisions = table[AU_NAMES].to_numpy(dtype=int)[0]
+    np.testing.assert_array_equal(decisions, (au_probs >= np.asarray(pipeline.config.au_thresholds)).astype(int))
+
+
+def test_images_grayscale_alpha_and_files(pipeline, astronaut, tmp_path):
+    gray_file, alpha_file, rgb_file = tmp_path / "gray.png", tmp_path / "alpha.png", tmp_path / "rgb.jpg"
+    Image.fromarray(astronaut).convert("L").save(gray_file)
+    rgba = np.dstack([astronaut, np.full(astronaut.shape[:2], 255, np.uint8)])
+    rgba[:40, :40, 3] = 0  # a transparent corner
+    Image.fromarray(rgba, "RGBA").save(alpha_file)
+    Image.fromarray(astronaut).save(rgb_file)
+    table = pipeline.predict_images([gray_file, alpha_file, rgb_file, astronaut[:, :, 0], rgba, no_face(astronaut)])
+    assert list(table["source"]) == ["gray.png", "alpha.png", "rgb.jpg", "image_3", "image_4", "image_5"]
+    assert list(table["face_found"]) == [True, True, True, True, True, False]
+    assert table.loc[5, "note"] == NO_FACE_NOTE and np.isnan(table.loc[5, "valence"])
+    # alpha is composited the same way for files and arrays, and images are independent of their neighbours
+    np.testing.assert_allclose(table.loc[4, "valence"], table.loc[1, "valence"], atol=1e-6)
+    np.testing.assert_allclose(table.loc[4, "valence"], pipeline(rgba).loc[0, "valence"], atol=1e-6)
+
+
+def test_video_from_photograph_gives_one_row_per_frame(pipeline, astronaut, tmp_path):
+    video = write_video(tmp_path / "clip.mp4", [astronaut] * 10, fps=10)
+    table = pipeline(video)
+    assert list(table.columns) == COLUMNS
+    assert list(table["frame"]) == list(range(10)) and table["face_found"].all()
+    np.testing.assert_allclose(table["time"], np.arange(10) / 10, atol=1e-6)
+    assert table[["valence", "arousal"]].notna().all().all()
+    assert set(pipeline.timings) == {"decode", "faces", "extractors", "fusion", "postprocess"}
+    assert all(value >= 0 for value in pipeline.timings.values()) and pipeline.timings["extractors"] > 0
+
+
+def test_face_leaving_the_frame_marks_those_rows(pipeline, astronaut, tmp_path):
+    frames = [astronaut] * 4 + [no_face(astronaut)] * 3 + [astronaut] * 3
+    table = pipeline(write_video(tmp_path / "leaves.mp4", frames, fps=10))
+    assert len(table) == 10
+    assert list(table["face_found"]) == [True] * 4 + [False] * 3 + [True] * 3
+    missing = table[~table["face_found"]]
+    assert (missing["note"] == NO_FACE_NOTE).all()
+    assert missing[["valence", "arousal", "prob_Neutral", "AU12_prob"]].isna().all().all()
+    assert missing["expression"].isna().all() and missing["AU12"].isna().all()
+    present = table[table["face_found"]]
+    assert present[["valence", "AU12_prob"]].notna().all().all() and present["AU12"].notna().all()
+
+
+def test_batching_does_not_change_predictions(astronaut, tmp_path):
+    frames = [astronaut] * 3 + [no_face(astronaut)] + [astronaut] * 3
+    video = write_video(tmp_path / "batch.mp4", frames, fps=10)
+    torch.manual_seed(1)
+    model = tiny_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = AffectPipeline(model, window=3, batch_size=2)
+        extractors = small.extractors
+    large = AffectPipeline(model, extractors=extractors, window=3, batch_size=16, detector=small.detector)
+    columns = ["valence", "arousal", "AU12_prob", "prob_Happiness"]
+    np.testing.assert_allclose(small(video)[columns].to_numpy(float), large(video)[columns].to_numpy(float), atol=1e-5)
+    small.close()
+
+
+def test_bad_inputs_give_typed_errors_or_marked_rows(pipeline, astronaut, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    with pytest.raises(NotAVideoError, match="notes.mp4"):
+        pipeline(text)
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    with pytest.raises(EmptyVideoError, match=r"empty.mp4: empty file \(0 bytes\)"):
+        pipeline(empty)
+    broken_image = tmp_path / "photo.png"
+    broken_image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with pytest.raises(ImageReadError, match="photo.png: not a readable image"):
+        pipeline(broken_image)
+
+    faceless = pipeline(write_video(tmp_path / "sky.mp4", [no_face(astronaut)] * 4, fps=10))
+    assert len(faceless) == 4 and not faceless["face_found"].any()
+    assert any("no face found in any of the 4 frames" in message for message in faceless.attrs["warnings"])
+
+    # MP4 keeps its index at the end: cut short, it does not open at all
+    small = np.ascontiguousarray(astronaut[::4, ::4])
+    frames = [np.roll(small, 3 * i, axis=1) for i in range(60)]
+    full = write_video(tmp_path / "full.mp4", frames, fps=5)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 3])
+    with pytest.raises(CorruptVideoError, match="cut.mp4: truncated or corrupt"):
+        pipeline(cut)
+    # Matroska streams: the frames before the cut come back, and the table says the video was truncated
+    full = write_video(tmp_path / "full.mkv", frames, fps=5)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 3])
+    with pytest.warns(UserWarning, match="cut.mkv: truncated"):
+        table = pipeline(cut)
+    assert 0 < len(table) < 60 and list(table["frame"]) == list(range(len(table)))
+    assert any("cut.mkv: truncated: decoded" in message for message in table.attrs["warnings"])
+
+
+def test_provenance_naming_an_uninstalled_extractor_is_an_error():
+    model = tiny_model(
+        feature_dims={"fau": 17, "openface3": 5},
+        extractors={"fau": PROVENANCE["fau"], "openface3": {"name": "openface3_net", "variant": None}},
+    )
+    with pytest.raises(ExtractorNotInstalledError, match=r"needs extractor 'openface3_net' \(feature 'openface3'\)"):
+        AffectPipeline(model)
+
+
+def write_hub_cache(hf_home: Path, repo_id: str, folder: Path) -> None:
+    sha = "89abcdef0123456789abcdef0123456789abcdef"
+    repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
+    for file in folder.rglob("*"):
+        if file.is_file():
+            target = repo / "snapshots" / sha / file.relative_to(folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(file.read_bytes())
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+
+
+def test_from_hub_id_rebuilds_extractors_from_the_published_weights(astronaut, tmp_path, monkeypatch):
+    import abaw_hf.hub as hub
+    from abaw_hf.extractors import file_sha256, get_extractor_class
+
+    official = get_extractor_class("resnet18")().eval()
+    checkpoint = tmp_path / "resnet18_msceleb.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in official.state_dict().items()}}, checkpoint)
+    provenance = dict(PROVENANCE, resnet18=dict(PROVENANCE["resnet18"], sha256=file_sha256(checkpoint)))
+    model = tiny_model(extractors=provenance)
+    model.save_pretrained(tmp_path / "run")
+    (tmp_path / "run" / "train_config.yaml").write_text(yaml.safe_dump({"dataset": "synthetic", "window": 5, "max_gap": 3}))
+    staged = hub.stage_model_repo(tmp_path / "run", tmp_path / "stage", extractor_checkpoints={"resnet18": checkpoint})
+    write_hub_cache(tmp_path / "hf_home", "org/abaw-fusion", staged.folder)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loading published weights must not warn about random ones
+        pipe = AffectPipeline.from_pretrained("org/abaw-fusion")
+    report = pipe.weights_report
+    assert [(item.feature, item.source) for item in report.extractors] == [("fau", "built-in"), ("resnet18", "hub")]
+    assert report.extractors[1].sha256 == file_sha256(checkpoint) and report.random_extractors == []
+    assert report.synthetic_training is True and "SYNTHETIC DEMO DATA" in report.warnings[0]
+    assert (pipe.window, pipe.max_gap) == (5, 3)
+    torch.testing.assert_close(pipe.extractors["resnet18"].state_dict()["conv1.weight"], official.state_dict()["conv1.weight"])
+    table = pipe(astronaut)
+    assert table["face_found"].all() and any("SYNTHETIC" in message for message in table.attrs["warnings"])
+    pipe.close()
+
+
+def test_missing_extractor_weights_run_random_and_say_so(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "run")
+    with pytest.warns(UserWarning, match=r"'resnet18'.*RANDOM WEIGHTS"):
+        pipe = AffectPipeline.from_pretrained(tmp_path / "run")
+    assert pipe.weights_report.random_extractors == ["resnet18"]
+    assert not pipe.weights_report.trustworthy
+    assert "RANDOM WEIGHTS" in str(pipe.weights_report)
+    pipe.close()
+
+
+def test_cli_predict_writes_csv_and_reports_bad_files(astronaut, tmp_path, capsys):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "run")
+    frames = [astronaut] * 3 + [no_face(astronaut)] * 2
+    video = write_video(tmp_path / "clip.mp4", frames, fps=5)
+    out = tmp_path / "out" / "pred.csv"
+    code = cli_main(["predict", str(video), "--model", str(tmp_path / "run"), "-o", str(out), "--window", "2"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "RANDOM WEIGHTS" in captured.err and "5 rows, a face in 3" in captured.out
+    table = pd.read_csv(out)
+    assert list(table.columns) == COLUMNS and len(table) == 5
+    assert list(table["face_found"]) == [True] * 3 + [False] * 2
+    assert table.loc[3:, ["valence", "AU1"]].isna().all().all() and (table.loc[3:, "note"] == NO_FACE_NOTE).all()
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_text(json.dumps({"not": "a video"}))
+    code = cli_main(["predict", str(bad), "--model", str(tmp_path / "run"), "-o", str(tmp_path / "bad.csv")])
+    assert code == 2 and "bad.mp4: not a video file" in capsys.readouterr().err
+    assert not (tmp_path / "bad.csv").exists()
