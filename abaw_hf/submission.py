@@ -1,0 +1,245 @@
+"""ABAW MTL test submissions: write the file from one or several models, and check an existing file.
+
+The file (ABAW7 MTL format)::
+
+    image,valence,arousal,expression,aus
+    116/01399.jpg,0.123456,-0.500000,4,0,0,1,0,1,0,0,0,0,0,1,0
+
+One row per frame of the test list (``MTL.txt``), in the listed order, with the image name exactly as listed.
+Valence and arousal are written with 6 decimals (``%.6f``, clipped to [-1, 1], no negative zero), the expression
+is an integer 0..7 and each of the 12 AUs is 0 or 1; lines end with ``\\n``, including the last.
+
+    abaw-hf submit --model outputs/fold-0 outputs/fold-1 --data test_features --test-list MTL.txt -o predictions.txt
+    abaw-hf submit --check predictions.txt --test-list MTL.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .data.annotations import TEST_LIST_HEADER, read_mtl_test_list
+from .postprocess import decide, read_postprocessing, smooth_frame_predictions
+
+SUBMISSION_HEADER = ",".join(TEST_LIST_HEADER)
+NUM_EXPRESSIONS = 8
+NUM_AUS = 12
+SHOWN_PROBLEMS = 10
+
+
+class SubmissionError(ValueError):
+    """A submission that cannot be written, or a file that is not a valid submission (the message says where)."""
+
+
+@dataclass
+class TestList:
+    """The frames of ``MTL.txt`` in listed order, with each image name exactly as written there."""
+
+    path: str
+    images: list[str]
+    video: np.ndarray
+    frame: np.ndarray
+    line: np.ndarray  # 1-based line number of each listed frame
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def read_test_list(path: str | Path) -> TestList:
+    """Read ``MTL.txt`` (header checked by the data reader) and keep the listed image names verbatim."""
+    table = read_mtl_test_list(path)
+    with open(path, encoding="utf-8-sig") as handle:
+        lines = handle.read().splitlines()
+    images = [lines[number - 1].split(",", 1)[0].strip() for number in table.line.tolist()]
+    return TestList(str(path), images, table.video, table.frame, table.line)
+
+
+def _format_value(value: float) -> str:
+    value = min(1.0, max(-1.0, float(value)))
+    return f"{round(value, 6) + 0.0:.6f}"  # + 0.0 turns -0.0 into 0.0
+
+
+def format_submission(images: Sequence[str], valence_arousal, expression, aus) -> str:
+    """The whole submission text: header, then one row per image, ``\\n`` line ends."""
+    valence_arousal = np.asarray(valence_arousal, dtype=np.float64)
+    expression = np.asarray(expression)
+    aus = np.asarray(aus)
+    if not (len(images) == len(valence_arousal) == len(expression) == len(aus)):
+        raise SubmissionError(
+            f"{len(images)} images but {len(valence_arousal)} VA, {len(expression)} expression and {len(aus)} AU rows"
+        )
+    if not np.isfinite(valence_arousal).all():
+        raise SubmissionError("valence/arousal predictions hold NaN or Inf")
+    if expression.size and not ((expression >= 0) & (expression < NUM_EXPRESSIONS)).all():
+        raise SubmissionError(f"expressions must be integers 0..{NUM_EXPRESSIONS - 1}")
+    if aus.shape[1:] != (NUM_AUS,) or not np.isin(aus, (0, 1)).all():
+        raise SubmissionError(f"AUs must be a [N, {NUM_AUS}] array of 0/1 decisions, got shape {aus.shape}")
+    lines = [SUBMISSION_HEADER]
+    for image, (valence, arousal), label, decisions in zip(images, valence_arousal, expression, aus):
+        au_text = ",".join(str(int(a)) for a in decisions)
+        lines.append(f"{image},{_format_value(valence)},{_format_value(arousal)},{int(label)},{au_text}")
+    return "\n".join(lines) + "\n"
+
+
+def listed_rows(test_list: TestList, video, frame, present: np.ndarray | None = None) -> np.ndarray:
+    """Dataset row of each listed frame, in listed order. A listed frame the dataset lacks, or whose every
+    feature vector is missing (``present`` False), is an error that lists them."""
+    where = {(str(v), int(f)): row for row, (v, f) in enumerate(zip(np.asarray(video).tolist(), np.asarray(frame).tolist()))}
+    rows = np.array([where.get((str(v), int(f)), -1) for v, f in zip(test_list.video.tolist(), test_list.frame.tolist())],
+                    dtype=np.int64)
+    lacking = rows < 0
+    if present is not None:
+        lacking |= (rows >= 0) & ~np.asarray(present, dtype=bool)[np.maximum(rows, 0)]
+    if lacking.any():
+        positions = np.flatnonzero(lacking)
+        shown = ", ".join(f"{test_list.images[i]} (line {test_list.line[i]})" for i in positions[:SHOWN_PROBLEMS])
+        more = f" and {len(positions) - SHOWN_PROBLEMS} more" if len(positions) > SHOWN_PROBLEMS else ""
+        raise SubmissionError(
+            f"{test_list.path}: {len(positions)} listed frame(s) have no features in the dataset: {shown}{more}. "
+            "Extract features for every listed frame (abaw-hf extract / build) before writing a submission."
+        )
+    return rows
+
+
+def submission_text(
+    test_list: TestList,
+    predictions,
+    video,
+    frame,
+    *,
+    au_thresholds: Sequence[float] | None = None,
+    smoothing_sigma: float = 0.0,
+    max_gap: int | None = None,
+    present: np.ndarray | None = None,
+) -> str:
+    """Per-row predictions of a dataset (``FramePredictions``-like, ``row_index`` into ``video``/``frame``) ->
+    the submission text: smoothed within videos over all predicted rows, decided, taken in listed order."""
+    row_video = np.asarray(video)[predictions.row_index]
+    row_frame = np.asarray(frame)[predictions.row_index]
+    smoothed = smooth_frame_predictions(predictions, row_video, row_frame, sigma=smoothing_sigma, max_gap=max_gap)
+    row_present = None if present is None else np.asarray(present, dtype=bool)[predictions.row_index]
+    rows = listed_rows(test_list, row_video, row_frame, row_present)
+    expression, aus = decide(smoothed.expression_probs[rows], smoothed.au_probs[rows], au_thresholds)
+    return format_submission(test_list.images, smoothed.valence_arousal[rows], expression, aus)
+
+
+# ----- checking ------------------------------------------------------------------------------------------------
+
+_INTEGER = re.compile(r"^-?\d+$")
+
+
+def _row_problems(cells: list[str], expected_image: str | None) -> list[str]:
+    if len(cells) != 4 + NUM_AUS:
+        return [f"expected {4 + NUM_AUS} comma-separated values, found {len(cells)}"]
+    problems = []
+    if expected_image is not None and cells[0] != expected_image:
+        problems.append(f"image {cells[0]!r}, but the test list has {expected_image!r} here (missing row or wrong order)")
+    for name, text in (("valence", cells[1]), ("arousal", cells[2])):
+        try:
+            value = float(text)
+        except ValueError:
+            problems.append(f"{name} {text!r} is not a number")
+            continue
+        if not math.isfinite(value) or not -1.0 <= value <= 1.0:
+            problems.append(f"{name} {text} is outside [-1, 1]")
+    if not _INTEGER.match(cells[3]) or not 0 <= int(cells[3]) < NUM_EXPRESSIONS:
+        problems.append(f"expression {cells[3]!r} is not an integer 0..{NUM_EXPRESSIONS - 1}")
+    bad_aus = [f"AU{i + 1}={text!r}" for i, text in enumerate(cells[4:]) if text not in ("0", "1")]
+    if bad_aus:
+        problems.append(f"AU values must be 0 or 1: {', '.join(bad_aus)} (by column position)")
+    return problems
+
+
+def check_submission(path: str | Path, test_list: str | Path | TestList) -> int:
+    """Validate a submission file against the test list: header, row count, order, value ranges.
+
+    Returns the number of rows; raises :class:`SubmissionError` naming the file, line and problem.
+    """
+    listed = test_list if isinstance(test_list, TestList) else read_test_list(test_list)
+    path = Path(path)
+    if not path.is_file():
+        raise SubmissionError(f"{path}: no such file")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    problems = []
+    if not lines or lines[0].strip() != SUBMISSION_HEADER:
+        problems.append(f"{path}:1: header must be {SUBMISSION_HEADER!r}, found {lines[0] if lines else ''!r}")
+    rows = lines[1:]
+    if len(rows) != len(listed):
+        problems.append(f"{path}: {len(rows)} rows, but {listed.path} lists {len(listed)} frames")
+    for index, text in enumerate(rows):
+        expected = listed.images[index] if index < len(listed) else None
+        for problem in _row_problems(text.split(","), expected):
+            problems.append(f"{path}:{index + 2}: {problem}")
+        if expected is None:
+            problems.append(f"{path}:{index + 2}: extra row beyond the {len(listed)} listed frames")
+            break
+        if len(problems) > SHOWN_PROBLEMS:
+            break
+    if problems:
+        shown = problems[:SHOWN_PROBLEMS]
+        more = "\n  ... (stopped after the first problems)" if len(problems) > SHOWN_PROBLEMS else ""
+        raise SubmissionError(f"{path} is not a valid ABAW MTL submission:\n  " + "\n  ".join(shown) + more)
+    return len(rows)
+
+
+# ----- abaw-hf submit ----------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--test-list", required=True, help="the challenge's MTL.txt")
+    parser.add_argument("--check", metavar="FILE", help="only validate an existing submission file against --test-list")
+    parser.add_argument("--model", nargs="+", help="model folder(s) or Hub id(s); several = ensemble (averaged)")
+    parser.add_argument("--data", help="feature dataset of the test frames: a save_to_disk or Parquet folder")
+    parser.add_argument("--split", default="test", help="split of --data (ignored for a single-split dataset)")
+    parser.add_argument("--output", "-o", help="submission file to write")
+    parser.add_argument("--smoothing-sigma", type=float, default=None,
+                        help=f"temporal smoothing in frames (default: the first model's tuned value, else 0 = off)")
+    parser.add_argument("--max-gap", type=int, default=None, help="frame gap that stops smoothing (default: as tuned)")
+    parser.add_argument("--window", type=int, default=None, help="frames per window (default: the training window)")
+    parser.add_argument("--batch-size", type=int, default=64)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.check:
+        count = check_submission(args.check, args.test_list)
+        print(f"{args.check}: valid ABAW MTL submission, {count} rows in the order of {args.test_list}")
+        return 0
+    missing = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--output", args.output)) if not value]
+    if missing:
+        raise SystemExit(f"abaw-hf submit: {', '.join(missing)} required (or --check FILE to validate a file)")
+    from transformers import AutoModel
+
+    from .data.columns import column_array
+    from .evaluation import load_split, predict_dataset
+
+    test_list = read_test_list(args.test_list)
+    dataset = load_split(args.data, args.split)
+    models = [AutoModel.from_pretrained(name) for name in args.model]
+    features = sorted({name for model in models for name in model.config.feature_names})
+    lacking_columns = [name for name in features if name not in dataset.column_names]
+    if lacking_columns:
+        raise SystemExit(f"{args.data}: the model(s) need feature column(s) {lacking_columns}, which the dataset lacks")
+    present = np.zeros(len(dataset), dtype=bool)
+    for name in features:
+        present |= column_array(dataset, name)[1]
+    video = np.asarray(dataset.with_format(None)["video"])
+    frame = np.asarray(dataset.with_format("numpy")["frame"])
+    listed_rows(test_list, video, frame, present)  # fail before the (long) prediction
+    tuned = read_postprocessing(args.model[0])
+    sigma = args.smoothing_sigma if args.smoothing_sigma is not None else float(tuned.get("smoothing_sigma", 0.0))
+    max_gap = args.max_gap if args.max_gap is not None else tuned.get("max_gap")
+    thresholds = np.mean([model.config.au_thresholds for model in models], axis=0)
+    predictions = predict_dataset(models, dataset, window=args.window, batch_size=args.batch_size)
+    text = submission_text(test_list, predictions, video, frame, au_thresholds=thresholds,
+                           smoothing_sigma=sigma, max_gap=max_gap, present=present)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(text, encoding="utf-8")
+    check_submission(args.output, test_list)
+    print(f"wrote {args.output}: {len(test_list)} rows, {len(models)} model(s), smoothing σ={sigma:g} frames")
+    return 0
