@@ -163,3 +163,21 @@ def test_reader_unwraps_known_wrappers_and_strips_module_prefix(tmp_path, wrappe
     state = read_checkpoint(path)
     assert sorted(state) == ["bn.bias", "fc.weight"]
     assert torch.equal(state["fc.weight"], torch.ones(2, 2))
+
+
+class RecorderMeter:
+    """Like the training-curve recorder POSTER V2 saves beside its weights."""
+
+    def __init__(self) -> None:
+        self.epoch_losses = np.zeros((3, 2), np.float32)
+
+    def __setstate__(self, state) -> None:
+        raise AssertionError("a checkpoint's own classes must never run while loading weights")
+
+
+def test_training_objects_beside_the_weights_load_inert_without_pickle(tmp_path):
+    path = tmp_path / "raf-db-model_best.pth"
+    torch.save({"epoch": 3, "state_dict": {"module.fc.bias": torch.ones(3)}, "recorder": RecorderMeter(),
+                "best_acc": torch.tensor(92.2)}, path)
+    state = read_checkpoint(path)
+    assert list(state) == ["fc.bias"] and torch.equal(state["fc.bias"], torch.ones(3))

@@ -57,19 +57,51 @@ def _is_zip_checkpoint(path: Path) -> bool:
         return handle.read(4) == b"PK\x03\x04"
 
 
-def _load_raw(path: Path, allow_pickle: bool) -> object:
-    """The unpickled object; tensors only unless ``allow_pickle``."""
-    try:
-        with warnings.catch_warnings():
-            # A plain (non-torch) pickle makes torch warn about its protocol before refusing it below.
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+class InertObject:
+    """Stands in for a non-tensor object of a training checkpoint (a metrics recorder, an optimizer
+    helper): its class is never imported and its code never runs, so weights-only loading stays safe."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __setstate__(self, state) -> None:
+        pass
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+    def append(self, value) -> None:
+        pass
+
+    def extend(self, values) -> None:
+        pass
+
+
+def _torch_load_weights_only(path: Path) -> object:
+    """``torch.load(weights_only=True)``; classes it does not know (e.g. POSTER V2's ``RecorderMeter``
+    saved beside the weights) load as ``InertObject``."""
+    with warnings.catch_warnings():
+        # A plain (non-torch) pickle makes torch warn about its protocol before refusing it.
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        try:
             return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            if not _is_zip_checkpoint(path):
+                raise
+            unknown = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+            with torch.serialization.safe_globals([(InertObject, name) for name in unknown]):
+                return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _load_raw(path: Path, allow_pickle: bool) -> object:
+    """The unpickled object; tensors (and inert placeholders) only unless ``allow_pickle``."""
+    try:
+        return _torch_load_weights_only(path)
     except pickle.UnpicklingError as error:
         if not allow_pickle:
             raise CheckpointError(
-                f"{path}: the file holds Python objects other than tensors (for example the VGGFace2 "
-                "numpy-array pickle), which weights_only loading refuses. If you trust the file, pass "
-                "allow_pickle=True (CLI: --allow-pickle)."
+                f"{path}: the file is a pickle that weights-only loading refuses (for example the VGGFace2 "
+                "numpy-array pickle). If you trust the file, pass allow_pickle=True (CLI: --allow-pickle)."
             ) from error
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(
@@ -121,7 +153,8 @@ def read_checkpoint(path: str | Path, *, allow_pickle: bool = False) -> dict[str
     if not_tensors:
         raise CheckpointError(
             f"{path}: not a state dict; these entries are not tensors: {_listing(not_tensors)}. "
-            f"Known wrappers are {list(STATE_DICT_WRAPPER_KEYS)}."
+            f"Known wrappers are {list(STATE_DICT_WRAPPER_KEYS)}; weights stored as other objects "
+            "(numpy arrays) load only with allow_pickle=True, for trusted files."
         )
     if not tensors:
         raise CheckpointError(f"{path}: the checkpoint holds no tensors")
