@@ -1,0 +1,139 @@
+"""`abaw-hf extract`: frames folder (+ annotation file) or videos -> feature dataset.
+
+    abaw-hf extract --frames cropped_aligned --annotations validation_set_annotations.txt \\
+        --extractor resnet18=resnet18_msceleb.pth --extractor poster2:8cls=poster2_affectnet8.pth \\
+        --extractor fau --output features/val
+    abaw-hf extract --video clip.mp4 --extractor resnet18=resnet18_msceleb.pth --output features/clip
+    accelerate launch --num_processes 4 -m abaw_hf.cli extract ...     # shards split between processes
+
+A rerun with the same arguments resumes: finished shards are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..data import read_mtl_annotations, read_mtl_test_list
+from ..extractors import PreprocessConfig, create_extractor, get_extractor_class
+from ..faces import BACKENDS, VideoError
+from .frames import DEFAULT_MIN_IMAGE_SIZE
+from .runner import DEFAULT_SHARD_SIZE, PRECISIONS, MissingImagesError, extract_features, rows_from_frames_folder
+from .video import NoFaceError, extract_video_features
+
+
+def parse_extractor_spec(spec: str) -> tuple[str, str | None, str | None]:
+    """`name[:variant][=checkpoint]` -> (name, variant, checkpoint)."""
+    head, _, checkpoint = spec.partition("=")
+    name, _, variant = head.partition(":")
+    if not name:
+        raise argparse.ArgumentTypeError(f"bad --extractor {spec!r}; expected NAME[:VARIANT][=CHECKPOINT]")
+    return name, variant or None, checkpoint or None
+
+
+def _name_value(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=PIXELS, got {text!r}")
+    return name, int(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("input (a frames folder, or videos)")
+    source.add_argument("--frames", type=Path, help="folder of <video>/<5-digit frame>.jpg face crops (cropped_aligned)")
+    source.add_argument("--annotations", type=Path, help="ABAW MTL annotation file (rows to extract, with labels)")
+    source.add_argument("--test-list", type=Path, help="ABAW MTL test list (MTL.txt) instead of --annotations")
+    source.add_argument("--video", type=Path, nargs="+", help="raw videos: faces are detected, tracked and aligned")
+    source.add_argument("--image-pattern", default="{video}/{frame:05d}.jpg", help="image path under --frames")
+    source.add_argument("--allow-missing-images", action="store_true",
+                        help="annotated frames without an image become missing vectors instead of an error")
+    source.add_argument("--detector", choices=BACKENDS, default="mediapipe", help="face detector for --video")
+    source.add_argument("--face-size", type=int, default=112, help="aligned crop size for --video")
+    models = parser.add_argument_group("extractors")
+    models.add_argument("--extractor", action="append", type=parse_extractor_spec, required=True,
+                        metavar="NAME[:VARIANT][=CHECKPOINT]", help="repeat for several extractors (one column each)")
+    models.add_argument("--random-init", action="store_true",
+                        help="allow extractors without a checkpoint (random weights: for tests and benchmarks only)")
+    models.add_argument("--allow-pickle", action="store_true", help="allow checkpoints that need full unpickling")
+    models.add_argument("--input-size", action="append", type=_name_value, default=[], metavar="NAME=PIXELS",
+                        help="override an extractor's input size (recorded in the provenance)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--output", type=Path, required=True, help="dataset folder (save_to_disk layout)")
+    run.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="rows per shard (the unit of resuming)")
+    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes for decoding/preprocessing")
+    run.add_argument("--precision", choices=PRECISIONS, default="auto", help="autocast on GPU; CPU runs fp32")
+    run.add_argument("--device", help="torch device (default: this process's accelerate device)")
+    run.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                     help="channels-last memory format (default: on GPU only)")
+    run.add_argument("--min-image-size", type=int, default=DEFAULT_MIN_IMAGE_SIZE, help="smaller images are failures")
+    run.add_argument("--max-shards", type=int, help="stop each process after this many new shards (resume later)")
+    run.add_argument("--overwrite", action="store_true", help="discard an existing output and unfinished work")
+    run.add_argument("--keep-work", action="store_true", help="keep <output>.work (shards, face crops) after the merge")
+    run.add_argument("--no-progress", action="store_true")
+
+
+def build_extractors(args: argparse.Namespace) -> list:
+    sizes = dict(args.input_size)
+    extractors = []
+    for name, variant, checkpoint in args.extractor:
+        if checkpoint is None and not args.random_init and get_extractor_class(name).needs_checkpoint:
+            raise SystemExit(
+                f"abaw-hf extract: --extractor {name} has no checkpoint (write {name}=PATH); "
+                "pass --random-init to run it with random weights (tests and benchmarks only)"
+            )
+        extractor = create_extractor(name, variant, checkpoint, allow_pickle=args.allow_pickle)
+        if name in sizes:
+            cfg = extractor.preprocess_cfg
+            extractor.preprocess_cfg = PreprocessConfig(sizes.pop(name), cfg.mean, cfg.std, cfg.color_order, cfg.interpolation)
+        extractors.append(extractor)
+    if sizes:
+        raise SystemExit(f"abaw-hf extract: --input-size names extractors that are not given: {sorted(sizes)}")
+    return extractors
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if bool(args.frames) == bool(args.video):
+        raise SystemExit("abaw-hf extract: give either --frames (a frames folder) or --video")
+    if args.annotations and args.test_list:
+        raise SystemExit("abaw-hf extract: give --annotations or --test-list, not both")
+    if args.random_init:
+        import torch
+
+        torch.manual_seed(0)  # every process builds the same random weights
+    extractors = build_extractors(args)
+    options = dict(
+        shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers,
+        precision=args.precision, device=args.device, channels_last=args.channels_last,
+        max_shards=args.max_shards, overwrite=args.overwrite, keep_work=args.keep_work,
+        min_image_size=args.min_image_size, progress=not args.no_progress,
+    )
+    try:
+        if args.video:
+            result = extract_video_features(args.video, extractors, args.output, detector=args.detector,
+                                            face_size=args.face_size, **options)
+        else:
+            if args.annotations:
+                rows = read_mtl_annotations(args.annotations)
+            elif args.test_list:
+                rows = read_mtl_test_list(args.test_list)
+            else:
+                rows = rows_from_frames_folder(args.frames, Path(args.image_pattern).suffix or ".jpg")
+            result = extract_features(rows, args.frames, extractors, args.output, image_pattern=args.image_pattern,
+                                      allow_missing_images=args.allow_missing_images, **options)
+    except (MissingImagesError, VideoError, NoFaceError, FileExistsError, FileNotFoundError) as error:
+        print(f"abaw-hf extract: {error}", file=sys.stderr)
+        return 1
+    report = result.report
+    if not report:  # not the main process
+        return 0
+    print(
+        f"{'done' if result.complete else 'partial'}: {report['shards']['done']}/{report['shards']['total']} shards, "
+        f"{report['rows']} rows, {len(report['failed_files'])} unusable files, {len(report['missing_images'])} missing "
+        f"images, {len(report['frames_without_face'])} frames without a face, "
+        f"{len(report['converted_files'])} converted; report: {result.report_path}"
+    )
+    return 0 if result.complete else 3
