@@ -30,7 +30,7 @@ SPACE_SOURCE = PROJECT_ROOT / "space"
 
 MODELING_FILES = ("configuration_abaw_fusion.py", "modeling_abaw_fusion.py", "losses_abaw_fusion.py")
 REQUIRED_MODEL_FILES = ("config.json", "model.safetensors", *MODELING_FILES)
-OPTIONAL_MODEL_FILES = ("eval_results.json", "train_config.yaml")
+OPTIONAL_MODEL_FILES = ("eval_results.json", "train_config.yaml", "postprocessing.json")
 EXTRACTOR_WEIGHTS_DIR = "extractors"
 SPACE_FILES = ("README.md", "requirements.txt", "app.py")
 

@@ -128,12 +128,18 @@ def _optional_model_file(model_id: str | Path, filename: str, revision: str | No
         return None
 
 
-def _read_train_config(model_id, revision=None) -> dict:
-    path = _optional_model_file(model_id, "train_config.yaml", revision)
+def _read_model_record(model_id, filename: str, revision=None) -> dict:
+    """A YAML/JSON record saved beside the weights (train_config.yaml, postprocessing.json); {} when absent."""
+    path = _optional_model_file(model_id, filename, revision)
     if path is None:
         return {}
-    values = yaml.safe_load(path.read_text()) or {}
-    return values if isinstance(values, dict) else {}
+    try:
+        values = yaml.safe_load(path.read_text()) or {}  # YAML reads JSON too
+    except yaml.YAMLError as error:
+        raise PipelineError(f"{path}: not valid YAML/JSON ({error})") from error
+    if not isinstance(values, dict):
+        raise PipelineError(f"{path}: expected a mapping of settings, found {type(values).__name__}")
+    return values
 
 
 # ----- building the extractors ---------------------------------------------------------------------------------
@@ -385,16 +391,19 @@ class AffectPipeline:
     ) -> AffectPipeline:
         """Load the fusion model (Hub id or local folder) and rebuild its extractors from its provenance.
 
-        Window length and gap limit default to the model's ``train_config.yaml`` when it has one.
+        Window length and gap limit default to the model's ``train_config.yaml`` and the smoothing width
+        to its tuned ``postprocessing.json`` when it has them.
         """
         from transformers import AutoModel
 
         model = AutoModel.from_pretrained(str(model_id), revision=revision)
         if not isinstance(model, AbawFusionModel):
             raise PipelineError(f"{model_id}: not an abaw_fusion model (got {type(model).__name__})")
-        train_config = _read_train_config(model_id, revision)
+        train_config = _read_model_record(model_id, "train_config.yaml", revision)
+        postprocessing = _read_model_record(model_id, "postprocessing.json", revision)
         kwargs.setdefault("window", train_config.get("window", DEFAULT_WINDOW))
         kwargs.setdefault("max_gap", train_config.get("max_gap", DEFAULT_MAX_GAP))
+        kwargs.setdefault("smoothing_sigma", postprocessing.get("smoothing_sigma", DEFAULT_SMOOTHING_SIGMA))
         synthetic = None if "dataset" not in train_config else train_config["dataset"] == "synthetic"
         kwargs.setdefault("synthetic_training", synthetic)
         return cls(model, checkpoints=checkpoints, model_id=model_id, revision=revision, device=device, **kwargs)

@@ -116,6 +116,33 @@ def test_face_leaving_the_frame_marks_those_rows(pipeline, astronaut, tmp_path):
     assert present[["valence", "AU12_prob"]].notna().all().all() and present["AU12"].notna().all()
 
 
+def test_smoothing_runs_within_face_runs_of_the_video(pipeline, astronaut, tmp_path):
+    from abaw_hf.postprocess import smooth_predictions
+
+    frames = [np.roll(astronaut, 6 * i, axis=1) for i in range(5)] + [no_face(astronaut)] * 3
+    frames += [np.roll(astronaut, -6 * i, axis=0) for i in range(4)]
+    video = write_video(tmp_path / "moving.mp4", frames, fps=10)
+    columns = ["valence", "arousal", *[f"prob_{n}" for n in EXPRESSION_NAMES], *[f"{n}_prob" for n in AU_NAMES]]
+    sigma = pipeline.smoothing_sigma
+    try:
+        pipeline.smoothing_sigma = 0.0
+        raw = pipeline(video)
+    finally:
+        pipeline.smoothing_sigma = sigma
+    smoothed = pipeline(video)
+    faces = raw["face_found"].to_numpy()
+    assert faces.sum() >= 7 and (smoothed["face_found"].to_numpy() == faces).all()
+    expected = smooth_predictions(
+        raw.loc[faces, columns].to_numpy(np.float32), raw.loc[faces, "source"], raw.loc[faces, "frame"],
+        sigma=sigma, max_gap=pipeline.max_gap,
+    )
+    np.testing.assert_allclose(smoothed.loc[faces, columns].to_numpy(np.float32), expected, atol=1e-5)
+    assert not np.allclose(smoothed.loc[faces, "valence"], raw.loc[faces, "valence"], atol=1e-6)
+    # the decisions follow the smoothed probabilities
+    probabilities = smoothed.loc[faces, [f"prob_{n}" for n in EXPRESSION_NAMES]].to_numpy()
+    assert list(smoothed.loc[faces, "expression"]) == [EXPRESSION_NAMES[i] for i in probabilities.argmax(1)]
+
+
 def test_batching_does_not_change_predictions(astronaut, tmp_path):
     frames = [astronaut] * 3 + [no_face(astronaut)] + [astronaut] * 3
     video = write_video(tmp_path / "batch.mp4", frames, fps=10)
@@ -199,6 +226,7 @@ def test_from_hub_id_rebuilds_extractors_from_the_published_weights(astronaut, t
     model = tiny_model(extractors=provenance)
     model.save_pretrained(tmp_path / "run")
     (tmp_path / "run" / "train_config.yaml").write_text(yaml.safe_dump({"dataset": "synthetic", "window": 5, "max_gap": 3}))
+    (tmp_path / "run" / "postprocessing.json").write_text(json.dumps({"smoothing_sigma": 4.0, "max_gap": 3}))
     staged = hub.stage_model_repo(tmp_path / "run", tmp_path / "stage", extractor_checkpoints={"resnet18": checkpoint})
     write_hub_cache(tmp_path / "hf_home", "org/abaw-fusion", staged.folder)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
@@ -213,7 +241,7 @@ def test_from_hub_id_rebuilds_extractors_from_the_published_weights(astronaut, t
     assert [(item.feature, item.source) for item in report.extractors] == [("fau", "built-in"), ("resnet18", "hub")]
     assert report.extractors[1].sha256 == file_sha256(checkpoint) and report.random_extractors == []
     assert report.synthetic_training is True and "SYNTHETIC DEMO DATA" in report.warnings[0]
-    assert (pipe.window, pipe.max_gap) == (5, 3)
+    assert (pipe.window, pipe.max_gap, pipe.smoothing_sigma) == (5, 3, 4.0)
     torch.testing.assert_close(pipe.extractors["resnet18"].state_dict()["conv1.weight"], official.state_dict()["conv1.weight"])
     table = pipe(astronaut)
     assert table["face_found"].all() and any("SYNTHETIC" in message for message in table.attrs["warnings"])
@@ -237,7 +265,8 @@ def test_cli_predict_writes_csv_and_reports_bad_files(astronaut, tmp_path, capsy
     frames = [astronaut] * 3 + [no_face(astronaut)] * 2
     video = write_video(tmp_path / "clip.mp4", frames, fps=5)
     out = tmp_path / "out" / "pred.csv"
-    code = cli_main(["predict", str(video), "--model", str(tmp_path / "run"), "-o", str(out), "--window", "2"])
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        code = cli_main(["predict", str(video), "--model", str(tmp_path / "run"), "-o", str(out), "--window", "2"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "RANDOM WEIGHTS" in captured.err and "5 rows, a face in 3" in captured.out
@@ -248,6 +277,7 @@ def test_cli_predict_writes_csv_and_reports_bad_files(astronaut, tmp_path, capsy
 
     bad = tmp_path / "bad.mp4"
     bad.write_text(json.dumps({"not": "a video"}))
-    code = cli_main(["predict", str(bad), "--model", str(tmp_path / "run"), "-o", str(tmp_path / "bad.csv")])
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        code = cli_main(["predict", str(bad), "--model", str(tmp_path / "run"), "-o", str(tmp_path / "bad.csv")])
     assert code == 2 and "bad.mp4: not a video file" in capsys.readouterr().err
     assert not (tmp_path / "bad.csv").exists()
