@@ -1,0 +1,210 @@
+"""What the Space shows: figures of a per-frame prediction table, the frame with its face box, the header.
+
+Everything here takes the table ``abaw_hf.pipeline.AffectPipeline`` returns (one row per frame, NaN
+predictions where no face was found) and returns matplotlib figures, images or Markdown, so the
+Gradio wiring in ``app.py`` stays thin and these can be tested without a server.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
+
+# Russell's circumplex: a few affect words at their usual angle on the valence/arousal plane.
+CIRCUMPLEX_WORDS = {
+    "excited": 60, "happy": 25, "content": -25, "calm": -60, "tired": -110,
+    "sad": -155, "angry": 125, "afraid": 150,
+}
+PALETTE = {"valence": "#2563eb", "arousal": "#dc2626"}
+
+
+def expression_names(table: pd.DataFrame) -> list[str]:
+    return [column[len("prob_"):] for column in table.columns if column.startswith("prob_")]
+
+
+def au_names(table: pd.DataFrame) -> list[str]:
+    return [column[: -len("_prob")] for column in table.columns if column.endswith("_prob")]
+
+
+def time_axis(table: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """Seconds when the table has timestamps, frame numbers otherwise."""
+    times = table["time"].to_numpy(dtype=float)
+    if len(times) and np.isfinite(times).all():
+        return times, "time (s)"
+    return table["frame"].to_numpy(dtype=float), "frame"
+
+
+def _circumplex_axes(axes) -> None:
+    angle = np.linspace(0, 2 * np.pi, 200)
+    axes.plot(np.cos(angle), np.sin(angle), color="#9ca3af", linewidth=0.8)
+    axes.axhline(0, color="#d1d5db", linewidth=0.8)
+    axes.axvline(0, color="#d1d5db", linewidth=0.8)
+    for word, degrees in CIRCUMPLEX_WORDS.items():
+        radians = np.deg2rad(degrees)
+        axes.text(1.12 * np.cos(radians), 1.12 * np.sin(radians), word, ha="center", va="center", fontsize=8, color="#6b7280")
+    axes.set_xlim(-1.35, 1.35)
+    axes.set_ylim(-1.35, 1.35)
+    axes.set_aspect("equal")
+    axes.set_xlabel("valence")
+    axes.set_ylabel("arousal")
+
+
+def valence_arousal_figure(table: pd.DataFrame, temporal: bool) -> Figure:
+    """Valence and arousal over time beside their circumplex trajectory (video); the circumplex alone (images)."""
+    valence = table["valence"].to_numpy(dtype=float)
+    arousal = table["arousal"].to_numpy(dtype=float)
+    if not temporal:
+        figure = Figure(figsize=(4.6, 4.2), layout="constrained")
+        axes = figure.add_subplot()
+        _circumplex_axes(axes)
+        axes.scatter(valence, arousal, s=80, color="#7c3aed", zorder=3)
+        for position, (v, a) in enumerate(zip(valence, arousal)):
+            if np.isfinite(v) and len(table) > 1:
+                axes.annotate(str(table["source"].iloc[position]), (v, a), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        axes.set_title("valence / arousal (circumplex)")
+        return figure
+    figure = Figure(figsize=(10, 3.6), layout="constrained")
+    over_time, circumplex = figure.subplots(1, 2, width_ratios=[2.4, 1])
+    x, x_label = time_axis(table)
+    over_time.plot(x, valence, color=PALETTE["valence"], label="valence")
+    over_time.plot(x, arousal, color=PALETTE["arousal"], label="arousal")
+    missing = ~table["face_found"].to_numpy(dtype=bool)
+    if missing.any():
+        over_time.fill_between(x, -1, 1, where=missing, color="#e5e7eb", step="mid", label="no face")
+    over_time.set_ylim(-1.05, 1.05)
+    over_time.axhline(0, color="#9ca3af", linewidth=0.6)
+    over_time.set_xlabel(x_label)
+    over_time.legend(loc="upper right", fontsize=8)
+    over_time.set_title("valence and arousal over time")
+    _circumplex_axes(circumplex)
+    points = circumplex.scatter(valence, arousal, c=x, cmap="viridis", s=10, zorder=3)
+    figure.colorbar(points, ax=circumplex, label=x_label, shrink=0.8)
+    circumplex.set_title("circumplex")
+    return figure
+
+
+def expression_figure(table: pd.DataFrame, temporal: bool) -> Figure:
+    """Expression probabilities (mean over face frames) and, for a video, their timeline as a heat-map."""
+    names = expression_names(table)
+    probabilities = table[[f"prob_{name}" for name in names]].to_numpy(dtype=float)
+    found = table["face_found"].to_numpy(dtype=bool)
+    mean = probabilities[found].mean(axis=0) if found.any() else np.zeros(len(names))
+    if not temporal:
+        figure = Figure(figsize=(5, 3.6), layout="constrained")
+        bars = figure.add_subplot()
+    else:
+        figure = Figure(figsize=(10, 4.4), layout="constrained")
+        bars, timeline = figure.subplots(1, 2, width_ratios=[1, 2.4])
+    order = np.arange(len(names))[::-1]
+    colours = ["#f59e0b" if i == int(np.argmax(mean)) else "#93c5fd" for i in range(len(names))]
+    bars.barh(order, mean, color=colours)
+    bars.set_yticks(order, names)
+    bars.set_xlim(0, 1)
+    bars.set_xlabel("probability" + (" (mean over face frames)" if temporal else ""))
+    bars.set_title("expression")
+    if temporal:
+        x, x_label = time_axis(table)
+        extent = [x[0], x[-1] if len(x) > 1 else x[0] + 1, len(names) - 0.5, -0.5]
+        image = timeline.imshow(probabilities.T, aspect="auto", cmap="magma", vmin=0, vmax=1, extent=extent, interpolation="nearest")
+        winners = np.where(found, np.nanargmax(np.nan_to_num(probabilities, nan=-1), axis=1), -1)
+        timeline.scatter(x[found], winners[found], s=6, color="#22d3ee", label="most probable")
+        timeline.set_yticks(range(len(names)), names)
+        timeline.set_xlabel(x_label)
+        timeline.set_title("expression timeline (probability; dots: most probable)")
+        figure.colorbar(image, ax=timeline, shrink=0.8)
+    return figure
+
+
+def au_figure(table: pd.DataFrame, temporal: bool, thresholds: list[float] | None = None) -> Figure:
+    """AU probabilities over time as a heat-map (video); bars against their thresholds (images)."""
+    names = au_names(table)
+    probabilities = table[[f"{name}_prob" for name in names]].to_numpy(dtype=float)
+    if not temporal:
+        figure = Figure(figsize=(5, 3.6), layout="constrained")
+        axes = figure.add_subplot()
+        last = probabilities[-1]
+        on = table[names].iloc[-1].to_numpy(dtype=float) if set(names) <= set(table.columns) else last >= 0.5
+        axes.bar(range(len(names)), np.nan_to_num(last), color=["#16a34a" if flag == 1 else "#cbd5e1" for flag in on])
+        if thresholds is not None:
+            axes.scatter(range(len(names)), thresholds, marker="_", s=300, color="#111827", label="threshold")
+            axes.legend(fontsize=8, loc="upper right")
+        axes.set_xticks(range(len(names)), names, rotation=45)
+        axes.set_ylim(0, 1)
+        axes.set_ylabel("probability (green: on)")
+        axes.set_title("action units")
+        return figure
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = figure.add_subplot()
+    x, x_label = time_axis(table)
+    extent = [x[0], x[-1] if len(x) > 1 else x[0] + 1, len(names) - 0.5, -0.5]
+    image = axes.imshow(probabilities.T, aspect="auto", cmap="viridis", vmin=0, vmax=1, extent=extent, interpolation="nearest")
+    axes.set_yticks(range(len(names)), names)
+    axes.set_xlabel(x_label)
+    axes.set_title("action unit probability over time (blank: no face)")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    return figure
+
+
+def frame_caption(row: pd.Series) -> str:
+    if not bool(row["face_found"]):
+        return f"frame {int(row['frame'])}: no face found"
+    active = [name for name in au_names(row.to_frame().T) if name in row.index and row[name] == 1]
+    return (
+        f"frame {int(row['frame'])}: {row['expression']} · valence {row['valence']:+.2f} · arousal {row['arousal']:+.2f}"
+        f" · AUs on: {', '.join(active) or 'none'}"
+    )
+
+
+def draw_face_box(image: np.ndarray, row: pd.Series) -> Image.Image:
+    """The frame with the tracked face's box and its predicted expression."""
+    picture = Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
+    if not bool(row["face_found"]):
+        return picture
+    draw = ImageDraw.Draw(picture)
+    box = [float(row["face_x0"]), float(row["face_y0"]), float(row["face_x1"]), float(row["face_y1"])]
+    width = max(2, round(max(picture.size) / 200))
+    draw.rectangle(box, outline="#22c55e", width=width)
+    label = f"{row['expression']}  V {row['valence']:+.2f}  A {row['arousal']:+.2f}"
+    left, top = box[0], max(0.0, box[1] - 14 - width)
+    text_box = draw.textbbox((left, top), label)
+    draw.rectangle([text_box[0] - 2, text_box[1] - 2, text_box[2] + 2, text_box[3] + 2], fill="#22c55e")
+    draw.text((left, top), label, fill="#052e16")
+    return picture
+
+
+def header_markdown(model_id: str, report, package: str) -> str:
+    """Which model and which extractor weights are loaded."""
+    if report is None:
+        return f"### Model: `{model_id}` (not loaded)\n\n{package}"
+    training = {True: "synthetic demo data", False: "real data"}.get(report.synthetic_training, "not recorded")
+    lines = [
+        f"### Model: `{model_id}` · training data: {training}",
+        "",
+        "| feature | extractor / variant | weights | checkpoint |",
+        "| --- | --- | --- | --- |",
+    ]
+    for item in report.extractors:
+        weights = {"random": "**random init**", "hub": "model repo", "checkpoint": "official checkpoint",
+                   "built-in": "built-in"}.get(item.source, item.source)
+        checkpoint = item.checkpoint or "-"
+        if item.sha256:
+            checkpoint += f" (sha256 {item.sha256[:12]}…)"
+        lines.append(f"| {item.feature} | {item.extractor} / {item.variant or '-'} | {weights} | {checkpoint} |")
+    lines += ["", package]
+    return "\n".join(lines)
+
+
+def banner_html(messages: list[str]) -> str:
+    """A red banner listing why the predictions should not be believed (empty when nothing is wrong)."""
+    if not messages:
+        return ""
+    items = "".join(f"<li>{html.escape(message)}</li>" for message in messages)
+    return (
+        '<div id="abaw-banner" style="background:#fee2e2;border:2px solid #dc2626;color:#7f1d1d;'
+        'padding:10px 14px;border-radius:8px;font-weight:600">'
+        f"⚠️ Do not read these predictions as real affect recognition:<ul style='margin:6px 0 0 18px'>{items}</ul></div>"
+    )
