@@ -47,7 +47,8 @@ def _checked_float16(name: str, vectors: np.ndarray, present: np.ndarray, video:
     vectors = np.asarray(vectors)
     if vectors.ndim != 2 or len(vectors) != len(present):
         raise FeatureError(f"feature {name!r}: expected [{len(present)}, D] vectors, got shape {vectors.shape}")
-    half = vectors.astype(np.float16)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, naming the row
+        half = vectors.astype(np.float16)
     half[~present] = 0
     finite = np.isfinite(half).all(axis=1)
     if not finite.all():
@@ -55,7 +56,7 @@ def _checked_float16(name: str, vectors: np.ndarray, present: np.ndarray, video:
         source_finite = bool(np.isfinite(np.asarray(vectors[row], dtype=np.float64)).all())
         reason = f"a value beyond float16's range (±{_FLOAT16_MAX:g})" if source_finite else "NaN or Inf"
         raise FeatureError(
-            f"feature {name!r} has {reason} at video {video[row]!r} frame {int(frame[row])} "
+            f"feature {name!r} has {reason} at video {str(video[row])!r} frame {int(frame[row])} "
             f"({int((~finite).sum())} such rows in this shard); NaN is never a way to say 'missing': use a null"
         )
     return half
@@ -100,8 +101,12 @@ def _shard_name(index: int, num_shards: int) -> str:
 
 
 def _count_rows(path: Path) -> int:
-    with pa.memory_map(str(path)) as source:
-        return sum(batch.num_rows for batch in pa.ipc.open_stream(source))
+    """Rows in a finished shard file; -1 when it cannot be read (then it is written again)."""
+    try:
+        with pa.memory_map(str(path)) as source:
+            return sum(batch.num_rows for batch in pa.ipc.open_stream(source))
+    except (pa.ArrowInvalid, OSError):
+        return -1
 
 
 def write_sharded_dataset(

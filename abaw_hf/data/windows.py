@@ -196,7 +196,7 @@ class WindowCollator:
                 b, t = np.argwhere(~np.isfinite(values).all(axis=2))[0]
                 item = items[b]
                 raise ValueError(
-                    f"feature {name!r} has NaN or Inf at video {item['video']!r} frame {int(item['frames'][t])} "
+                    f"feature {name!r} has NaN or Inf at video {str(item['video'])!r} frame {int(item['frames'][t])} "
                     f"(dataset row {item['row_start'] + t})"
                 )
         return {

@@ -1,0 +1,162 @@
+"""`abaw-hf build`: annotations + features -> a feature dataset (save_to_disk folder, Parquet folder, Hub).
+
+Examples::
+
+    abaw-hf build --synthetic --output data/synthetic
+    abaw-hf build --annotations train=training_set_annotations.txt \\
+        --annotations validation=validation_set_annotations.txt \\
+        --features resnet18=resnet18.npy --features poster2=poster2.npy --openface-dir openface/ \\
+        --output data/abaw --parquet-dir data/abaw_hub
+    abaw-hf build --annotations train=train.txt --images cropped_aligned/ \\
+        --extractor resnet18=resnet18_msceleb.pth --output data/abaw
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import datasets
+
+from .annotations import Annotations, merge_annotations, read_mtl_annotations, read_mtl_test_list, read_single_task_folder
+from .builder import build_from_arrays, build_from_extractors, image_paths
+from .converters import join_features, read_feature_dict_npy, read_openface_folder
+
+
+def _pairs(values: list[str] | None, flag: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise SystemExit(f"{flag} expects NAME=VALUE, got {value!r}")
+        pairs.append((key, rest))
+    return pairs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("rows")
+    source.add_argument("--synthetic", action="store_true", help="the embedded synthetic dataset (no inputs needed)")
+    source.add_argument("--scale", type=float, default=1.0, help="synthetic size knob (9 is about s-Aff-Wild2)")
+    source.add_argument("--seed", type=int, default=0, help="synthetic seed")
+    source.add_argument("--annotations", action="append", metavar="SPLIT=FILE", help="an MTL annotation file")
+    source.add_argument("--test-list", metavar="FILE", help="the MTL.txt test list (split 'test', no labels)")
+    source.add_argument(
+        "--task-dir", action="append", metavar="TASK=DIR", help="single-task folder (va, expr or au), merged into --split"
+    )
+    source.add_argument("--split", default="train", help="split name for --task-dir rows")
+    source.add_argument("--skip-bad-rows", action="store_true", help="drop malformed annotation rows (count them)")
+    features = parser.add_argument_group("features")
+    features.add_argument("--features", action="append", metavar="NAME=FILE.npy", help="authors' {video:{frame:vec}} file")
+    features.add_argument("--openface-dir", metavar="DIR", help="OpenFace CSVs (<video>.csv) as the 'fau' column")
+    features.add_argument(
+        "--extractor", action="append", metavar="NAME[:VARIANT]=CHECKPOINT", help="run a registered extractor"
+    )
+    features.add_argument("--images", metavar="DIR", help="cropped_aligned/ root for --extractor")
+    features.add_argument("--batch-size", type=int, default=64)
+    features.add_argument(
+        "--allow-missing-features", action="store_true", help="store annotated frames without a vector as missing"
+    )
+    output = parser.add_argument_group("outputs")
+    output.add_argument("--output", required=True, help="save_to_disk folder (one subfolder per split)")
+    output.add_argument("--shard-size", type=int, default=50_000, help="rows per Arrow shard")
+    output.add_argument("--overwrite", action="store_true", help="replace an output built from other inputs")
+    output.add_argument("--parquet-dir", help="also stage a Parquet folder with a dataset card (Hub layout)")
+    output.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the Parquet folder as a dataset repo")
+    output.add_argument("--private", action="store_true")
+
+
+def _read_rows(args: argparse.Namespace) -> dict[str, Annotations]:
+    rows: dict[str, Annotations] = {}
+    for split, path in _pairs(args.annotations, "--annotations"):
+        rows[split] = read_mtl_annotations(path, skip_bad_rows=args.skip_bad_rows)
+    if args.test_list:
+        rows["test"] = read_mtl_test_list(args.test_list)
+    task_tables = [
+        read_single_task_folder(folder, task, skip_bad_rows=args.skip_bad_rows)
+        for task, folder in _pairs(args.task_dir, "--task-dir")
+    ]
+    if task_tables:
+        rows[args.split] = merge_annotations(task_tables)
+    for split, table in rows.items():
+        counts = table.label_counts()
+        skipped = f", {table.num_skipped} malformed rows skipped" if table.num_skipped else ""
+        print(f"{split}: {counts['rows']:,} rows (VA {counts['va']:,}, expr {counts['expression']:,}, AU {counts['au']:,}){skipped}")
+        for message in table.skipped:
+            print(f"  skipped {message}")
+    return rows
+
+
+def _extractors(args: argparse.Namespace) -> list:
+    from ..extractors import create_extractor
+
+    extractors = []
+    for spec, checkpoint in _pairs(args.extractor, "--extractor"):
+        name, _, variant = spec.partition(":")
+        extractors.append(create_extractor(name, variant or None, checkpoint))
+    return extractors
+
+
+def _write_dataset_dict(output: Path, splits: list[str]) -> None:
+    (output / "dataset_dict.json").write_text(json.dumps({"splits": splits}))
+
+
+def run(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    if args.synthetic:
+        from .synthetic import make_synthetic_dataset
+
+        built = make_synthetic_dataset(scale=args.scale, seed=args.seed)
+        if output.exists() and any(output.iterdir()) and not args.overwrite:
+            raise SystemExit(f"{output} is not empty; pass --overwrite")
+        built.save_to_disk(str(output))
+    else:
+        rows = _read_rows(args)
+        if not rows:
+            raise SystemExit("nothing to build: give --synthetic, --annotations, --test-list or --task-dir")
+        feature_args = bool(args.features or args.openface_dir)
+        if feature_args == bool(args.extractor):
+            raise SystemExit("give either feature files (--features/--openface-dir) or --extractor with --images")
+        built = {}
+        if args.extractor:
+            if not args.images:
+                raise SystemExit("--extractor needs --images (the cropped_aligned/ root)")
+            for table in rows.values():  # every missing image of every split, before any work starts
+                image_paths(table, args.images)
+            extractors = _extractors(args)
+            for split, table in rows.items():
+                built[split] = build_from_extractors(
+                    table, extractors, args.images, output / split, batch_size=args.batch_size,
+                    shard_size=args.shard_size, overwrite=args.overwrite, split=split,
+                )  # fmt: skip
+        else:
+            tables = [read_feature_dict_npy(path, name) for name, path in _pairs(args.features, "--features")]
+            if args.openface_dir:
+                tables.append(read_openface_folder(args.openface_dir))
+            joined = {}
+            problems = []
+            for split, table in rows.items():  # join every split first: all missing frames are listed together
+                try:
+                    joined[split] = join_features(table, tables, allow_missing=args.allow_missing_features)
+                except ValueError as error:
+                    problems.append(f"[{split}] {error}")
+            if problems:
+                raise SystemExit("\n".join(problems))
+            for split, (vectors, present, report) in joined.items():
+                print(f"{split}: {report.summary()}")
+                built[split] = build_from_arrays(
+                    rows[split], vectors, output / split, present=present, shard_size=args.shard_size,
+                    overwrite=args.overwrite, split=split, source=json.dumps([t.source for t in tables]),
+                )  # fmt: skip
+        _write_dataset_dict(output, list(built))
+        built = datasets.DatasetDict(built)
+    print(f"saved {', '.join(f'{k}: {len(v):,} rows' for k, v in built.items())} to {output}")
+    if args.parquet_dir or args.push_to_hub:
+        from .publish import push_dataset_to_hub, stage_parquet_folder
+
+        folder = Path(args.parquet_dir or output.with_name(output.name + "_hub"))
+        stage_parquet_folder(built, folder, repo_id=args.push_to_hub or "<org>/<dataset>")
+        print(f"staged Parquet + dataset card in {folder}")
+        if args.push_to_hub:
+            print(push_dataset_to_hub(folder, args.push_to_hub, private=args.private))
+    return 0

@@ -1,0 +1,220 @@
+"""Converters for features users already have: the authors' `.npy` `{video: {frame: vector}}` dicts and
+OpenFace 2.0 CSVs. Both give a :class:`FeatureTable` that :func:`join_features` aligns with the annotations.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from .annotations import Annotations
+
+OPENFACE_AU_COLUMNS = [
+    f"AU{n:02d}_r" for n in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+]
+_SHOWN = 20
+
+
+@dataclass
+class FeatureTable:
+    """Feature vectors keyed by (video, frame): vectors [M, D] float32, present [M] (False: missing vector)."""
+
+    name: str
+    video: np.ndarray
+    frame: np.ndarray
+    vectors: np.ndarray
+    present: np.ndarray
+    source: str = ""
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+@dataclass
+class JoinReport:
+    """Frames present in one source but not the other, per feature: (video, frame) lists and counts."""
+
+    missing_in_features: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    unannotated_in_features: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = []
+        for name, frames in self.missing_in_features.items():
+            if frames:
+                shown = ", ".join(f"{v}/{f:05d}" for v, f in frames[:_SHOWN])
+                lines.append(f"{name}: {len(frames)} annotated frames have no vector (e.g. {shown})")
+        for name, count in self.unannotated_in_features.items():
+            if count:
+                lines.append(f"{name}: {count} frames have a vector but no annotation row (ignored)")
+        return "\n".join(lines) or "every annotated frame has a vector in every feature source"
+
+
+def _frame_number(key, path: Path, video: str) -> int:
+    if isinstance(key, (int, np.integer)):
+        return int(key)
+    text = str(key).replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if not text.isdigit():
+        raise ValueError(f"{path}: video {video!r} has a frame key {key!r} that is not a frame number")
+    return int(text)
+
+
+def read_feature_dict_npy(path: str | os.PathLike, name: str | None = None) -> FeatureTable:
+    """Read one of the authors' `.npy` files holding a pickled `{video: {frame: vector}}` dict.
+
+    Such files are pickles: load only files you trust. Frame keys may be ints, `"00012"` or `"00012.jpg"`.
+    NaN/Inf raise, naming video and frame; all vectors must share one dim.
+    """
+    path = Path(path)
+    try:
+        loaded = np.load(path, allow_pickle=True)
+        mapping = loaded.item() if isinstance(loaded, np.ndarray) and loaded.dtype == object else loaded
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f"{path}: not a readable .npy feature dict ({error})") from None
+    if not isinstance(mapping, Mapping):
+        raise ValueError(f"{path}: expected a {{video: {{frame: vector}}}} dict, found {type(mapping).__name__}")
+    videos, frames, vectors = [], [], []
+    dim = None
+    for video, per_frame in mapping.items():
+        if not isinstance(per_frame, Mapping):
+            raise ValueError(f"{path}: video {video!r} maps to {type(per_frame).__name__}, not a {{frame: vector}} dict")
+        for key, vector in per_frame.items():
+            frame = _frame_number(key, path, str(video))
+            vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+            if dim is None:
+                dim = len(vector)
+            if len(vector) != dim:
+                raise ValueError(f"{path}: video {video!r} frame {frame} has dim {len(vector)}, others have {dim}")
+            if not np.isfinite(vector).all():
+                raise ValueError(f"{path}: NaN or Inf in video {video!r} frame {frame}")
+            videos.append(str(video))
+            frames.append(frame)
+            vectors.append(vector)
+    if dim is None:
+        raise ValueError(f"{path}: the feature dict is empty")
+    return FeatureTable(
+        name=name or path.stem,
+        video=np.asarray(videos, dtype=str),
+        frame=np.asarray(frames, dtype=np.int64),
+        vectors=np.stack(vectors),
+        present=np.ones(len(frames), dtype=bool),
+        source=str(path),
+    )
+
+
+def read_openface_csv(path: str | os.PathLike, video: str | None = None, name: str = "fau") -> FeatureTable:
+    """Read an OpenFace 2.0 `FeatureExtraction` CSV: the 17 `AUxx_r` intensities per frame.
+
+    Header names carry a leading space (`" AU01_r"`); rows with `success == 0` become missing vectors. The
+    video name defaults to the file stem.
+    """
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = [cell.strip() for cell in next(reader)]
+        except StopIteration:
+            raise ValueError(f"{path}: empty OpenFace CSV") from None
+        required = ["frame", "success", *OPENFACE_AU_COLUMNS]
+        absent = [c for c in required if c not in header]
+        if absent:
+            raise ValueError(f"{path}:1: OpenFace CSV lacks columns {absent}")
+        positions = [header.index(c) for c in required]
+        frames, success, vectors = [], [], []
+        for line_number, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}:{line_number}: expected {len(header)} columns, found {len(row)}")
+            try:
+                cells = [float(row[p]) for p in positions]
+            except ValueError:
+                raise ValueError(f"{path}:{line_number}: a non-numeric value in frame/success/AU columns") from None
+            if not np.isfinite(cells).all():
+                raise ValueError(f"{path}:{line_number}: NaN or Inf in frame {int(cells[0])}")
+            frames.append(int(cells[0]))
+            success.append(cells[1] != 0)
+            vectors.append(cells[2:])
+    present = np.asarray(success, dtype=bool)
+    vectors_array = np.asarray(vectors, dtype=np.float32).reshape(-1, len(OPENFACE_AU_COLUMNS))
+    vectors_array[~present] = 0
+    return FeatureTable(
+        name=name,
+        video=np.full(len(frames), video or path.stem),
+        frame=np.asarray(frames, dtype=np.int64),
+        vectors=vectors_array,
+        present=present,
+        source=str(path),
+    )
+
+
+def read_openface_folder(folder: str | os.PathLike, name: str = "fau") -> FeatureTable:
+    """Every `<video>.csv` in a folder (OpenFace's output directory), concatenated."""
+    files = sorted(Path(folder).glob("*.csv"))
+    if not files:
+        raise FileNotFoundError(f"no OpenFace <video>.csv files in {folder}")
+    return concatenate_tables([read_openface_csv(f, name=name) for f in files], source=str(folder))
+
+
+def concatenate_tables(tables: Iterable[FeatureTable], source: str = "") -> FeatureTable:
+    tables = list(tables)
+    return FeatureTable(
+        name=tables[0].name,
+        video=np.concatenate([t.video for t in tables]),
+        frame=np.concatenate([t.frame for t in tables]),
+        vectors=np.concatenate([t.vectors for t in tables]),
+        present=np.concatenate([t.present for t in tables]),
+        source=source or tables[0].source,
+    )
+
+
+def _keys(video: np.ndarray, frame: np.ndarray, codes: dict[str, int]) -> np.ndarray:
+    video_codes = np.asarray([codes.setdefault(v, len(codes)) for v in video.tolist()], dtype=np.int64)
+    return (video_codes << 32) | np.asarray(frame, dtype=np.int64)
+
+
+def join_features(
+    rows: Annotations, tables: Iterable[FeatureTable], *, allow_missing: bool = False
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], JoinReport]:
+    """Align feature tables with annotation rows on (video, frame).
+
+    Returns (vectors {name: [N, D]}, present {name: [N]}, report). Annotated frames without a vector raise,
+    listed together for every source, unless `allow_missing` (they become missing vectors). Vectors of frames
+    that are not annotated are counted in the report and ignored. Duplicate (video, frame) in a table raises.
+    """
+    codes: dict[str, int] = {}
+    row_keys = _keys(rows.video, rows.frame, codes)
+    vectors, present, report = {}, {}, JoinReport()
+    for table in tables:
+        if table.name in vectors:
+            raise ValueError(f"two feature sources are named {table.name!r}")
+        keys = _keys(table.video, table.frame, codes)
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        duplicate = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+        if len(duplicate):
+            first = order[duplicate[0]]
+            raise ValueError(
+                f"{table.source}: {len(duplicate)} duplicate (video, frame) entries, e.g. "
+                f"{table.video[first]}/{int(table.frame[first]):05d}"
+            )
+        position = np.clip(np.searchsorted(sorted_keys, row_keys), 0, max(0, len(keys) - 1))
+        found = (sorted_keys[position] == row_keys) if len(keys) else np.zeros(len(row_keys), bool)
+        source_rows = order[position]
+        vectors[table.name] = np.where(found[:, None], table.vectors[source_rows], 0).astype(np.float32)
+        present[table.name] = found & table.present[source_rows]
+        report.missing_in_features[table.name] = [
+            (str(v), int(f)) for v, f in zip(rows.video[~found].tolist(), rows.frame[~found].tolist())
+        ]
+        report.unannotated_in_features[table.name] = int(len(keys) - np.isin(keys, row_keys).sum())
+    if not allow_missing and any(report.missing_in_features.values()):
+        raise ValueError(
+            "annotated frames without feature entries (pass allow_missing=True / --allow-missing-features "
+            "to store them as missing vectors):\n" + report.summary()
+        )
+    return vectors, present, report

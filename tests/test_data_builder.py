@@ -1,0 +1,193 @@
+"""The sharded builder: schema, nulls, bad values, resume after an interruption, extractors, the three outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from PIL import Image
+
+from abaw_hf.data import Annotations, FeatureError, build_from_arrays, build_from_extractors, column_array, read_metadata
+from abaw_hf.data.builder import write_sharded_dataset
+from abaw_hf.data.publish import push_dataset_to_hub, read_card_metadata, stage_parquet_folder
+
+
+def small_rows(num_videos: int = 3, frames: int = 7) -> Annotations:
+    rng = np.random.default_rng(0)
+    n = num_videos * frames
+    rows = Annotations.unlabelled([f"v{i // frames}" for i in range(n)][::-1], list(range(1, n + 1))[::-1])
+    rows.valence = rng.uniform(-1, 1, n).astype(np.float32)
+    rows.arousal = rng.uniform(-1, 1, n).astype(np.float32)
+    rows.expression = rng.integers(-1, 8, n).astype(np.int8)
+    rows.aus = rng.integers(-1, 2, (n, 12)).astype(np.int8)
+    return rows
+
+
+def test_build_from_arrays_schema_nulls_and_order(tmp_path):
+    rows = small_rows()  # given in reverse order: the builder sorts
+    rng = np.random.default_rng(1)
+    vectors = {"resnet18": rng.standard_normal((len(rows), 8)), "fau": rng.uniform(0, 5, (len(rows), 3))}
+    present = {"fau": np.arange(len(rows)) % 4 != 0}
+    dataset = build_from_arrays(
+        rows, vectors, tmp_path / "ds", present=present, shard_size=5, provenance={"fau": {"registry": "fau"}},
+        progress=False,
+    )  # fmt: skip
+    assert dataset.features["resnet18"] == datasets.List(datasets.Value("float16"), length=8)
+    assert dataset.features["aus"] == datasets.List(datasets.Value("int8"), length=12)
+    assert list(dataset.features) == ["video", "frame", "valence", "arousal", "expression", "aus", "resnet18", "fau"]
+    assert len(list((tmp_path / "ds").glob("data-*.arrow"))) == 5
+    order = rows.sort_order()
+    assert dataset["frame"] == rows.frame[order].tolist()
+    assert dataset["video"] == sorted(dataset["video"])
+    values, mask = column_array(dataset, "resnet18")
+    np.testing.assert_allclose(values, vectors["resnet18"][order].astype(np.float16))
+    fau_values, fau_mask = column_array(dataset, "fau")
+    assert np.array_equal(fau_mask, present["fau"][order])
+    assert dataset[int(np.flatnonzero(~fau_mask)[0])]["fau"] is None
+    assert not fau_values[~fau_mask].any()
+    np.testing.assert_allclose(dataset["valence"], rows.valence[order])
+    assert dataset["aus"] == rows.aus[order].tolist()
+    metadata = read_metadata(datasets.load_from_disk(str(tmp_path / "ds")))
+    assert metadata["feature_dims"] == {"resnet18": 8, "fau": 3}
+    assert metadata["extractors"] == {"fau": {"registry": "fau"}}
+
+
+@pytest.mark.parametrize("bad, message", [(np.nan, "NaN or Inf"), (1e6, "beyond float16's range")])
+def test_bad_feature_values_name_video_and_frame(tmp_path, bad, message):
+    rows = Annotations.unlabelled(["a", "a", "b"], [1, 2, 5])
+    vectors = np.zeros((3, 4))
+    vectors[2, 1] = bad
+    with pytest.raises(FeatureError, match=rf"{message}.*video 'b' frame 5"):
+        build_from_arrays(rows, {"x": vectors}, tmp_path / "out", progress=False)
+
+
+def test_duplicate_rows_are_an_error(tmp_path):
+    rows = Annotations.unlabelled(["a", "a"], [1, 1])
+    with pytest.raises(ValueError, match="duplicate"):
+        build_from_arrays(rows, {"x": np.zeros((2, 2))}, tmp_path / "out", progress=False)
+
+
+def test_interrupted_build_resumes_and_skips_finished_shards(tmp_path):
+    rows = small_rows(num_videos=4, frames=5)  # 20 rows -> 4 shards of 5
+    vectors = np.random.default_rng(2).standard_normal((len(rows), 6))
+    calls: list[int] = []
+
+    def compute(fail_at: int | None):
+        def shard(shard_rows, index):
+            if fail_at is not None and len(calls) == fail_at:
+                raise KeyboardInterrupt("power cut")
+            calls.append(int(index[0]))
+            return {"x": (vectors[index], np.ones(len(index), bool))}
+
+        return shard
+
+    output = tmp_path / "resume"
+    with pytest.raises(KeyboardInterrupt):
+        write_sharded_dataset(rows, {"x": 6}, compute(fail_at=2), output, shard_size=5, progress=False)
+    assert len(calls) == 2 and len(list(output.glob("data-*.arrow"))) == 2
+    assert not (output / "state.json").exists()
+    # a half-written shard (the next one) must not count as finished
+    (output / "data-00002-of-00004.arrow.tmp").write_bytes(b"half a shard")
+    (output / "data-00003-of-00004.arrow").write_bytes(b"")  # a truncated final file is redone too
+    done_before = list(calls)
+    dataset = write_sharded_dataset(rows, {"x": 6}, compute(fail_at=None), output, shard_size=5, progress=False)
+    assert len(calls) - len(done_before) == 2  # only shards 2 and 3 were computed again
+    assert len(dataset) == 20
+    np.testing.assert_allclose(column_array(dataset, "x")[0], vectors[rows.sort_order()].astype(np.float16))
+    assert json.loads((output / "build_manifest.json").read_text())["complete"] is True
+    # other inputs into the same folder: refused unless overwrite
+    with pytest.raises(FileExistsError, match="not built from these inputs"):
+        write_sharded_dataset(rows, {"x": 6}, compute(None), output, shard_size=4, progress=False)
+    assert len(write_sharded_dataset(rows, {"x": 6}, compute(None), output, shard_size=4, overwrite=True, progress=False)) == 20
+
+
+class FakeExtractor:
+    """Extractor-like: mean colour per channel, scaled; optionally misses a face on dark images."""
+
+    def __init__(self, name: str, dim: int, can_miss: bool = False):
+        self.name, self.dim, self.can_miss = name, dim, can_miss
+        self.batches: list[int] = []
+
+    def extract(self, images):
+        self.batches.append(len(images))
+        means = np.stack([image.reshape(-1, 3).mean(0) / 255 for image in images])
+        vectors = np.tile(means, (1, self.dim // 3 + 1))[:, : self.dim]
+        if self.can_miss:
+            return vectors, means[:, 0] > 0.2
+        return vectors
+
+    def provenance(self):
+        return {"registry": self.name, "checkpoint": None}
+
+
+def write_images(root: Path, rows: Annotations) -> None:
+    for video, frame in zip(rows.video.tolist(), rows.frame.tolist()):
+        (root / video).mkdir(parents=True, exist_ok=True)
+        shade = (frame * 37) % 256
+        Image.fromarray(np.full((16, 16, 3), shade, np.uint8)).save(root / video / f"{frame:05d}.jpg", quality=100)
+
+
+def test_build_from_extractors_and_missing_images(tmp_path):
+    rows = Annotations.unlabelled(["a"] * 4 + ["b"] * 3, [1, 2, 3, 4, 10, 11, 12])
+    write_images(tmp_path / "images", rows)
+    rgb, faces = FakeExtractor("rgb", 5), FakeExtractor("faces", 3, can_miss=True)
+    dataset = build_from_extractors(rows, [rgb, faces], tmp_path / "images", tmp_path / "ds", batch_size=3, progress=False)
+    assert rgb.batches == [3, 3, 1]
+    values, present = column_array(dataset, "rgb")
+    shades = np.array([(f * 37) % 256 for f in rows.frame]) / 255
+    np.testing.assert_allclose(values[:, 0], shades, atol=0.01)
+    assert np.array_equal(column_array(dataset, "faces")[1], shades > 0.2)
+    assert read_metadata(dataset)["extractors"]["rgb"] == {"registry": "rgb", "checkpoint": None}
+
+    (tmp_path / "images" / "a" / "00002.jpg").unlink()
+    (tmp_path / "images" / "b" / "00012.jpg").unlink()
+    probe = FakeExtractor("rgb", 5)
+    with pytest.raises(FileNotFoundError, match=r"2 annotated frames have no image") as error:
+        build_from_extractors(rows, [probe], tmp_path / "images", tmp_path / "other", progress=False)
+    assert "a/00002.jpg" in str(error.value) and "b/00012.jpg" in str(error.value)
+    assert probe.batches == []  # listed before any work started
+
+
+def test_parquet_folder_card_and_push(tmp_path, monkeypatch):
+    rows = small_rows(num_videos=2, frames=6)
+    vectors = {"poster2": np.random.default_rng(3).standard_normal((len(rows), 4))}
+    present = {"poster2": np.arange(len(rows)) != 3}
+    train = build_from_arrays(rows, vectors, tmp_path / "train", present=present, progress=False, split="train")
+    splits = datasets.DatasetDict({"train": train, "validation": train.select(range(5))})
+    folder = stage_parquet_folder(splits, tmp_path / "hub", repo_id="org/abaw-features", max_shard_rows=5)
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert files == [
+        "README.md",
+        "data/train-00000-of-00003.parquet",
+        "data/train-00001-of-00003.parquet",
+        "data/train-00002-of-00003.parquet",
+        "data/validation-00000-of-00001.parquet",
+    ]
+    card = (folder / "README.md").read_text()
+    assert "configs:" in card and "dataset_info:" in card and "org/abaw-features" in card
+    assert read_card_metadata(folder)["feature_dims"] == {"poster2": 4}
+    loaded = datasets.load_dataset(str(folder))
+    assert loaded["train"].features == train.features
+    assert len(loaded["train"]) == len(train) and len(loaded["validation"]) == 5
+    assert loaded["train"]["frame"] == train["frame"]
+    assert np.array_equal(column_array(loaded["train"], "poster2")[1], column_array(train, "poster2")[1])
+
+    calls = {}
+    monkeypatch.setattr("abaw_hf.data.publish.create_repo", lambda repo_id, **kw: calls.setdefault("create", (repo_id, kw)))
+
+    def fake_upload(**kwargs):
+        uploaded = sorted(str(p.relative_to(kwargs["folder_path"])) for p in Path(kwargs["folder_path"]).rglob("*") if p.is_file())
+        calls["upload"] = (kwargs, uploaded)
+        return "https://huggingface.co/datasets/org/abaw-features/commit/abc"
+
+    monkeypatch.setattr("abaw_hf.data.publish.upload_folder", fake_upload)
+    url = push_dataset_to_hub(folder, "org/abaw-features", private=True)
+    assert url.endswith("/commit/abc")
+    assert calls["create"] == ("org/abaw-features", {"repo_type": "dataset", "private": True, "token": None, "exist_ok": True})
+    upload_kwargs, uploaded = calls["upload"]
+    assert upload_kwargs["repo_type"] == "dataset" and uploaded == files
+    with pytest.raises(FileNotFoundError, match="not a staged dataset folder"):
+        push_dataset_to_hub(tmp_path / "train", "org/x")
