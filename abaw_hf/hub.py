@@ -144,8 +144,9 @@ def _metric_rows(metrics: dict | None) -> list[dict]:
 # ----- the model card ----------------------------------------------------------------------------------------
 
 
-def _extractor_rows(config: AbawFusionConfig) -> tuple[list[dict], list[str]]:
-    rows, random_features = [], []
+def _extractor_rows(config: AbawFusionConfig) -> tuple[list[dict], list[str], list[str]]:
+    """Card rows, the features whose extractor ran with random weights, and those with no provenance at all."""
+    rows, random_features, unrecorded = [], [], []
     for feature in config.feature_names:
         provenance = dict(config.extractors.get(feature) or {})
         preprocessing = provenance.get("preprocessing") or {}
@@ -153,21 +154,26 @@ def _extractor_rows(config: AbawFusionConfig) -> tuple[list[dict], list[str]]:
         random_init = bool(provenance.get("random_init"))
         if random_init:
             random_features.append(f"`{feature}`")
+        if not provenance:
+            unrecorded.append(f"`{feature}`")
         sha = provenance.get("sha256")
         rows.append(
             {
                 "feature": feature,
-                "name": provenance.get("name", "(not recorded)"),
+                "name": provenance.get("name", "not recorded"),
                 "variant": provenance.get("variant") or "-",
                 "dim": config.feature_dims[feature],
                 "input": (
                     f"{preprocessing.get('input_size')} px {preprocessing.get('color_order', 'RGB')}" if preprocessing else "-"
                 ),
-                "checkpoint": f"`{checkpoint}`" if checkpoint else ("random init" if random_init else "none needed"),
+                "checkpoint": (
+                    f"`{checkpoint}`" if checkpoint else "random init" if random_init else "not recorded" if not provenance
+                    else "none needed"
+                ),
                 "sha256": f"`{sha[:16]}…`" if sha else "-",
             }
         )
-    return rows, random_features
+    return rows, random_features, unrecorded
 
 
 def render_model_card(
@@ -223,7 +229,7 @@ def render_model_card(
         metrics=sorted({row["type"] for row in results}) or None,
         eval_results=eval_results or None,
     )
-    rows, random_features = _extractor_rows(config)
+    rows, random_features, unrecorded = _extractor_rows(config)
     num_parameters = _count_parameters(folder / "model.safetensors") if folder else None
     card = ModelCard.from_template(
         card_data,
@@ -239,6 +245,7 @@ def render_model_card(
         num_parameters=f"{num_parameters:,}" if num_parameters else "(not counted)",
         extractor_rows=rows,
         random_extractors=random_features,
+        unrecorded_extractors=unrecorded,
         extractor_weight_files=[f"`{name}`" for name in extractor_weight_files or []],
         results=results,
         evaluation_dataset=evaluation_dataset,

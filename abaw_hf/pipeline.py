@@ -210,10 +210,10 @@ def build_extractors(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ours below says it once, with the feature name
                 extractor = create_extractor(name, variant=variant)
+            wanted = f"the model was trained with {provenance['checkpoint']!r}; " if provenance.get("checkpoint") else ""
             message = (
-                f"extractor {name!r} for feature {feature!r} has NO weights (the model names checkpoint "
-                f"{provenance.get('checkpoint')!r}; pass checkpoints={{{feature!r}: path}}): it runs with RANDOM "
-                "WEIGHTS and the predictions are meaningless"
+                f"extractor {name!r} for feature {feature!r} has NO weights ({wanted}pass checkpoints={{{feature!r}: path}} "
+                "or publish extractors/<feature>.safetensors): it runs with RANDOM WEIGHTS and the predictions are meaningless"
             )
             warnings.warn(message, UserWarning, stacklevel=2)
             logger.warning(message)
@@ -375,7 +375,8 @@ class AffectPipeline:
         self.max_gap = max(0, int(max_gap))
         self.batch_size = max(1, int(batch_size))
         self.smoothing_sigma = float(smoothing_sigma)
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, float] = {}  # seconds per stage of the last call
+        self.extractor_timings: dict[str, float] = {}  # seconds per extractor of the last call
         for message in self.weights_report.warnings:
             logger.warning(message)
 
@@ -467,6 +468,7 @@ class AffectPipeline:
         tracker = FaceTracker(self.detector, size=FACE_SIZE)
         timings = dict.fromkeys(("decode", "faces", "extractors", "fusion", "postprocess"), 0.0)
         self.timings = timings
+        self.extractor_timings = dict.fromkeys(self.extractors, 0.0)
         sources, indices, times, boxes = [], [], [], []
         predictions: dict[int, np.ndarray] = {}  # row -> [2 + E + A] (VA, expression probs, AU probs)
         pending_rows: list[int] = []
@@ -512,12 +514,14 @@ class AffectPipeline:
         started = time.perf_counter()
         features, present = {}, {}
         for name, extractor in self.extractors.items():
+            extractor_started = time.perf_counter()
             if hasattr(extractor, "extract_with_mask"):  # extractors that can miss a face on their own (fau)
                 values, mask = extractor.extract_with_mask(crops, batch_size=self.batch_size)
             else:
                 values = extractor.extract(crops, batch_size=self.batch_size)
                 mask = torch.ones(len(crops), dtype=torch.bool)
             features[name], present[name] = values.float(), mask.bool()
+            self.extractor_timings[name] += time.perf_counter() - extractor_started
         timings["extractors"] += time.perf_counter() - started
         for position, row in enumerate(rows):
             frame = indices[row]

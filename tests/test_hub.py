@@ -136,6 +136,7 @@ def test_synthetic_weights_are_stated_plainly_and_tagged(tmp_path):
     assert "synthetic-data" in card.data.tags and card.data.license == "apache-2.0"
     assert "trained on synthetic demo data, not on real faces" in card.text
     assert card.data.eval_results is None and "No evaluation results" in card.text
+    assert "**No provenance recorded** for `fau`" in card.text
 
 
 def test_card_lists_extractor_provenance_and_random_init(tmp_path):
