@@ -1,0 +1,221 @@
+"""The Gradio Space served on 127.0.0.1 and driven with gradio_client: photos, videos, bad input, missing model."""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from gradio_client import Client, handle_file
+from PIL import Image
+from skimage import data
+
+from abaw_hf import AU_NAMES, EXPRESSION_NAMES, AbawFusionConfig, AbawFusionModel
+from abaw_hf.faces import write_video
+from abaw_hf.pipeline import prediction_columns
+
+SPACE_DIR = Path(__file__).resolve().parents[1] / "space"
+PROVENANCE = {
+    "resnet18": {"name": "resnet18", "variant": "msceleb", "dim": 512, "checkpoint": "resnet18_msceleb.pth"},
+    "fau": {"name": "fau", "variant": "mediapipe", "dim": 17},
+}
+MAX_VIDEO_SECONDS = 3.0
+OUTPUT_NAMES = ["status", "frame", "caption", "va_plot", "expression_plot", "au_plot", "table", "csv", "slider"]
+
+
+def load_space_app():
+    """space/app.py as a module (the Space is a folder of scripts, not a package)."""
+    if "abaw_space_app" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("abaw_space_app", SPACE_DIR / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["abaw_space_app"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["abaw_space_app"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def save_tiny_model(folder: Path) -> Path:
+    """A tiny fusion model over resnet18 (random init: no checkpoint here) and MediaPipe fau, 'trained' on synthetic data."""
+    config = AbawFusionConfig(
+        feature_dims={"resnet18": 512, "fau": 17}, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        max_window=64, extractors=PROVENANCE,
+    )
+    AbawFusionModel(config).save_pretrained(folder)
+    (folder / "train_config.yaml").write_text(yaml.safe_dump({"dataset": "synthetic", "window": 4, "max_gap": 2}))
+    return folder
+
+
+def no_face(image: np.ndarray) -> np.ndarray:
+    """The same-size lower right of the astronaut photograph: flag, suit and sky, no face."""
+    return np.ascontiguousarray(np.pad(image[300:, 300:], ((0, 300), (0, 300), (0, 0)), mode="edge"))
+
+
+def outputs(result) -> dict:
+    assert len(result) == len(OUTPUT_NAMES)
+    return dict(zip(OUTPUT_NAMES, result))
+
+
+def page_text(url: str) -> str:
+    """The text values of every component on the served page (from Gradio's /config), HTML entities resolved."""
+    components = httpx.get(url + "config").json()["components"]
+    return html.unescape("\n".join(str(c.get("props", {}).get("value")) for c in components))
+
+
+def table_rows(table: dict) -> pd.DataFrame:
+    return pd.DataFrame(table["data"], columns=table["headers"])
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("media")
+    astronaut = data.astronaut()
+    photo = folder / "astronaut.jpg"
+    Image.fromarray(astronaut).save(photo)
+    empty_scene = folder / "flag.png"
+    Image.fromarray(no_face(astronaut)).save(empty_scene)
+    video = write_video(folder / "astronaut.mp4", [astronaut[::2, ::2]] * 12, fps=10)  # 1.2 s, 256x256
+    long_video = write_video(folder / "long.mp4", [astronaut[::8, ::8]] * 25, fps=5)  # 5 s > the 3 s limit
+    not_a_video = folder / "notes.mp4"
+    not_a_video.write_text("these are meeting notes, not a video\n")
+    return {"photo": photo, "empty_scene": empty_scene, "video": video, "long_video": long_video,
+            "not_a_video": not_a_video}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "abaw-tiny")
+
+
+@pytest.fixture(scope="module")
+def space(model_dir):
+    app_module = load_space_app()
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        space = app_module.AffectSpace(str(model_dir), limits=app_module.Limits(max_upload_mb=5,
+                                                                                 max_video_seconds=MAX_VIDEO_SECONDS))
+    yield space
+    space.pipeline.close()
+
+
+@pytest.fixture(scope="module")
+def server(space):
+    port = free_port()
+    app = load_space_app().launch(space, host="127.0.0.1", port=port, block=False)
+    url = f"http://127.0.0.1:{port}/"
+    yield url
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False, analytics_enabled=False)
+
+
+def test_photograph_gives_one_row_table_and_csv(client, media):
+    result = outputs(client.predict(handle_file(media["photo"]), api_name="/analyse_image"))
+    assert result["status"].startswith("✅ 1 frame (1 with a face)")
+    rows = table_rows(result["table"])
+    assert len(rows) == 1 and bool(rows.loc[0, "face_found"])
+    assert 150 < rows.loc[0, "face_x0"] < 225 < rows.loc[0, "face_x1"] < 300
+    csv = pd.read_csv(result["csv"])
+    assert list(csv.columns) == prediction_columns(EXPRESSION_NAMES, AU_NAMES) and len(csv) == 1
+    assert csv.loc[0, "expression"] in EXPRESSION_NAMES and csv.loc[0, "expression"] in result["caption"]
+    assert csv[[f"prob_{name}" for name in EXPRESSION_NAMES]].sum(axis=1).iloc[0] == pytest.approx(1.0, abs=1e-4)
+    for name in ("va_plot", "expression_plot", "au_plot"):
+        assert result[name]["type"] == "matplotlib" and result[name]["plot"].startswith("data:image/")
+    with Image.open(result["frame"]) as frame:  # the photograph with its face box drawn in
+        assert frame.size == (512, 512)
+        assert np.abs(np.asarray(frame.convert("RGB"), dtype=int) - data.astronaut()).max() > 100
+    assert result["slider"]["visible"] is False  # no frame slider for one image
+
+
+def test_video_gives_one_row_per_frame_and_a_frame_viewer(client, media):
+    result = outputs(client.predict(handle_file(media["video"]), api_name="/analyse_video"))
+    assert result["status"].startswith("✅ 12 frames (12 with a face)")
+    rows = table_rows(result["table"])
+    assert list(rows["frame"]) == list(range(12)) and rows["face_found"].all()
+    np.testing.assert_allclose(rows["time"].astype(float), np.arange(12) / 10, atol=1e-3)
+    csv = pd.read_csv(result["csv"])
+    assert len(csv) == 12 and csv[["valence", "arousal"]].notna().all().all()
+    assert result["slider"]["visible"] is True and result["slider"]["maximum"] == 11
+    # the frame viewer works on the session's last result
+    frame, caption = client.predict(7, api_name="/show_frame")
+    assert caption.startswith("frame 7: ") and csv.loc[7, "expression"] in caption
+    with Image.open(frame) as picture:
+        assert picture.size == (256, 256)
+
+
+def test_non_video_upload_gives_message_and_server_keeps_serving(client, media):
+    result = outputs(client.predict(handle_file(media["not_a_video"]), api_name="/analyse_video"))
+    assert result["status"].startswith("❌ notes.mp4: not a video file")
+    assert result["csv"] is None and result["frame"] is None
+    again = outputs(client.predict(handle_file(media["video"]), api_name="/analyse_video"))
+    assert again["status"].startswith("✅ 12 frames") and len(pd.read_csv(again["csv"])) == 12
+
+
+def test_too_long_video_is_refused_with_the_limit(client, media):
+    result = outputs(client.predict(handle_file(media["long_video"]), api_name="/analyse_video"))
+    assert result["status"] == (
+        f"❌ long.mp4 is 5.0 s long; this Space analyses videos up to {MAX_VIDEO_SECONDS:g} s. Trim it and upload again."
+    )
+
+
+def test_image_without_face_is_marked_not_dropped(client, media):
+    result = outputs(client.predict(handle_file(media["empty_scene"]), api_name="/analyse_image"))
+    assert result["status"].startswith("⚠️ No face found in the image.")
+    rows = table_rows(result["table"])
+    assert len(rows) == 1 and not rows.loc[0, "face_found"] and rows.loc[0, "note"] == "no face found"
+
+
+def test_webcam_stream_handler_keeps_a_history_of_frames(space):
+    # gradio_client does not speak the streaming protocol, so the handler the stream event calls is called directly
+    astronaut, history = data.astronaut(), []
+    for expected in range(3):
+        status, frame, va_plot, expression_plot, au_plot, history = space.webcam_frame(astronaut, history)
+        assert status.startswith(f"🎥 frame {expected}: ") and len(history) == expected + 1
+    assert [row["frame"] for row in history] == [0, 1, 2] and all(row["face_found"] for row in history)
+    assert frame.size == (512, 512) and len(va_plot.axes) >= 2  # time series and circumplex
+    status, *_, unchanged = space.webcam_frame(no_face(astronaut), history)
+    assert status == "🎥 frame 3: no face found" and len(unchanged) == 4
+
+
+def test_header_names_model_and_extractor_weights_with_banner(server, model_dir):
+    config = page_text(server)
+    assert str(model_dir) in config and "training data: synthetic demo data" in config
+    assert "resnet18 / msceleb | **random init**" in config and "fau / mediapipe | built-in" in config
+    assert "SYNTHETIC DEMO DATA" in config and "RANDOM WEIGHTS" in config
+
+
+def test_oversized_upload_is_refused_by_the_handler(space, media, tmp_path):
+    app_module = load_space_app()
+    small = app_module.AffectSpace(space.model_id, pipeline=space.pipeline, limits=app_module.Limits(max_upload_mb=0.01))
+    status = small.analyse_image(str(media["photo"]))[0]
+    assert status.startswith("❌ astronaut.jpg is 0.") and "up to 0.01 MB" in status
+
+
+def test_missing_model_folder_still_serves_a_page_that_says_so(tmp_path, media):
+    app_module = load_space_app()
+    missing = tmp_path / "outputs" / "abaw-fusion"
+    space = app_module.AffectSpace(str(missing))
+    assert space.pipeline is None
+    port = free_port()
+    app = app_module.launch(space, host="127.0.0.1", port=port, block=False)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        assert f"the model folder '{missing}' does not exist" in page_text(url)
+        result = outputs(Client(url, verbose=False, analytics_enabled=False).predict(handle_file(media["photo"]),
+                                                                                     api_name="/analyse_image"))
+        assert result["status"].startswith("❌ No model loaded") and "make demo" in result["status"]
+    finally:
+        app.close()
