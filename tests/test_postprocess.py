@@ -14,9 +14,11 @@ from abaw_hf.postprocess import (
     POSTPROCESSING_FILE,
     apply_au_thresholds,
     choose_smoothing,
+    cross_fit_score,
     decide,
     read_postprocessing,
     save_postprocessing,
+    score_frame_predictions,
     smooth_predictions,
     tune_au_thresholds,
 )
@@ -177,8 +179,9 @@ class Predictions:
     au_probs: np.ndarray
 
 
-def test_choose_smoothing_prefers_a_width_on_noisy_smooth_predictions():
-    rng = np.random.default_rng(3)
+def noisy_smooth_problem(seed: int = 3):
+    """Smooth per-video labels and predictions = labels + white noise (so smoothing must help)."""
+    rng = np.random.default_rng(seed)
     n_videos, length = 6, 200
     frames = np.tile(np.arange(length), n_videos)
     videos = np.repeat(np.arange(n_videos), length)
@@ -194,9 +197,23 @@ def test_choose_smoothing_prefers_a_width_on_noisy_smooth_predictions():
     )
     noisy.expression_probs /= noisy.expression_probs.sum(1, keepdims=True)
     labels = {"valence_arousal": va_true, "expression": expression_true, "aus": au_true}
+    return noisy, labels, videos, frames
+
+
+def test_choose_smoothing_prefers_a_width_on_noisy_smooth_predictions():
+    noisy, labels, videos, frames = noisy_smooth_problem()
     choice = choose_smoothing(noisy, labels, videos, frames, sigmas=(0, 1, 4), max_gap=None)
     assert set(choice.scores) == {0.0, 1.0, 4.0}
     assert choice.smoothing_sigma == 4.0
     assert choice.best["p_mtl"] > choice.scores[0.0]["p_mtl"] + 0.1
     assert len(choice.au_thresholds) == 12
     assert json.loads(json.dumps(choice.to_json()))["smoothing_sigma"] == 4.0
+
+
+def test_cross_fit_without_choices_is_the_plain_score_and_smoothing_helps_out_of_sample():
+    noisy, labels, videos, frames = noisy_smooth_problem(seed=4)
+    plain, _ = cross_fit_score(noisy, labels, videos, frames, sigmas=(0,), tune_thresholds=False)
+    assert plain == score_frame_predictions(noisy, labels)
+    tuned, choices = cross_fit_score(noisy, labels, videos, frames, sigmas=(0, 2, 4))
+    assert len(choices) == 2 and all(choice.smoothing_sigma > 0 for choice in choices)
+    assert tuned["p_mtl"] > plain["p_mtl"] + 0.1
