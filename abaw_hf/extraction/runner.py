@@ -27,6 +27,7 @@ import datasets
 import numpy as np
 import torch
 from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 from tqdm.auto import tqdm
 
 from ..data import Annotations, write_sharded_dataset
@@ -58,6 +59,15 @@ class ExtractionResult:
     complete: bool
     shards_done_now: int = 0
     missing_images: list[str] = field(default_factory=list)
+
+
+def process_state() -> PartialState:
+    """This process's place in an `accelerate launch` run (one process when not launched).
+
+    PartialState only joins a CPU process group when told to run on CPU, as `Accelerator` does for
+    `ACCELERATE_USE_CPU=true`.
+    """
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def work_root_for(output_dir: str | os.PathLike) -> Path:
@@ -225,7 +235,7 @@ def extract_features(
     process after that many new shards (a resumable partial run). Under `accelerate launch` the shards are
     split between the processes. Returns the dataset when every shard is done.
     """
-    state = PartialState()
+    state = process_state()
     names = [str(e.name) for e in extractors]
     if not extractors or len(set(names)) != len(names):
         raise ValueError(f"give one or more extractors with distinct names, got {names}")
@@ -282,6 +292,7 @@ def extract_features(
     state.wait_for_everyone()
 
     complete = all(_part_path(features_dir, i).is_file() for i in range(num_shards))
+    state.wait_for_everyone()  # every process has seen the shards before the main process merges and cleans up
     report: dict[str, Any] = {}
     dataset = None
     if state.is_main_process:
@@ -352,7 +363,7 @@ def _extract_shards(
         current.filled += len(index)
         bar.update(len(index))
         if current.filled == current.stop - current.start:
-            current.save(features_dir, ordered, paths)
+            current.save(features_dir, ordered, paths, process_index)
             current = None
     bar.close()
     return total
@@ -372,11 +383,11 @@ class _ShardBuffer:
         self.converted: list[dict] = []
         self.filled = 0
 
-    def save(self, features_dir: Path, ordered: Annotations, paths: Sequence[str]) -> None:
+    def save(self, features_dir: Path, ordered: Annotations, paths: Sequence[str], process_index: int) -> None:
         rows = ordered.take(np.arange(self.start, self.stop))
         for name, vectors, present in zip(self.names, self.vectors, self.present):
             _check_finite(name, vectors, present, rows, paths[self.start : self.stop])
-        entries = {"failed": self.failed, "converted": self.converted}
+        entries = {"failed": self.failed, "converted": self.converted, "process": process_index}
         _save_part(_part_path(features_dir, self.index), self.vectors, self.present, entries)
 
 
@@ -405,7 +416,7 @@ def _merge_report(features_dir, num_shards, count, fingerprint, complete, ordere
                   missing_images, num_processes, frames_done, seconds, report_extra) -> dict:
     failed, converted = [], []
     missing_vectors = {name: 0 for name in names}
-    done = 0
+    done, shards_by_process = 0, {}
     for index in range(num_shards):
         path = _part_path(features_dir, index)
         if not path.is_file():
@@ -413,6 +424,7 @@ def _merge_report(features_dir, num_shards, count, fingerprint, complete, ordere
         done += 1
         _, present, entries = _load_part(path, count)
         failed.extend(entries["failed"])
+        shards_by_process[str(entries["process"])] = shards_by_process.get(str(entries["process"]), 0) + 1
         converted.extend(entries["converted"])
         for name, mask in zip(names, present):
             missing_vectors[name] += int((~mask).sum())
@@ -424,6 +436,7 @@ def _merge_report(features_dir, num_shards, count, fingerprint, complete, ordere
         "videos": int(len(np.unique(ordered.video))) if len(ordered) else 0,
         "shards": {"total": num_shards, "done": done},
         "processes": num_processes,
+        "shards_by_process": dict(sorted(shards_by_process.items())),
         "extractors": provenance,
         "missing_images": missing_images,
         "failed_files": unusable,

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from accelerate import PartialState
 from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data import Annotations
 from ..extractors import Extractor
 from ..faces import FaceDetector, FaceTracker, TruncatedVideoError, iter_video_frames
-from .runner import NO_FACE_REASON, ExtractionResult, extract_features, work_root_for
+from .runner import NO_FACE_REASON, ExtractionResult, extract_features, process_state, work_root_for
 
 FACES_MARKER = "faces.json"
 CROP_PATTERN = "{video}/{frame:05d}.png"
@@ -107,7 +106,7 @@ def extract_video_features(
     for path in videos:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such video file")
-    state = PartialState()
+    state = process_state()
     crops_dir = work_root_for(output_dir) / "faces"
     if overwrite and state.is_main_process:
         for name in names:
