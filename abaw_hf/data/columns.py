@@ -22,7 +22,8 @@ class ColumnChunk:
     present: np.ndarray
 
 
-def _require_plain_table(dataset: datasets.Dataset) -> pa.Table:
+def require_contiguous(dataset: datasets.Dataset) -> pa.Table:
+    """The dataset's Arrow table; raises when an indices mapping makes rows non-contiguous."""
     if dataset._indices is not None:
         raise ValueError(
             "this dataset has an indices mapping (after select/shuffle/filter); call dataset.flatten_indices() "
@@ -46,7 +47,7 @@ def _chunk_values(chunk: pa.FixedSizeListArray) -> tuple[np.ndarray, np.ndarray]
 
 def column_chunks(dataset: datasets.Dataset, name: str) -> list[ColumnChunk]:
     """The Arrow chunks of a fixed-length list column as numpy views (no copy of float16 values)."""
-    column = _require_plain_table(dataset).column(name)
+    column = require_contiguous(dataset).column(name)
     if not pa.types.is_fixed_size_list(column.type):
         raise ValueError(f"column {name!r} is {column.type}, not a fixed-length list")
     chunks, start = [], 0

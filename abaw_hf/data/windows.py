@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .columns import column_chunks
+from .columns import column_chunks, require_contiguous
 from .schema import MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_AUS, feature_dims_of
 
 DEFAULT_WINDOW_SIZE = 32
@@ -92,6 +92,7 @@ class FeatureWindows(Dataset):
         mode: str = "train",
         feature_names: Sequence[str] | None = None,
     ):
+        require_contiguous(dataset)
         self.dataset = dataset
         dims = feature_dims_of(dataset.features)
         self.feature_names = list(feature_names) if feature_names is not None else list(dims)
