@@ -269,7 +269,9 @@ class AffectSpace:
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The per-frame table rounded for reading, empty cells where no face was found."""
-    rounded = table.drop(columns=["source"]).round(3)
+    shown = table.drop(columns=["source"])
+    floats = shown.select_dtypes("floating").columns
+    rounded = shown.astype({column: "float64" for column in floats}).round(3)  # float32 would print 180.71600341796875
     return rounded.astype(object).where(rounded.notna(), None)
 
 

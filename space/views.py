@@ -12,7 +12,7 @@ import html
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 # Russell's circumplex: a few affect words at their usual angle on the valence/arousal plane.
 CIRCUMPLEX_WORDS = {
@@ -169,10 +169,12 @@ def draw_face_box(image: np.ndarray, row: pd.Series) -> Image.Image:
     width = max(2, round(max(picture.size) / 200))
     draw.rectangle(box, outline="#22c55e", width=width)
     label = f"{row['expression']}  V {row['valence']:+.2f}  A {row['arousal']:+.2f}"
-    left, top = box[0], max(0.0, box[1] - 14 - width)
-    text_box = draw.textbbox((left, top), label)
+    font = ImageFont.load_default(size=max(11, round(max(picture.size) / 40)))
+    text_height = draw.textbbox((0, 0), label, font=font)[3]
+    left, top = box[0], max(0.0, box[1] - text_height - 2 * width)
+    text_box = draw.textbbox((left, top), label, font=font)
     draw.rectangle([text_box[0] - 2, text_box[1] - 2, text_box[2] + 2, text_box[3] + 2], fill="#22c55e")
-    draw.text((left, top), label, fill="#052e16")
+    draw.text((left, top), label, fill="#052e16", font=font)
     return picture
 
 

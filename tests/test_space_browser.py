@@ -1,0 +1,81 @@
+"""A real browser (Debian chromium, headless, driven by playwright) uploads a photograph through the Space's page.
+
+The screenshot is kept in tests/artifacts/ (git-ignored). `make test` installs chromium with
+space/install_system_deps.sh; under CI=true a missing browser fails this test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from skimage import data
+
+from test_space import free_port, load_space_app, save_tiny_model
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: run space/install_system_deps.sh (make test does)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def served_space(tmp_path_factory):
+    app_module = load_space_app()
+    model_dir = save_tiny_model(tmp_path_factory.mktemp("browser_model") / "abaw-tiny")
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        space = app_module.AffectSpace(str(model_dir))
+    port = free_port()
+    app = app_module.launch(space, host="127.0.0.1", port=port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+    space.pipeline.close()
+
+
+def test_browser_uploads_a_photograph_and_sees_the_results(chromium_path, served_space, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "space_image_result.png"
+    screenshot.unlink(missing_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium_path), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(served_space, timeout=TIMEOUT_MS)
+            expect(page.locator("#banner")).to_contain_text("SYNTHETIC DEMO DATA", timeout=TIMEOUT_MS)
+            page.get_by_role("tab", name="Image").click()
+            page.locator("#image-input input[type=file]").set_input_files(str(photo))
+            expect(page.locator("#image-input img")).to_be_visible(timeout=TIMEOUT_MS)  # the upload preview
+            page.locator("#analyse-image").click()
+            expect(page.locator("#status")).to_contain_text("1 frame (1 with a face)", timeout=TIMEOUT_MS)
+            for plot in ("#va-plot", "#expression-plot", "#au-plot"):
+                expect(page.locator(f"{plot} img")).to_be_visible(timeout=TIMEOUT_MS)
+            expect(page.locator("#frame-image img")).to_be_visible(timeout=TIMEOUT_MS)
+            expect(page.locator("#frame-caption")).to_contain_text("valence", timeout=TIMEOUT_MS)
+            expect(page.locator("#table")).to_contain_text("face_found", timeout=TIMEOUT_MS)
+            download = page.locator("#csv a")
+            expect(download).to_have_attribute("href", re.compile(r"astronaut_predictions\.csv$"), timeout=TIMEOUT_MS)
+            csv_lines = page.request.get(download.get_attribute("href")).text().strip().splitlines()
+            assert csv_lines[0].startswith("source,frame,time,face_found") and len(csv_lines) == 2
+            page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    with Image.open(screenshot) as image:
+        assert image.width == 1280 and image.height > 900  # the whole page, results included
