@@ -63,12 +63,29 @@ def test_random_weights_warn_loudly_and_are_recorded():
 def test_dims_and_batch_size_invariance(name, variant, faces):
     extractor = quiet(name, variant)
     extractor.train()  # extract() must switch to eval itself (BatchNorm statistics) and restore the mode
-    one_by_one = extractor.extract(faces, batch_size=1)
-    batched = extractor.extract(faces, batch_size=3)
+    one_by_one = extractor.extract(faces[:2], batch_size=1)
+    batched = extractor.extract(faces[:2], batch_size=2)
     assert extractor.training
-    assert one_by_one.shape == (3, DIMS[name]) and one_by_one.dtype == torch.float32
+    assert one_by_one.shape == (2, DIMS[name]) and one_by_one.dtype == torch.float32
     torch.testing.assert_close(one_by_one, batched, atol=1e-4, rtol=0)
     assert not torch.allclose(batched[0], batched[1])  # different faces, different features
+
+
+def test_batchnorm_folded_copy_follows_the_weights():
+    extractor = quiet("eac", "7cls")
+    images = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        unfolded = extractor.eval()(images)
+    torch.testing.assert_close(extractor.extract(images), unfolded, atol=1e-4, rtol=1e-4)
+    folded = extractor.inference_module()
+    assert not any(".bn" in key or key.startswith("features.1.") for key in folded.state_dict())
+    assert len(extractor.state_dict()) == 320  # the extractor itself keeps the checkpoint's keys
+
+    with torch.no_grad():
+        extractor.features[1].running_mean.add_(3.0)  # e.g. another checkpoint loaded in place
+    assert extractor.inference_module() is not folded
+    with torch.inference_mode():
+        torch.testing.assert_close(extractor.extract(images), extractor(images), atol=1e-4, rtol=1e-4)
 
 
 def test_preprocess_resizes_normalises_and_accepts_every_input_form(faces):

@@ -63,6 +63,9 @@ class Extractor(nn.Module):
     # Convolution-heavy networks run faster on CPU (oneDNN) and GPU (cuDNN) in NHWC layout; the
     # registry converts them, and extract() feeds them NHWC batches. Values and keys are unchanged.
     channels_last: ClassVar[bool] = False
+    # Plain conv nets (traceable by torch.fx): extract() runs a copy with BatchNorm folded into the
+    # preceding convolutions, which removes a memory pass per conv; this module's weights stay as loaded.
+    fold_batchnorm: ClassVar[bool] = False
 
     def __init__(self, variant: str | None = None) -> None:
         super().__init__()
@@ -70,6 +73,7 @@ class Extractor(nn.Module):
         self.preprocess_cfg = self.variant_preprocess.get(self.variant, type(self).preprocess_cfg)
         self.checkpoint_file: str | None = None
         self.checkpoint_sha256: str | None = None
+        self._folded: dict = {}  # weights fingerprint -> BatchNorm-folded copy (not a submodule)
 
     @classmethod
     def resolve_variant(cls, variant: str | None) -> str | None:
@@ -161,6 +165,22 @@ class Extractor(nn.Module):
         """Preprocessed [N,3,S,S] -> features [N, dim]."""
         raise NotImplementedError
 
+    def inference_module(self) -> nn.Module:
+        """What ``extract`` runs (in eval mode): ``self``, or a BatchNorm-folded copy of it that is
+        rebuilt whenever the weights change (loaded, moved, edited in place)."""
+        if not self.fold_batchnorm:
+            return self
+        fingerprint = tuple((t.device, t.data_ptr(), t._version) for t in self.state_dict().values())
+        if fingerprint not in self._folded:
+            from torch.fx.experimental.optimization import fuse
+
+            self._folded = {}  # fuse() deep-copies self: drop the stale copy first
+            folded = fuse(self, inplace=False).eval()
+            if self.channels_last:
+                folded = folded.to(memory_format=torch.channels_last)
+            self._folded = {fingerprint: folded}  # keep one copy
+        return self._folded[fingerprint]
+
     def extract(self, images, batch_size: int = 32) -> torch.Tensor:
         """Batched features [N, dim] (float32, eval mode, no autograd) for raw or preprocessed images."""
         pixel_values = self.preprocess(images)
@@ -169,9 +189,10 @@ class Extractor(nn.Module):
         was_training = self.training
         self.eval()
         try:
+            model = self.inference_module()
             with torch.inference_mode():
                 chunks = [
-                    self(pixel_values[start : start + batch_size].to(device, memory_format=memory_format)).float().cpu()
+                    model(pixel_values[start : start + batch_size].to(device, memory_format=memory_format)).float().cpu()
                     for start in range(0, len(pixel_values), batch_size)
                 ]
         finally:

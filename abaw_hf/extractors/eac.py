@@ -73,6 +73,7 @@ class EACExtractor(Extractor):
 
     dim = 2048
     channels_last = True
+    fold_batchnorm = True
     preprocess_cfg = PreprocessConfig(input_size=224)  # EAC: PIL RGB, Resize(224), ImageNet mean/std
     variant_preprocess = {
         "vggface2": PreprocessConfig(

@@ -18,6 +18,7 @@ class ResNet18Extractor(Extractor):
 
     dim = 512
     channels_last = True
+    fold_batchnorm = True
     preprocess_cfg = PreprocessConfig(input_size=224)
     layouts = {"msceleb": "resnet18_msceleb_torchvision"}
 
