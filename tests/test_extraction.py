@@ -29,6 +29,7 @@ from abaw_hf.extraction import (
     read_face_image,
     work_root_for,
 )
+from abaw_hf.extraction import runner as extraction_runner
 from abaw_hf.extraction.cli import parse_extractor_spec
 from abaw_hf.extractors import PreprocessConfig, create_extractor, file_sha256
 from abaw_hf.faces import write_video
@@ -160,7 +161,7 @@ def test_frames_folder_to_dataset(frames, reference):
     assert not work_root_for(output).exists()
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(frames, reference, tmp_path):
+def test_interrupted_and_resumed_equals_uninterrupted(frames, reference, tmp_path, monkeypatch):
     output = tmp_path / "features"
     num_shards = -(-frames["rows"] // SHARD)
     partial = _run(frames, output, max_shards=1)  # stops after its first shard
@@ -171,30 +172,29 @@ def test_interrupted_and_resumed_equals_uninterrupted(frames, reference, tmp_pat
     (features_dir / "part-00001.npz.tmp").write_bytes(b"half a shard")
 
     # an injected failure in the second shard of the next run
-    extractor = _resnet(frames["checkpoint"])
-    forward, calls = extractor.forward, []
+    run_batch, calls = extraction_runner._Runner.__call__, []
 
-    def failing_forward(pixels):
+    def failing(self, pixels):
         calls.append(len(pixels))
         if len(calls) == SHARD // BATCH + 1:
             raise RuntimeError("injected failure")
-        return forward(pixels)
+        return run_batch(self, pixels)
 
-    extractor.forward = failing_forward
+    monkeypatch.setattr(extraction_runner._Runner, "__call__", failing)
     with pytest.raises(RuntimeError, match="injected failure"):
-        _run(frames, output, extractor=extractor)
+        _run(frames, output)
     assert sorted(p.name for p in features_dir.glob("part-*.npz")) == ["part-00000.npz", "part-00001.npz"]
 
     calls.clear()
-    extractor.forward = lambda pixels: (calls.append(len(pixels)), forward(pixels))[1]
-    resumed = _run(frames, output, extractor=extractor)
+    monkeypatch.setattr(extraction_runner._Runner, "__call__", lambda self, pixels: (calls.append(len(pixels)), run_batch(self, pixels))[1])
+    resumed = _run(frames, output)
     assert resumed.complete and resumed.shards_done_now == num_shards - 2  # the finished shards were skipped
     assert sum(calls) <= frames["rows"] - 2 * SHARD
     assert _table(resumed.dataset).equals(_table(reference.dataset))
     assert resumed.report["failed_files"] == reference.report["failed_files"]
 
     # a third run finds the finished dataset and does nothing
-    again = _run(frames, output, extractor=extractor)
+    again = _run(frames, output)
     assert again.complete and again.shards_done_now == 0 and len(again.dataset) == frames["rows"]
 
 

@@ -91,28 +91,37 @@ def autocast_context(device: torch.device, precision: str):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def _memory_format(device: torch.device, channels_last: bool | None) -> torch.memory_format:
-    """Channels-last by default on GPU only: on this project's CPUs it halved ResNet-18's speed (oneDNN)."""
-    use = device.type == "cuda" if channels_last is None else channels_last
+def _memory_format(extractor: Extractor, device: torch.device, channels_last: bool | None) -> torch.memory_format:
+    """Channels-last where the extractor declares it faster (`Extractor.channels_last`) and on GPU, unless forced.
+
+    On this project's CPUs a plain ResNet-18 ran at half speed in NHWC, so it is not the CPU default.
+    """
+    use = (getattr(extractor, "channels_last", False) or device.type == "cuda") if channels_last is None else channels_last
     return torch.channels_last if use else torch.contiguous_format
 
 
-def _prepare_extractor(extractor: Extractor, device: torch.device, memory_format: torch.memory_format) -> Extractor:
-    extractor.eval()
-    if any(True for _ in extractor.parameters()):
-        extractor.to(device=device, memory_format=memory_format)
-    return extractor
+class _Runner:
+    """One extractor placed on the device, ready to turn preprocessed batches into (vectors, present)."""
 
+    def __init__(self, extractor: Extractor, device: torch.device, precision: str, channels_last: bool | None):
+        self.extractor, self.device, self.precision = extractor, device, precision
+        self.memory_format = _memory_format(extractor, device, channels_last)
+        extractor.eval()
+        self.has_weights = any(True for _ in extractor.parameters())
+        if self.has_weights:
+            extractor.to(device=device, memory_format=self.memory_format)
+        # e.g. a BatchNorm-folded copy; the extractor's own `extract` runs the same module
+        self.module = extractor.inference_module() if hasattr(extractor, "inference_module") else extractor
 
-def _run_extractor(extractor: Extractor, pixels: torch.Tensor, device: torch.device, precision: str, memory_format):
-    """Features [n, D] float32 and present [n] for preprocessed pixels [n, 3, S, S]."""
-    if hasattr(extractor, "extract_with_mask"):  # an extractor that can miss a face in a crop (fau)
-        vectors, present = extractor.extract_with_mask(pixels, batch_size=len(pixels))
-        return vectors.float().cpu().numpy(), present.cpu().numpy().astype(bool)
-    pixels = pixels.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-    with torch.inference_mode(), autocast_context(device, precision):
-        vectors = extractor(pixels)
-    return vectors.float().cpu().numpy(), np.ones(len(pixels), dtype=bool)
+    def __call__(self, pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Features [n, D] float32 and present [n] for preprocessed pixels [n, 3, S, S]."""
+        if hasattr(self.extractor, "extract_with_mask"):  # an extractor that can miss a face in a crop (fau)
+            vectors, present = self.extractor.extract_with_mask(pixels, batch_size=len(pixels))
+            return vectors.float().cpu().numpy(), present.cpu().numpy().astype(bool)
+        pixels = pixels.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        with torch.inference_mode(), autocast_context(self.device, self.precision):
+            vectors = self.module(pixels)
+        return vectors.float().cpu().numpy(), np.ones(len(pixels), dtype=bool)
 
 
 def _fingerprint(ordered: Annotations, paths: Sequence[str], skip: Sequence[str | None], provenance, shard_size, min_size) -> str:
@@ -285,7 +294,7 @@ def extract_features(
     started = time.perf_counter()
     frames_done = _extract_shards(
         mine, ordered, paths, skip, extractors, features_dir, shard_size, batch_size, num_workers,
-        device, precision, _memory_format(device, channels_last), min_image_size,
+        device, precision, channels_last, min_image_size,
         progress and state.is_main_process, state.process_index,
     )
     seconds = time.perf_counter() - started
@@ -316,15 +325,14 @@ def extract_features(
 
 def _extract_shards(
     shards, ordered, paths, skip, extractors, features_dir, shard_size, batch_size, num_workers,
-    device, precision, memory_format, min_image_size, show_progress, process_index,
+    device, precision, channels_last, min_image_size, show_progress, process_index,
 ) -> int:
     """Compute and save the given shards; returns the number of frames processed."""
     if not shards:
         return 0
     configs = preprocess_groups(extractors)
     group_of = [configs.index(e.preprocess_cfg) for e in extractors]
-    for extractor in extractors:
-        _prepare_extractor(extractor, device, memory_format)
+    runners = [_Runner(extractor, device, precision, channels_last) for extractor in extractors]
     batches = []
     for shard in shards:
         start, stop = shard * shard_size, min(len(paths), (shard + 1) * shard_size)
@@ -349,7 +357,7 @@ def _extract_shards(
         if ok.any():
             ok_tensor = torch.from_numpy(ok)
             for j, extractor in enumerate(extractors):
-                vectors, present = _run_extractor(extractor, batch["inputs"][group_of[j]][ok_tensor], device, precision, memory_format)
+                vectors, present = runners[j](batch["inputs"][group_of[j]][ok_tensor])
                 if vectors.shape != (int(ok.sum()), int(extractor.dim)):
                     raise FeatureError(f"extractor {extractor.name!r} returned shape {vectors.shape}, expected ({int(ok.sum())}, {extractor.dim})")
                 current.vectors[j][offset[ok]] = vectors
