@@ -21,7 +21,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) scripts/train.py --config configs/default.yaml
+	$(VENV)/bin/abaw-hf evaluate --model outputs/abaw-fusion --data synthetic --split validation --output outputs/abaw-fusion/eval_results.json
 
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done

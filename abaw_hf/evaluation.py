@@ -1,0 +1,225 @@
+"""Predict a feature dataset with one or several fusion models and score it with the ABAW metric.
+
+Also the ``abaw-hf evaluate`` subcommand::
+
+    abaw-hf evaluate --model outputs/abaw-fusion --data synthetic --split validation --output eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .metrics import compute_abaw_metrics
+from .modeling import AbawFusionModel
+
+
+@dataclass
+class FramePredictions:
+    """Per-frame predictions, one row per dataset row, in dataset order."""
+
+    row_index: np.ndarray  # [N] dataset rows
+    valence_arousal: np.ndarray  # [N, 2]
+    expression_probs: np.ndarray  # [N, 8]
+    au_probs: np.ndarray  # [N, 12]
+
+    def __len__(self) -> int:
+        return len(self.row_index)
+
+
+def average_predictions(predictions: Sequence[FramePredictions]) -> FramePredictions:
+    """Ensemble: the exact mean of VA and of the probabilities of several models over the same rows."""
+    first = predictions[0]
+    for other in predictions[1:]:
+        if not np.array_equal(other.row_index, first.row_index):
+            raise ValueError("ensemble members predicted different rows; they must cover the same dataset")
+    return FramePredictions(
+        row_index=first.row_index,
+        valence_arousal=np.mean([p.valence_arousal for p in predictions], axis=0),
+        expression_probs=np.mean([p.expression_probs for p in predictions], axis=0),
+        au_probs=np.mean([p.au_probs for p in predictions], axis=0),
+    )
+
+
+def _model_inputs(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k not in ("row_index",) and not k.endswith("_labels")}
+
+
+def _batch_outputs(model, batch: dict) -> dict[str, torch.Tensor]:
+    outputs = model(**_model_inputs(batch))
+    return {
+        "row_index": batch["row_index"],
+        "valence_arousal": outputs.valence_arousal.float(),
+        "expression_probs": outputs.expression_logits.float().softmax(-1),
+        "au_probs": outputs.au_logits.float().sigmoid(),
+    }
+
+
+def _collect(chunks: list[dict[str, np.ndarray]], num_rows: int) -> FramePredictions:
+    """Flatten window outputs to rows, drop padding, keep each row once, and check that every row is covered."""
+    rows = np.concatenate([c["row_index"].reshape(-1) for c in chunks])
+    keep = rows >= 0
+    rows = rows[keep]
+    fields = {}
+    for key in ("valence_arousal", "expression_probs", "au_probs"):
+        values = np.concatenate([c[key].reshape(-1, c[key].shape[-1]) for c in chunks])[keep]
+        fields[key] = values
+    unique_rows, first = np.unique(rows, return_index=True)  # duplicates come from DDP's even-batch padding
+    if len(unique_rows) != num_rows:
+        raise RuntimeError(f"evaluation covered {len(unique_rows)} of {num_rows} rows; windows must cover every frame once")
+    return FramePredictions(row_index=unique_rows, **{k: v[first] for k, v in fields.items()})
+
+
+@torch.inference_mode()
+def predict_with_accelerator(accelerator, model, loader, num_rows: int) -> FramePredictions:
+    """Predict every row of an evaluation loader across processes (``gather_for_metrics``)."""
+    model.eval()
+    chunks = []
+    for batch in loader:
+        gathered = accelerator.gather_for_metrics(_batch_outputs(model, batch))
+        chunks.append({k: v.cpu().numpy() for k, v in gathered.items()})
+    return _collect(chunks, num_rows)
+
+
+@torch.inference_mode()
+def predict_dataset(
+    models: AbawFusionModel | Sequence[AbawFusionModel],
+    dataset,
+    *,
+    window: int | None = None,
+    max_gap: int = 8,
+    batch_size: int = 64,
+) -> FramePredictions:
+    """Predict every row of a feature dataset; several models are averaged (an ensemble).
+
+    ``window`` defaults to the training window recorded in the model folder (else 16 for ``concat``, 1 for ``tokens``).
+    """
+    from .data.windows import FeatureWindows, WindowCollator
+
+    models = [models] if isinstance(models, AbawFusionModel) else list(models)
+    results = []
+    for model in models:
+        length = window or default_window(model)
+        windows = FeatureWindows(
+            dataset, window_size=length, max_gap=max_gap, mode="eval", feature_names=model.config.feature_names
+        )
+        loader = torch.utils.data.DataLoader(
+            windows, batch_size=batch_size, collate_fn=WindowCollator(windows.feature_dims, length)
+        )
+        model.eval()
+        device = next(model.parameters()).device
+        chunks = []
+        for batch in loader:
+            batch = _to_device(batch, device)
+            chunks.append({k: v.cpu().numpy() for k, v in _batch_outputs(model, batch).items()})
+        results.append(_collect(chunks, len(dataset)))
+    return results[0] if len(results) == 1 else average_predictions(results)
+
+
+def _to_device(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def default_window(model: AbawFusionModel) -> int:
+    recorded = getattr(model.config, "name_or_path", None) or getattr(model.config, "_name_or_path", "")
+    train_config = Path(recorded) / "train_config.yaml" if recorded else None
+    if train_config is not None and train_config.is_file():
+        import yaml
+
+        return int(yaml.safe_load(train_config.read_text()).get("window", 16))
+    return 16 if model.config.fusion == "concat" else 1
+
+
+def dataset_labels(dataset) -> dict[str, np.ndarray]:
+    columns = dataset.with_format("numpy")
+    return {
+        "valence_arousal": np.stack([np.asarray(columns["valence"]), np.asarray(columns["arousal"])], axis=1),
+        "expression": np.asarray(columns["expression"]),
+        "aus": np.asarray(columns["aus"]),
+        "video": np.asarray(dataset.with_format(None)["video"]),
+        "frame": np.asarray(columns["frame"]),
+    }
+
+
+def score_predictions(
+    predictions: FramePredictions,
+    dataset,
+    *,
+    au_thresholds: Sequence[float] | None = None,
+) -> dict[str, float]:
+    """ABAW MTL metrics of per-row predictions against the dataset's labels (thresholds default to 0.5)."""
+    labels = dataset_labels(dataset)
+    rows = predictions.row_index
+    thresholds = np.asarray(au_thresholds if au_thresholds is not None else [0.5] * predictions.au_probs.shape[1])
+    return compute_abaw_metrics(
+        va_pred=predictions.valence_arousal,
+        va_true=labels["valence_arousal"][rows],
+        expr_pred=predictions.expression_probs.argmax(-1),
+        expr_true=labels["expression"][rows],
+        au_pred=(predictions.au_probs >= thresholds).astype(np.int64),
+        au_true=labels["aus"][rows],
+    )
+
+
+# ----- abaw-hf evaluate --------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", nargs="+", required=True, help="model folder(s) or Hub id(s); several = ensemble")
+    parser.add_argument("--data", required=True, help="'synthetic', a save_to_disk folder or a Parquet folder")
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--window", type=int, default=None, help="frames per window (default: the training window)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--output", "-o", default=None, help="write the metrics as JSON here")
+
+
+def load_split(data: str, split: str):
+    import datasets
+
+    if data == "synthetic":
+        from .data.synthetic import make_synthetic_dataset
+        from .training import SYNTHETIC_PRESETS
+
+        return make_synthetic_dataset(**SYNTHETIC_PRESETS["small"])[split]
+    path = Path(data)
+    if not path.exists():
+        raise FileNotFoundError(f"--data {data}: no such folder")
+    loaded = datasets.load_from_disk(str(path)) if (path / "dataset_dict.json").is_file() or (
+        path / "dataset_info.json"
+    ).is_file() else datasets.load_dataset(str(path))
+    if isinstance(loaded, datasets.Dataset):
+        return loaded
+    if split not in loaded:
+        raise ValueError(f"--data {data}: no split {split!r}; it has {list(loaded)}")
+    return loaded[split]
+
+
+def run(args: argparse.Namespace) -> int:
+    from transformers import AutoModel
+
+    from .training import format_metrics_table
+
+    dataset = load_split(args.data, args.split)
+    models = [AutoModel.from_pretrained(name) for name in args.model]
+    for name, model in zip(args.model, models):
+        missing = [f for f in model.config.feature_names if f not in dataset.column_names]
+        if missing:
+            raise SystemExit(f"model {name} needs feature column(s) {missing}, which {args.data}:{args.split} lacks")
+    predictions = predict_dataset(models, dataset, window=args.window, batch_size=args.batch_size)
+    thresholds = np.mean([m.config.au_thresholds for m in models], axis=0)
+    metrics = score_predictions(predictions, dataset, au_thresholds=thresholds)
+    print(format_metrics_table(metrics, f"{args.data}:{args.split} ({len(models)} model{'s' if len(models) > 1 else ''})"))
+    if args.output:
+        Path(args.output).write_text(json.dumps(metrics, indent=2))
+        print(f"metrics written to {args.output}")
+    return 0
