@@ -31,6 +31,11 @@ def test_index_splits_at_videos_and_long_gaps():
     # a run shorter than the window gives one short window; the tail of a long run is covered in train mode
     assert build_window_index(videos[:5], frames[:5], window_size=8, mode="train").tolist() == [[0, 5]]
     assert build_window_index(["v"] * 7, np.arange(7), window_size=4, stride=2).tolist() == [[0, 4], [2, 4], [3, 4]]
+    # max_span: a window's frame offsets stay below it (frames 40..44 span 4 < 5; 1..6 would span 5)
+    spans = build_window_index(videos, frames, window_size=8, max_gap=10, mode="eval", max_span=5)
+    assert spans.tolist() == [[0, 4], [4, 1], [5, 5], [10, 3]]
+    for first, count in spans:
+        assert frames[first + count - 1] - frames[first] < 5
     with pytest.raises(ValueError, match="sorted"):
         build_window_index(["a", "a"], [2, 1])
     with pytest.raises(ValueError, match="mode"):

@@ -37,15 +37,18 @@ def build_window_index(
     stride: int | None = None,
     max_gap: int = DEFAULT_MAX_GAP,
     mode: str = "train",
+    max_span: int | None = None,
 ) -> np.ndarray:
     """Windows as an int64 array [W, 2] of (first row, number of rows), for rows sorted by (video, frame).
 
     `stride` (train mode; default window_size // 2) is ignored in eval mode, which tiles every run exactly once.
+    `max_span` also ends a window before its frame offset (frame - first frame) reaches `max_span`: set it to the
+    model's `max_window` so that `frame_index` always fits the positional table.
     """
     if mode not in WINDOW_MODES:
         raise ValueError(f"mode must be one of {WINDOW_MODES}, got {mode!r}")
-    if window_size < 1 or max_gap < 1:
-        raise ValueError(f"window_size and max_gap must be >= 1, got {window_size}, {max_gap}")
+    if window_size < 1 or max_gap < 1 or (max_span is not None and max_span < 1):
+        raise ValueError(f"window_size, max_gap and max_span must be >= 1, got {window_size}, {max_gap}, {max_span}")
     stride = max(1, window_size // 2) if stride is None else int(stride)
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
@@ -56,23 +59,33 @@ def build_window_index(
     step = np.diff(frames)
     if np.any(same_video & (step <= 0)) or np.any(videos[1:][~same_video] < videos[:-1][~same_video]):
         raise ValueError("rows must be sorted by (video, frame) with no duplicates (sort the dataset first)")
+    if max_span is not None:
+        max_gap = min(max_gap, max_span - 1) if max_span > 1 else 0
     breaks = np.flatnonzero(~same_video | (step > max_gap)) + 1
     run_starts = np.concatenate([[0], breaks])
     run_stops = np.concatenate([breaks, [len(frames)]])
-    windows = []
+    windows: list[tuple[int, int]] = []
     for start, stop in zip(run_starts.tolist(), run_stops.tolist()):
-        length = stop - start
+        # ends[i]: one past the last row of the longest window starting at row start + i
+        ends = np.minimum(np.arange(start, stop) + window_size, stop)
+        if max_span is not None:
+            run_frames = frames[start:stop]
+            ends = np.minimum(ends, start + np.searchsorted(run_frames, run_frames + max_span, side="left"))
         if mode == "eval":
-            firsts = np.arange(start, stop, window_size)
-            windows.append(np.stack([firsts, np.minimum(window_size, stop - firsts)], 1))
-        elif length <= window_size:
-            windows.append(np.array([[start, length]]))
-        else:
-            firsts = np.arange(start, stop - window_size + 1, stride)
-            if firsts[-1] + window_size < stop:
-                firsts = np.append(firsts, stop - window_size)
-            windows.append(np.stack([firsts, np.full(len(firsts), window_size)], 1))
-    return np.concatenate(windows).astype(np.int64)
+            row = start
+            while row < stop:
+                end = int(ends[row - start])
+                windows.append((row, end - row))
+                row = end
+            continue
+        for row in range(start, stop, stride):
+            end = int(ends[row - start])
+            if end == stop:  # the last window of a run: the earliest start that still reaches the end
+                row = start + int(np.searchsorted(ends, stop, side="left"))
+                windows.append((row, stop - row))
+                break
+            windows.append((row, end - row))
+    return np.asarray(windows, dtype=np.int64).reshape(-1, 2)
 
 
 class FeatureWindows(Dataset):
@@ -91,6 +104,7 @@ class FeatureWindows(Dataset):
         max_gap: int = DEFAULT_MAX_GAP,
         mode: str = "train",
         feature_names: Sequence[str] | None = None,
+        max_span: int | None = None,
     ):
         require_contiguous(dataset)
         self.dataset = dataset
@@ -109,7 +123,7 @@ class FeatureWindows(Dataset):
         self.aus = np.asarray(dataset.data.column("aus").combine_chunks().flatten().to_numpy(), np.int64).reshape(
             -1, NUM_AUS
         )
-        self.windows = build_window_index(self.videos, self.frames, self.window_size, stride, max_gap, mode)
+        self.windows = build_window_index(self.videos, self.frames, self.window_size, stride, max_gap, mode, max_span)
         self._chunks: dict[str, Any] | None = None
 
     def __len__(self) -> int:
@@ -224,11 +238,13 @@ def window_dataloader(
     seed: int = 0,
     num_workers: int = 0,
     feature_names: Sequence[str] | None = None,
+    max_span: int | None = None,
 ) -> DataLoader:
     """A DataLoader of window batches; shuffled (seeded) in train mode, in dataset order in eval mode."""
     windows = FeatureWindows(
-        dataset, window_size=window_size, stride=stride, max_gap=max_gap, mode=mode, feature_names=feature_names
-    )
+        dataset, window_size=window_size, stride=stride, max_gap=max_gap, mode=mode, feature_names=feature_names,
+        max_span=max_span,
+    )  # fmt: skip
     shuffle = (mode == "train") if shuffle is None else shuffle
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
