@@ -312,17 +312,32 @@ def _image_frames(items: Iterable) -> Iterator[_Frame]:
 
 @dataclass
 class _Window:
+    """Consecutive face frames of one video waiting for the fusion model."""
+
     rows: list[int] = field(default_factory=list)
     frames: list[int] = field(default_factory=list)
     features: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     present: dict[str, list[torch.Tensor]] = field(default_factory=dict)
 
 
+@dataclass
+class _Run:
+    """What one call carries while streaming: only windows in flight and the small per-frame results."""
+
+    temporal: bool
+    timings: dict[str, float]
+    window: _Window = field(default_factory=_Window)
+    ready: list[_Window] = field(default_factory=list)  # closed windows, run through the model together
+    predictions: dict[int, np.ndarray] = field(default_factory=dict)  # row -> VA, expression probs, AU probs
+
+
 class AffectPipeline:
     """Video, images or frames -> faces -> extractors -> windows -> fusion model -> per-frame table.
 
     ``window`` consecutive face frames (a frame-number gap above ``max_gap`` starts a new window)
-    go through the model together; ``batch_size`` face crops go through each extractor together;
+    form one sequence for the model, and ``windows_per_batch`` such windows go through it as one
+    padded batch (the weights are read once per batch, not per window); ``batch_size`` face crops
+    go through each extractor together;
     ``smoothing_sigma`` (frames, 0 = off) smooths the predictions of a video over time before the
     expression argmax and the per-AU thresholds of the model config.
     """
@@ -341,6 +356,7 @@ class AffectPipeline:
         window: int = DEFAULT_WINDOW,
         max_gap: int = DEFAULT_MAX_GAP,
         batch_size: int = 32,
+        windows_per_batch: int = 16,
         smoothing_sigma: float = DEFAULT_SMOOTHING_SIGMA,
         device: str | torch.device | None = None,
         allow_pickle: bool = False,
@@ -374,6 +390,7 @@ class AffectPipeline:
         self.window = max(1, min(int(window), self.config.max_window))
         self.max_gap = max(0, int(max_gap))
         self.batch_size = max(1, int(batch_size))
+        self.windows_per_batch = max(1, int(windows_per_batch))
         self.smoothing_sigma = float(smoothing_sigma)
         self.timings: dict[str, float] = {}  # seconds per stage of the last call
         self.extractor_timings: dict[str, float] = {}  # seconds per extractor of the last call
@@ -470,10 +487,9 @@ class AffectPipeline:
         self.timings = timings
         self.extractor_timings = dict.fromkeys(self.extractors, 0.0)
         sources, indices, times, boxes = [], [], [], []
-        predictions: dict[int, np.ndarray] = {}  # row -> [2 + E + A] (VA, expression probs, AU probs)
+        run = _Run(temporal=temporal, timings=timings)
         pending_rows: list[int] = []
         pending_crops: list[np.ndarray] = []
-        window = _Window()
 
         iterator = iter(frames)
         while True:
@@ -496,13 +512,14 @@ class AffectPipeline:
                 pending_rows.append(row)
                 pending_crops.append(tracked.aligned)
             if len(pending_crops) >= self.batch_size:
-                self._extract_batch(pending_rows, pending_crops, indices, window, predictions, temporal, timings)
+                self._extract_batch(pending_rows, pending_crops, indices, run)
                 pending_rows, pending_crops = [], []
         if pending_crops:
-            self._extract_batch(pending_rows, pending_crops, indices, window, predictions, temporal, timings)
-        self._flush_window(window, predictions, timings)
+            self._extract_batch(pending_rows, pending_crops, indices, run)
+        self._close_window(run)
+        self._run_fusion(run)
         started = time.perf_counter()
-        table = self._table(sources, indices, times, boxes, predictions, temporal)
+        table = self._table(sources, indices, times, boxes, run.predictions, temporal)
         timings["postprocess"] += time.perf_counter() - started
         if not table.empty and not table["face_found"].any():
             table.attrs["warnings"].append(f"no face found in any of the {len(table)} frames")
@@ -510,7 +527,7 @@ class AffectPipeline:
             raise PipelineError("no frame or image to predict on")
         return table
 
-    def _extract_batch(self, rows, crops, indices, window: _Window, predictions, temporal: bool, timings) -> None:
+    def _extract_batch(self, rows: list[int], crops: list[np.ndarray], indices: list[int], run: _Run) -> None:
         started = time.perf_counter()
         features, present = {}, {}
         for name, extractor in self.extractors.items():
@@ -522,46 +539,63 @@ class AffectPipeline:
                 mask = torch.ones(len(crops), dtype=torch.bool)
             features[name], present[name] = values.float(), mask.bool()
             self.extractor_timings[name] += time.perf_counter() - extractor_started
-        timings["extractors"] += time.perf_counter() - started
+        run.timings["extractors"] += time.perf_counter() - started
         for position, row in enumerate(rows):
-            frame = indices[row]
+            frame, window = indices[row], run.window
             if window.rows and (
-                not temporal
+                not run.temporal
                 or len(window.rows) >= self.window
                 or frame - window.frames[-1] > self.max_gap
                 or frame - window.frames[0] >= self.config.max_window
             ):
-                self._flush_window(window, predictions, timings)
+                self._close_window(run)
+            window = run.window
             window.rows.append(row)
             window.frames.append(frame)
             for name in self.extractors:
                 window.features.setdefault(name, []).append(features[name][position])
                 window.present.setdefault(name, []).append(present[name][position])
 
+    def _close_window(self, run: _Run) -> None:
+        """Queue the current window; a full queue goes through the model as one padded batch."""
+        if run.window.rows:
+            run.ready.append(run.window)
+            run.window = _Window()
+        if len(run.ready) >= self.windows_per_batch:
+            self._run_fusion(run)
+
     @torch.inference_mode()
-    def _flush_window(self, window: _Window, predictions, timings) -> None:
-        if not window.rows:
+    def _run_fusion(self, run: _Run) -> None:
+        """The queued windows through the fusion model at once (padded; padding is masked out)."""
+        windows, run.ready = run.ready, []
+        if not windows:
             return
         started = time.perf_counter()
-        features = {name: torch.stack(values)[None].to(self.device) for name, values in window.features.items()}
-        feature_mask = {name: torch.stack(values)[None].to(self.device) for name, values in window.present.items()}
-        frame_index = torch.tensor([window.frames], device=self.device) - window.frames[0]
+        length = max(len(window.rows) for window in windows)
+        attention_mask = torch.zeros(len(windows), length, dtype=torch.bool)
+        frame_index = torch.zeros(len(windows), length, dtype=torch.long)
+        features = {name: torch.zeros(len(windows), length, dim) for name, dim in self.config.feature_dims.items()}
+        feature_mask = {name: torch.zeros(len(windows), length, dtype=torch.bool) for name in self.config.feature_names}
+        for b, window in enumerate(windows):
+            size = len(window.rows)
+            attention_mask[b, :size] = True
+            frame_index[b, :size] = torch.tensor(window.frames) - window.frames[0]
+            for name in self.config.feature_names:
+                features[name][b, :size] = torch.stack(window.features[name])
+                feature_mask[name][b, :size] = torch.stack(window.present[name])
         output = self.model(
-            features=features,
-            attention_mask=torch.ones_like(frame_index, dtype=torch.bool),
-            feature_mask=feature_mask,
-            frame_index=frame_index,
+            features={name: value.to(self.device) for name, value in features.items()},
+            attention_mask=attention_mask.to(self.device),
+            feature_mask={name: value.to(self.device) for name, value in feature_mask.items()},
+            frame_index=frame_index.to(self.device),
         )
         values = torch.cat(
-            [output.valence_arousal[0], output.expression_logits[0].softmax(-1), output.au_logits[0].sigmoid()], dim=-1
+            [output.valence_arousal, output.expression_logits.softmax(-1), output.au_logits.sigmoid()], dim=-1
         ).float().cpu().numpy()
-        for row, value in zip(window.rows, values):
-            predictions[row] = value
-        window.rows.clear()
-        window.frames.clear()
-        window.features.clear()
-        window.present.clear()
-        timings["fusion"] += time.perf_counter() - started
+        for b, window in enumerate(windows):
+            for position, row in enumerate(window.rows):
+                run.predictions[row] = values[b, position]
+        run.timings["fusion"] += time.perf_counter() - started
 
     def _table(self, sources, indices, times, boxes, predictions: dict[int, np.ndarray], temporal: bool) -> pd.DataFrame:
         from .postprocess import decide, smooth_predictions

@@ -94,6 +94,7 @@ def main() -> None:
     device = torch.device(args.device)
     frames = int(round(args.seconds * args.fps))
 
+    mm_before = mm_gflops(device)
     with tempfile.TemporaryDirectory() as scratch:
         video = write_video(Path(scratch) / "bench.mp4", drifting_face_frames(frames), fps=args.fps)
         warm = write_video(Path(scratch) / "warm.mp4", drifting_face_frames(8), fps=args.fps)
@@ -108,7 +109,7 @@ def main() -> None:
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         gflop = extractor_gflop_per_face(pipeline)
         pipeline.close()
-    mm_rate = mm_gflops(device)
+    mm_rate = max(mm_before, mm_gflops(device))  # the machine is shared: the better of before and after
 
     faces = int(table["face_found"].sum())
     stages = [(stage, seconds) for stage, seconds in pipeline.timings.items() if stage != "extractors"]
@@ -128,7 +129,7 @@ def main() -> None:
     print(f"- faces found: {faces} of {frames} frames")
     print(f"- counted extractor FLOPs per face: " + ", ".join(f"{name} {value:.2f} GFLOP" for name, value in gflop.items()))
     print(f"- torch extractors run at {achieved:.1f} GFLOP/s; fp32 torch.mm 4096x4096 (best of 5, same run): "
-          f"{mm_rate:.1f} GFLOP/s ({100 * achieved / mm_rate:.0f}% of it)")
+          f"{mm_rate:.1f} GFLOP/s, better of before/after ({100 * achieved / mm_rate:.0f}% of it)")
     print(f"- peak RSS {rss_after:.0f} MiB (before the timed run {rss_before:.0f} MiB)")
 
 
