@@ -101,6 +101,16 @@ def test_video_from_photograph_gives_one_row_per_frame(pipeline, astronaut, tmp_
     assert table[["valence", "arousal"]].notna().all().all()
     assert set(pipeline.timings) == {"decode", "faces", "extractors", "fusion", "postprocess"}
     assert all(value >= 0 for value in pipeline.timings.values()) and pipeline.timings["extractors"] > 0
+    assert set(pipeline.extractor_timings) == {"fau", "resnet18"}
+
+
+def test_frames_array_is_a_video_without_a_file(pipeline, astronaut):
+    frames = np.stack([astronaut, no_face(astronaut), astronaut])  # e.g. a short webcam recording
+    table = pipeline(frames)
+    assert list(table["frame"]) == [0, 1, 2] and list(table["face_found"]) == [True, False, True]
+    timed = pipeline.predict_frames(list(frames), source="webcam", fps=4)
+    np.testing.assert_allclose(timed["time"], [0.0, 0.25, 0.5])
+    assert set(timed["source"]) == {"webcam"}
 
 
 def test_face_leaving_the_frame_marks_those_rows(pipeline, astronaut, tmp_path):
