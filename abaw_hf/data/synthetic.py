@@ -81,12 +81,12 @@ class ViewSpec:
 
 
 VIEWS = {
-    "resnet18": ViewSpec(expression=1.0, au=(0.3, 0.15), va=(0.45, 0.15), noise=0.6, nuisance=0.9),
-    "poster2": ViewSpec(expression=1.2, au=(0.25, 0.15), va=(1.0, 0.25), noise=0.6),
-    "poster": ViewSpec(expression=0.8, au=(0.2, 0.15), va=(0.3, 1.0), noise=0.7),
-    "eac": ViewSpec(expression=0.5, au=(1.0, 0.7), va=(0.2, 0.2), noise=0.6, nuisance=0.8),
+    "resnet18": ViewSpec(expression=1.0, au=(0.3, 0.15), va=(0.45, 0.15), noise=0.5, nuisance=0.9),
+    "poster2": ViewSpec(expression=1.2, au=(0.25, 0.15), va=(1.0, 0.25), noise=0.5),
+    "poster": ViewSpec(expression=0.8, au=(0.2, 0.15), va=(0.3, 1.0), noise=0.6),
+    "eac": ViewSpec(expression=0.5, au=(1.0, 0.7), va=(0.2, 0.2), noise=0.5, nuisance=0.8),
 }
-FAU_NOISE = 0.8
+FAU_NOISE = 0.7
 
 
 @dataclass(frozen=True)
