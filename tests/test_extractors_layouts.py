@@ -119,8 +119,10 @@ def test_partial_load_only_when_allowed(tmp_path):
         create_extractor("resnet18", checkpoint=path)
     assert "fc.weight" in str(error.value) and "projection.weight" in str(error.value)
 
-    extractor = create_extractor("resnet18", checkpoint=path, strict=False)
-    report = extractor.load_checkpoint(path, strict=False)
+    with pytest.warns(UserWarning, match=r"partial load.*2 weights keep their random values \['fc.weight', 'fc.bias'\]"):
+        extractor = create_extractor("resnet18", checkpoint=path, strict=False)
+    with pytest.warns(UserWarning, match="1 checkpoint entries ignored"):
+        report = extractor.load_checkpoint(path, strict=False)
     assert report.missing == ["fc.weight", "fc.bias"] and report.unexpected == ["projection.weight"]
     assert torch.equal(extractor.state_dict()["layer4.1.conv2.weight"], state["layer4.1.conv2.weight"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -204,6 +205,13 @@ class Extractor(nn.Module):
         """Load an official checkpoint file (layout ``self.layout``); see ``read_checkpoint``."""
         state_dict = self.convert_state_dict(read_checkpoint(path, allow_pickle=allow_pickle))
         report = load_matching_state_dict(self, state_dict, source=path, strict=strict)
+        if report.missing or report.unexpected:
+            warnings.warn(
+                f"{path}: partial load into {self.name!r}: {len(report.missing)} weights keep their random values "
+                f"{report.missing[:10]}, {len(report.unexpected)} checkpoint entries ignored {report.unexpected[:10]}",
+                UserWarning,
+                stacklevel=2,
+            )
         self.checkpoint_file = Path(path).name
         self.checkpoint_sha256 = file_sha256(path)
         return report
