@@ -115,8 +115,8 @@ class AffectSpace:
                 f"{Path(path).name} is {megabytes:.1f} MB; this Space takes files up to {self.limits.max_upload_mb:g} MB."
             )
 
-    def _video_frame_limit(self, path: str) -> int | None:
-        """Refuse unreadable or too-long videos before decoding; the frame cap when the length is unknown."""
+    def _video_frame_limit(self, path: str) -> tuple[int | None, int | None]:
+        """Refuse unreadable or too-long videos before decoding; (frames announced, frame cap when the length is unknown)."""
         name = Path(path).name
         try:
             info = probe_video(path)
@@ -130,27 +130,53 @@ class AffectSpace:
             raise InputProblem(
                 f"{name} is {seconds:.1f} s long; this Space analyses videos up to {limit:g} s. Trim it and upload again."
             )
-        return None if seconds is not None else int(limit * (info.fps or 30))
+        return info.frames_expected, None if seconds is not None else int(limit * (info.fps or 30))
 
     # ----- handlers ----------------------------------------------------------------------------------------
 
     def analyse_video(self, video_path: str | None):
-        """A video upload or webcam recording -> every output of the results area."""
+        """A video upload or webcam recording -> every output of the results area, progressively.
+
+        The video is analysed in chunks of whole temporal windows (1, 2, 4, ... windows, at most 16),
+        and the outputs are shown after each chunk, so the first result comes after one window, not
+        after the whole video. Frames are decoded once and streamed; rows keep the video's frame
+        numbers and timestamps.
+        """
         try:
             if not video_path:
                 raise InputProblem("Upload a video (or record one with the webcam) first.")
             pipeline = self._require_model()
             self._check_size(video_path)
-            max_frames = self._video_frame_limit(video_path)
-            started = time.perf_counter()
-            with self.lock:
-                table = pipeline.predict_video(video_path, max_frames=max_frames)
-            return self._results(table, kind="video", source_path=video_path, seconds=time.perf_counter() - started)
+            frames = VideoFrames(video_path, *self._video_frame_limit(video_path))
+            name, started = Path(video_path).name, time.perf_counter()
+            yield self._progress(f"⏳ Analysing {name}…")
+            parts, timings, chunk = [], {}, pipeline.window
+            while frames.has_more():
+                offset = frames.count
+                with self.lock:
+                    part = pipeline.predict_frames(frames.take(chunk), source=name)
+                    for stage, seconds in pipeline.timings.items():
+                        timings[stage] = timings.get(stage, 0.0) + seconds
+                part["frame"] += offset
+                part["time"] = np.asarray(frames.timestamps[offset : offset + len(part)], dtype=float)
+                parts.append(part)
+                chunk = min(2 * chunk, 16 * pipeline.window)
+                table = pd.concat(parts, ignore_index=True)
+                table.attrs["warnings"] = part.attrs.get("warnings", [])
+                if frames.has_more():
+                    yield self._results(table, kind="video", source_path=video_path, timings=timings,
+                                        seconds=time.perf_counter() - started, final=False, expected=frames.expected)
+            if frames.problem is not None:
+                table.attrs["warnings"].append(
+                    f"{name}: {frames.problem.reason} - the table covers the {len(table)} frames decoded before it"
+                )
+            yield self._results(table, kind="video", source_path=video_path, timings=timings,
+                                seconds=time.perf_counter() - started)
         except (InputProblem, VideoError, PipelineError) as error:
-            return self._failure(self._message(error, video_path))
+            yield self._failure(self._message(error, video_path))
         except Exception as error:  # a message, never a stack trace, and the server stays up
             logger.exception("analysing %s failed", video_path)
-            return self._failure(f"Could not analyse {Path(video_path).name}: {type(error).__name__}: {error}")
+            yield self._failure(f"Could not analyse {Path(video_path).name}: {type(error).__name__}: {error}")
 
     def analyse_image(self, image_path: str | None):
         """An image upload -> every output of the results area (circumplex, bars instead of timelines)."""
@@ -162,7 +188,8 @@ class AffectSpace:
             started = time.perf_counter()
             with self.lock:
                 table = pipeline.predict_images([image_path])
-            return self._results(table, kind="image", source_path=image_path, seconds=time.perf_counter() - started)
+            return self._results(table, kind="image", source_path=image_path, timings=dict(pipeline.timings),
+                                 seconds=time.perf_counter() - started)
         except (InputProblem, PipelineError) as error:
             return self._failure(self._message(error, image_path))
         except Exception as error:
@@ -232,7 +259,12 @@ class AffectSpace:
             return None  # a damaged tail: the table still covers the frames before it
         return None
 
-    def _results(self, table: pd.DataFrame, *, kind: str, source_path: str, seconds: float):
+    def _progress(self, message: str):
+        """Only the status changes; every other output keeps what it shows."""
+        return (message, *[gr.update()] * (self.OUTPUT_COUNT - 1))
+
+    def _results(self, table: pd.DataFrame, *, kind: str, source_path: str, timings: dict, seconds: float,
+                 final: bool = True, expected: int | None = None):
         temporal = kind == "video"
         found = table["face_found"].to_numpy(dtype=bool)
         result = {"kind": kind, "path": source_path, "table": table}
@@ -240,14 +272,18 @@ class AffectSpace:
         frame_image, caption = self.show_frame(result, first)
         csv_path = Path(tempfile.mkdtemp(dir=self.csv_dir)) / f"{Path(source_path).stem}_predictions.csv"
         table.to_csv(csv_path, index=False)
-        notes = [message for message in table.attrs.get("warnings", []) if message not in self.banner_messages]
-        timings = self.pipeline.timings
+        notes = [message for message in table.attrs.get("warnings", [])
+                 if message not in self.banner_messages and not message.startswith("no face found in any")]
+        frames = f"{len(table)} frame{'s' if len(table) != 1 else ''}"
+        if not final:
+            frames = f"{len(table)} of {'about ' + str(expected) if expected else 'the'} frames"
         status = (
-            f"✅ {len(table)} frame{'s' if len(table) != 1 else ''} ({int(found.sum())} with a face) in {seconds:.1f} s"
+            f"{'✅' if final else '⏳'} {frames} ({int(found.sum())} with a face) in {seconds:.1f} s"
             f" — decode {timings.get('decode', 0):.1f} s · faces {timings.get('faces', 0):.1f} s · extractors "
             f"{timings.get('extractors', 0):.1f} s · fusion {timings.get('fusion', 0):.2f} s"
+            + ("" if final else " · still analysing…")
         )
-        if not found.any():
+        if final and not found.any():
             gr.Warning(f"No face found in {Path(source_path).name}.")
             status = f"⚠️ No face found in {'any of the ' + str(len(table)) + ' frames' if temporal else 'the image'}. " + status
         status += "".join(f"\n\n⚠️ {note}" for note in notes)
@@ -265,6 +301,48 @@ class AffectSpace:
             result,
             slider,
         )
+
+
+class VideoFrames:
+    """The frames of one video, decoded once and handed out chunk by chunk; remembers timestamps and a broken tail."""
+
+    def __init__(self, path: str, expected: int | None = None, max_frames: int | None = None):
+        self._decoded = iter_video_frames(path)
+        self.expected = expected if max_frames is None else None
+        self.max_frames = max_frames
+        self.timestamps: list[float] = []
+        self.problem: VideoError | None = None
+        self._next = None
+        self._done = False
+
+    @property
+    def count(self) -> int:
+        return len(self.timestamps)
+
+    def has_more(self) -> bool:
+        if self._next is None and not self._done:
+            if self.max_frames is not None and self.count >= self.max_frames:
+                self._done = True
+                return False
+            try:
+                self._next = next(self._decoded)
+            except StopIteration:
+                self._done = True
+            except VideoError as error:
+                self._done = True
+                if self.count == 0:
+                    raise  # nothing decodable: the caller reports it
+                self.problem = error  # a truncated or damaged tail: keep the frames before it
+        return self._next is not None
+
+    def take(self, count: int):
+        """Up to ``count`` RGB frames, streamed (never held as a list)."""
+        for _ in range(count):
+            if not self.has_more():
+                return
+            frame, self._next = self._next, None
+            self.timestamps.append(np.nan if frame.timestamp is None else frame.timestamp)
+            yield frame.image
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -87,10 +87,15 @@ def media(tmp_path_factory):
     Image.fromarray(no_face(astronaut)).save(empty_scene)
     video = write_video(folder / "astronaut.mp4", [astronaut[::2, ::2]] * 12, fps=10)  # 1.2 s, 256x256
     long_video = write_video(folder / "long.mp4", [astronaut[::8, ::8]] * 25, fps=5)  # 5 s > the 3 s limit
+    cut = folder / "cut.mp4"
+    cut.write_bytes(video.read_bytes()[: video.stat().st_size * 2 // 3])
+    moving = write_video(folder / "moving.mkv", [np.roll(astronaut[::2, ::2], 3 * i, axis=1) for i in range(50)], fps=20)
+    broken_tail = folder / "broken_tail.mkv"  # Matroska is written as it goes: the first part still decodes
+    broken_tail.write_bytes(moving.read_bytes()[: moving.stat().st_size * 3 // 4])
     not_a_video = folder / "notes.mp4"
     not_a_video.write_text("these are meeting notes, not a video\n")
     return {"photo": photo, "empty_scene": empty_scene, "video": video, "long_video": long_video,
-            "not_a_video": not_a_video}
+            "not_a_video": not_a_video, "cut": cut, "broken_tail": broken_tail}
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +161,36 @@ def test_video_gives_one_row_per_frame_and_a_frame_viewer(client, media):
         assert picture.size == (256, 256)
 
 
+def test_video_results_arrive_progressively_in_whole_windows(client, media, space):
+    job = client.submit(handle_file(media["video"]), api_name="/analyse_video")
+    job.result()
+    updates = job.outputs()
+    assert updates[0][0] == "⏳ Analysing astronaut.mp4…"
+    partial = [outputs(update) for update in updates[1:-1]]
+    window = space.pipeline.window  # 4 in the tiny model's train_config: chunks of 4, then 8 frames
+    assert [len(result["table"]["data"]) for result in partial] == [window]
+    assert partial[0]["status"].startswith(f"⏳ {window} of about 12 frames")
+    assert len(pd.read_csv(partial[0]["csv"])) == window
+    final = outputs(updates[-1])
+    assert final["status"].startswith("✅ 12 frames") and len(final["table"]["data"]) == 12
+
+
 def test_non_video_upload_gives_message_and_server_keeps_serving(client, media):
     result = outputs(client.predict(handle_file(media["not_a_video"]), api_name="/analyse_video"))
     assert result["status"].startswith("❌ notes.mp4: not a video file")
     assert result["csv"] is None and result["frame"] is None
+    cut = outputs(client.predict(handle_file(media["cut"]), api_name="/analyse_video"))
+    assert cut["status"].startswith("❌ cut.mp4: ") and "corrupt" in cut["status"]
     again = outputs(client.predict(handle_file(media["video"]), api_name="/analyse_video"))
     assert again["status"].startswith("✅ 12 frames") and len(pd.read_csv(again["csv"])) == 12
+
+
+def test_truncated_video_keeps_the_frames_before_the_break(client, media):
+    result = outputs(client.predict(handle_file(media["broken_tail"]), api_name="/analyse_video"))
+    decoded = len(result["table"]["data"])
+    assert 0 < decoded < 50 and result["status"].startswith(f"✅ {decoded} frames")
+    assert f"broken_tail.mkv: truncated: decoded {decoded} of the 50 frames" in result["status"]
+    assert list(pd.read_csv(result["csv"])["frame"]) == list(range(decoded))
 
 
 def test_too_long_video_is_refused_with_the_limit(client, media):
