@@ -33,6 +33,7 @@ REQUIRED_MODEL_FILES = ("config.json", "model.safetensors", *MODELING_FILES)
 OPTIONAL_MODEL_FILES = ("eval_results.json", "train_config.yaml", "postprocessing.json")
 EXTRACTOR_WEIGHTS_DIR = "extractors"
 SPACE_FILES = ("README.md", "requirements.txt", "app.py")
+STAGING_MARKER = ".abaw_hf_staging"  # lets a later staging replace the folder; excluded from uploads
 
 # (metric key in the evaluation JSON, model-index type, human label)
 CARD_METRICS = (
@@ -67,7 +68,9 @@ class StagedRepo:
 
     @property
     def files(self) -> list[str]:
-        return sorted(str(p.relative_to(self.folder)) for p in self.folder.rglob("*") if p.is_file())
+        return sorted(
+            str(p.relative_to(self.folder)) for p in self.folder.rglob("*") if p.is_file() and p.name != STAGING_MARKER
+        )
 
 
 # ----- reading a saved model -----------------------------------------------------------------------------------
@@ -257,13 +260,17 @@ def render_model_card(
 
 
 def _fresh_folder(output_dir: str | Path) -> Path:
+    """An empty staging folder; one of our earlier stagings (it carries the marker) is replaced, nothing else is."""
     output = Path(output_dir)
     if output.exists():
         if not output.is_dir():
             raise StagingError(f"{output}: exists and is not a folder")
         if any(output.iterdir()):
-            shutil.rmtree(output)  # a staging folder is ours: stale files must never be uploaded
+            if not (output / STAGING_MARKER).is_file():
+                raise StagingError(f"{output}: the folder is not empty and was not staged by abaw_hf; pick another --staging-dir")
+            shutil.rmtree(output)  # stale files of an earlier staging must never be uploaded
     output.mkdir(parents=True, exist_ok=True)
+    (output / STAGING_MARKER).write_text("staged by abaw_hf.hub; never uploaded\n")
     return output
 
 
@@ -465,6 +472,7 @@ def upload_staged(
         folder_path=str(staged.folder),
         repo_type=staged.repo_type,
         commit_message=commit_message or f"Upload {staged.repo_type} from abaw_hf",
+        ignore_patterns=[STAGING_MARKER],
     )
     return str(url)
 

@@ -161,8 +161,13 @@ class RecordingApi:
         self.calls.append(("create_repo", repo_id, kwargs))
         return f"https://huggingface.co/{repo_id}"
 
-    def upload_folder(self, *, repo_id, folder_path, **kwargs):
-        files = sorted(str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file())
+    def upload_folder(self, *, repo_id, folder_path, ignore_patterns=(), **kwargs):
+        import fnmatch
+
+        files = sorted(
+            str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*")
+            if p.is_file() and not any(fnmatch.fnmatch(p.name, pattern) for pattern in ignore_patterns)
+        )
         self.calls.append(("upload_folder", repo_id, dict(kwargs, files=files)))
 
 
@@ -171,6 +176,8 @@ def test_upload_sends_the_staged_files_through_our_boundary(tmp_path, monkeypatc
     api = RecordingApi()
     monkeypatch.setattr(hub, "hub_api", lambda token=None: api)
     staged = hub.stage_model_repo(tmp_path / "run", tmp_path / "stage", repo_id=REPO_ID)
+    (staged.folder / "stale.bin").write_text("from an earlier staging")
+    staged = hub.stage_model_repo(tmp_path / "run", tmp_path / "stage", repo_id=REPO_ID)  # replaces it
     url = hub.upload_staged(staged, private=True)
     assert url == f"https://huggingface.co/{REPO_ID}"
     (create, repo, create_kwargs), (upload, upload_repo, upload_kwargs) = api.calls
@@ -275,6 +282,12 @@ def test_bad_model_folders_are_clear_errors(tmp_path):
     saved_model(tmp_path / "run", dataset=None)
     with pytest.raises(hub.StagingError, match="no train_config.yaml says which data"):
         hub.stage_model_repo(tmp_path / "run", tmp_path / "stage")
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(hub.StagingError, match="not empty and was not staged by abaw_hf"):
+        hub.stage_model_repo(tmp_path / "run", precious, synthetic=True)
+    assert (precious / "thesis.tex").is_file()
     (tmp_path / "run" / "model.safetensors").unlink()
     with pytest.raises(hub.StagingError, match=r"missing \['model.safetensors'\]"):
         hub.stage_model_repo(tmp_path / "run", tmp_path / "stage", synthetic=True)
