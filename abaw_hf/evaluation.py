@@ -107,7 +107,8 @@ def predict_dataset(
     for model in models:
         length = window or default_window(model)
         windows = FeatureWindows(
-            dataset, window_size=length, max_gap=max_gap, mode="eval", feature_names=model.config.feature_names
+            dataset, window_size=length, max_gap=max_gap, mode="eval", feature_names=model.config.feature_names,
+            max_span=model.config.max_window,
         )
         loader = torch.utils.data.DataLoader(
             windows, batch_size=batch_size, collate_fn=WindowCollator(windows.feature_dims, length)
