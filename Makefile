@@ -7,7 +7,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo bench clean
+.PHONY: install system-deps test demo bench clean
 
 install: $(STAMP)
 
@@ -17,7 +17,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-test: $(STAMP)
+# Debian chromium for the Space's real-browser test (idempotent; no-op when installed)
+system-deps:
+	sh space/install_system_deps.sh
+
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
