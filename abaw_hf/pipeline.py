@@ -216,7 +216,6 @@ def build_extractors(
                 "or publish extractors/<feature>.safetensors): it runs with RANDOM WEIGHTS and the predictions are meaningless"
             )
             warnings.warn(message, UserWarning, stacklevel=2)
-            logger.warning(message)
             source, checkpoint, sha = "random", None, None
         if extractor.dim != config.feature_dims[feature]:
             raise PipelineError(
@@ -394,8 +393,8 @@ class AffectPipeline:
         self.smoothing_sigma = float(smoothing_sigma)
         self.timings: dict[str, float] = {}  # seconds per stage of the last call
         self.extractor_timings: dict[str, float] = {}  # seconds per extractor of the last call
-        for message in self.weights_report.warnings:
-            logger.warning(message)
+        if synthetic_training:
+            warnings.warn(self.weights_report.warnings[0], UserWarning, stacklevel=2)
 
     @classmethod
     def from_pretrained(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 DEFAULT_MODEL = "outputs/abaw-fusion"  # what `make demo` writes
@@ -46,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
         for name in ("window", "max_gap", "smoothing_sigma"):
             if getattr(args, name) is not None:
                 options[name] = getattr(args, name)
-        pipeline = AffectPipeline.from_pretrained(args.model, checkpoints=checkpoints, device=args.device, **options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the weights report below says the same, once
+            pipeline = AffectPipeline.from_pretrained(args.model, checkpoints=checkpoints, device=args.device, **options)
         print(pipeline.weights_report, file=sys.stderr)
         inputs = args.inputs
         if len(inputs) == 1:
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(output, index=False)
     for message in table.attrs.get("warnings", []):
-        print(f"warning: {message}", file=sys.stderr)
+        if message not in pipeline.weights_report.warnings:
+            print(f"warning: {message}", file=sys.stderr)
     found = int(table["face_found"].sum())
     print(f"wrote {output}: {len(table)} rows, a face in {found}; stage seconds {_rounded(pipeline.timings)}")
     pipeline.close()

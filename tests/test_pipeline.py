@@ -251,9 +251,12 @@ def test_from_hub_id_rebuilds_extractors_from_the_published_weights(astronaut, t
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # loading published weights must not warn about random ones
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         pipe = AffectPipeline.from_pretrained("org/abaw-fusion")
+    messages = [str(item.message) for item in caught if issubclass(item.category, UserWarning)]
+    assert not any("RANDOM" in message for message in messages)  # the published weights were loaded
+    assert any("SYNTHETIC DEMO DATA" in message for message in messages)
     report = pipe.weights_report
     assert [(item.feature, item.source) for item in report.extractors] == [("fau", "built-in"), ("resnet18", "hub")]
     assert report.extractors[1].sha256 == file_sha256(checkpoint) and report.random_extractors == []
@@ -282,11 +285,10 @@ def test_cli_predict_writes_csv_and_reports_bad_files(astronaut, tmp_path, capsy
     frames = [astronaut] * 3 + [no_face(astronaut)] * 2
     video = write_video(tmp_path / "clip.mp4", frames, fps=5)
     out = tmp_path / "out" / "pred.csv"
-    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
-        code = cli_main(["predict", str(video), "--model", str(tmp_path / "run"), "-o", str(out), "--window", "2"])
+    code = cli_main(["predict", str(video), "--model", str(tmp_path / "run"), "-o", str(out), "--window", "2"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "RANDOM WEIGHTS" in captured.err and "5 rows, a face in 3" in captured.out
+    assert captured.err.count("RANDOM WEIGHTS") == 1 and "5 rows, a face in 3" in captured.out
     table = pd.read_csv(out)
     assert list(table.columns) == COLUMNS and len(table) == 5
     assert list(table["face_found"]) == [True] * 3 + [False] * 2
@@ -294,7 +296,6 @@ def test_cli_predict_writes_csv_and_reports_bad_files(astronaut, tmp_path, capsy
 
     bad = tmp_path / "bad.mp4"
     bad.write_text(json.dumps({"not": "a video"}))
-    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
-        code = cli_main(["predict", str(bad), "--model", str(tmp_path / "run"), "-o", str(tmp_path / "bad.csv")])
+    code = cli_main(["predict", str(bad), "--model", str(tmp_path / "run"), "-o", str(tmp_path / "bad.csv")])
     assert code == 2 and "bad.mp4: not a video file" in capsys.readouterr().err
     assert not (tmp_path / "bad.csv").exists()
