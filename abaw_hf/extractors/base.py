@@ -64,7 +64,7 @@ class Extractor(nn.Module):
     # Convolution-heavy networks run faster on CPU (oneDNN) and GPU (cuDNN) in NHWC layout; the
     # registry converts them, and extract() feeds them NHWC batches. Values and keys are unchanged.
     channels_last: ClassVar[bool] = False
-    # Plain conv nets (traceable by torch.fx): extract() runs a copy with BatchNorm folded into the
+    # Networks torch.fx can trace: extract() runs a copy with BatchNorm folded into the
     # preceding convolutions, which removes a memory pass per conv; this module's weights stay as loaded.
     fold_batchnorm: ClassVar[bool] = False
 

@@ -105,6 +105,7 @@ class PosterV1Extractor(Extractor):
     """
 
     dim = EMBED_DIM
+    fold_batchnorm = True
     preprocess_cfg = PreprocessConfig(input_size=224, color_order="BGR")
     layouts = {"large_7cls": "poster_v1_large_7cls"}
 

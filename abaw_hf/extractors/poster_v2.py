@@ -159,6 +159,7 @@ class PosterV2Extractor(Extractor):
 
     dim = EMBED_DIM
     channels_last = True
+    fold_batchnorm = True
     preprocess_cfg = PreprocessConfig(input_size=224)  # PIL RGB, Resize(224), ImageNet mean/std
     layouts = {"7cls": "poster_v2_7cls", "8cls": "poster_v2_8cls"}
     _num_classes = {"7cls": 7, "8cls": 8}
