@@ -164,10 +164,14 @@ def test_frames_folder_to_dataset(frames, reference):
 def test_interrupted_and_resumed_equals_uninterrupted(frames, reference, tmp_path, monkeypatch):
     output = tmp_path / "features"
     num_shards = -(-frames["rows"] // SHARD)
-    partial = _run(frames, output, max_shards=1)  # stops after its first shard
-    assert not partial.complete and partial.dataset is None
-    assert partial.report["shards"] == {"total": num_shards, "done": 1}
+    code = cli_main([  # `abaw-hf extract --max-shards 1` stops after its first shard
+        "extract", "--frames", str(frames["images"]), "--annotations", str(frames["annotations"]),
+        "--extractor", f"resnet18={frames['checkpoint']}", "--input-size", f"resnet18={SIZE}", "--output", str(output),
+        "--shard-size", str(SHARD), "--batch-size", str(BATCH), "--num-workers", "1", "--max-shards", "1", "--no-progress",
+    ])
+    assert code == 3 and not output.exists()
     features_dir = work_root_for(output) / "features"
+    assert json.loads((features_dir / REPORT_NAME).read_text())["shards"] == {"total": num_shards, "done": 1}
     # a shard being written when the run died: never taken as finished
     (features_dir / "part-00001.npz.tmp").write_bytes(b"half a shard")
 

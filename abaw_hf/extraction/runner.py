@@ -92,10 +92,7 @@ def autocast_context(device: torch.device, precision: str):
 
 
 def _memory_format(extractor: Extractor, device: torch.device, channels_last: bool | None) -> torch.memory_format:
-    """Channels-last where the extractor declares it faster (`Extractor.channels_last`) and on GPU, unless forced.
-
-    On this project's CPUs a plain ResNet-18 ran at half speed in NHWC, so it is not the CPU default.
-    """
+    """Channels-last where the extractor declares it faster (`Extractor.channels_last`) and on GPU, unless forced."""
     use = (getattr(extractor, "channels_last", False) or device.type == "cuda") if channels_last is None else channels_last
     return torch.channels_last if use else torch.contiguous_format
 
@@ -182,18 +179,24 @@ def _list_missing_images(ordered: Annotations, paths: list[str], known: Mapping[
     return skip, missing
 
 
-def _prepare_folders(output_dir: Path, work_root: Path, features_dir: Path, fingerprint: str, overwrite: bool, meta: dict) -> dict | None:
-    """Main process: check or reset the output and work folders; returns the finished report when there is one."""
-    report_path = output_dir / REPORT_NAME
+def _finished_report(output_dir: Path, fingerprint: str) -> dict | None:
+    """The report of a finished extraction of the same inputs in `output_dir`, if there is one."""
+    path = output_dir / REPORT_NAME
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    return report if report.get("fingerprint") == fingerprint and report.get("complete") else None
+
+
+def _prepare_folders(output_dir: Path, features_dir: Path, fingerprint: str, overwrite: bool, meta: dict) -> None:
+    """Main process: check or reset the output and work folders (nothing to do when the output is finished)."""
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        previous = json.loads(report_path.read_text()) if report_path.is_file() else {}
-        if previous.get("fingerprint") != fingerprint:
+        if _finished_report(output_dir, fingerprint) is not None:
+            return
+        previous = output_dir / REPORT_NAME
+        if not previous.is_file() or json.loads(previous.read_text()).get("fingerprint") != fingerprint:
             raise FileExistsError(
                 f"{output_dir} is not empty and was not extracted from these inputs; pass overwrite=True "
                 "(--overwrite) to replace it"
             )
-        if previous.get("complete"):
-            return previous
     if overwrite:
         if output_dir.exists():
             shutil.rmtree(output_dir)
@@ -273,16 +276,14 @@ def extract_features(
     num_shards = max(1, -(-len(ordered) // shard_size))
     fingerprint = _fingerprint(ordered, paths, skip, provenance, shard_size, min_image_size)
     report_path = output_dir / REPORT_NAME
-    finished = None
     if state.is_main_process:
         meta = {"num_shards": num_shards, "shard_size": shard_size, "rows": len(ordered), "extractors": names}
-        finished = _prepare_folders(output_dir, work_root, features_dir, fingerprint, overwrite, meta)
+        _prepare_folders(output_dir, features_dir, fingerprint, overwrite, meta)
     state.wait_for_everyone()
-    if report_path.is_file() and not features_dir.exists():
-        finished = json.loads(report_path.read_text())
-        if finished.get("fingerprint") == fingerprint and finished.get("complete"):
-            dataset = datasets.load_from_disk(str(output_dir)) if state.is_main_process else None
-            return ExtractionResult(dataset, finished, report_path, True, 0, missing_images)
+    finished = _finished_report(output_dir, fingerprint)
+    if finished is not None:  # a rerun of a finished extraction: nothing to do
+        dataset = datasets.load_from_disk(str(output_dir)) if state.is_main_process else None
+        return ExtractionResult(dataset, finished, report_path, True, 0, missing_images)
 
     pending = [i for i in range(num_shards) if not _part_path(features_dir, i).is_file()]
     state.wait_for_everyone()  # every process has listed the same pending shards before anyone writes
@@ -302,6 +303,7 @@ def extract_features(
 
     complete = all(_part_path(features_dir, i).is_file() for i in range(num_shards))
     state.wait_for_everyone()  # every process has seen the shards before the main process merges and cleans up
+    report_path = report_path if complete else features_dir / REPORT_NAME  # an unfinished run reports beside its shards
     report: dict[str, Any] = {}
     dataset = None
     if state.is_main_process:
@@ -310,16 +312,15 @@ def extract_features(
             missing_images, state.num_processes, frames_done, seconds, report_extra,
         )
         if complete:
-            dataset = _write_dataset(ordered, names, extractors, features_dir, output_dir, shard_size, provenance, fingerprint, overwrite, progress)
-            report_path.write_text(json.dumps(report, indent=2))
-            if not keep_work:
-                shutil.rmtree(work_root)
-        else:
-            report_path = features_dir / REPORT_NAME
-            report_path.write_text(json.dumps(report, indent=2))
+            # The output folder holds nothing but an earlier merge of these inputs (checked above), which the
+            # builder replaces; the unfinished report marks the folder as this extraction's while merging.
+            output_dir.mkdir(parents=True, exist_ok=True)
+            report_path.write_text(json.dumps({**report, "complete": False}, indent=2))
+            dataset = _write_dataset(ordered, names, extractors, features_dir, output_dir, shard_size, provenance, fingerprint, progress)
+        report_path.write_text(json.dumps(report, indent=2))
+        if complete and not keep_work:
+            shutil.rmtree(work_root)
     state.wait_for_everyone()
-    if not complete:
-        report_path = features_dir / REPORT_NAME
     return ExtractionResult(dataset, report, report_path, complete, len(mine), missing_images)
 
 
@@ -399,7 +400,7 @@ class _ShardBuffer:
         _save_part(_part_path(features_dir, self.index), self.vectors, self.present, entries)
 
 
-def _write_dataset(ordered, names, extractors, features_dir, output_dir, shard_size, provenance, fingerprint, overwrite, progress):
+def _write_dataset(ordered, names, extractors, features_dir, output_dir, shard_size, provenance, fingerprint, progress):
     def compute_shard(shard_rows: Annotations, row_index: np.ndarray):
         part = int(row_index[0]) // shard_size
         vectors, present, _ = _load_part(_part_path(features_dir, part), len(names))
@@ -415,7 +416,7 @@ def _write_dataset(ordered, names, extractors, features_dir, output_dir, shard_s
         shard_size=shard_size,
         provenance=provenance,
         source=f"abaw_hf.extraction:{fingerprint}",
-        overwrite=overwrite,
+        overwrite=True,
         progress=progress,
     )
 
