@@ -15,6 +15,7 @@ Frames without a face are rows with ``face_found == False`` and empty prediction
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -271,8 +272,9 @@ def _is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+@dataclass
 class _VideoProblem:
-    """Holds the error that ended decoding after some frames (truncated or damaged video)."""
+    """The error that ended decoding after some frames (truncated or damaged video), if any."""
 
     error: Exception | None = None
 
@@ -454,7 +456,7 @@ class AffectPipeline:
         problem = _VideoProblem()
         frames = _video_frames(path, problem)
         if max_frames is not None:
-            frames = (frame for frame in frames if frame.index < max_frames)
+            frames = itertools.islice(frames, max_frames)  # stops decoding there
         table = self._run(frames, temporal=True)
         if problem.error is not None:
             message = f"{problem.error} - the table covers the {len(table)} frames decoded before it"

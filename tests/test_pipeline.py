@@ -102,6 +102,7 @@ def test_video_from_photograph_gives_one_row_per_frame(pipeline, astronaut, tmp_
     assert set(pipeline.timings) == {"decode", "faces", "extractors", "fusion", "postprocess"}
     assert all(value >= 0 for value in pipeline.timings.values()) and pipeline.timings["extractors"] > 0
     assert set(pipeline.extractor_timings) == {"fau", "resnet18"}
+    assert list(pipeline.predict_video(video, max_frames=3)["frame"]) == [0, 1, 2]
 
 
 def test_frames_array_is_a_video_without_a_file(pipeline, astronaut):
