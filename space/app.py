@@ -36,7 +36,7 @@ logger = logging.getLogger("abaw_space")
 DEFAULT_MODEL = "outputs/abaw-fusion"
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 DEFAULT_MAX_UPLOAD_MB = 50.0
-DEFAULT_MAX_VIDEO_SECONDS = 30.0
+DEFAULT_MAX_VIDEO_SECONDS = 20.0
 WEBCAM_HISTORY = 120  # streamed frames kept for the webcam plots
 
 
@@ -88,6 +88,7 @@ class AffectSpace:
             self.pipeline, self.load_error = pipeline, None
         self.lock = threading.Lock()
         self.csv_dir = Path(tempfile.mkdtemp(prefix="abaw_space_csv_"))
+        self.last_timings: dict[str, float] = {}
 
     # ----- header ------------------------------------------------------------------------------------------
 
@@ -115,7 +116,7 @@ class AffectSpace:
                 f"{Path(path).name} is {megabytes:.1f} MB; this Space takes files up to {self.limits.max_upload_mb:g} MB."
             )
 
-    def _video_frame_limit(self, path: str) -> tuple[int | None, int | None]:
+    def _check_video(self, path: str) -> tuple[int | None, int | None]:
         """Refuse unreadable or too-long videos before decoding; (frames announced, frame cap when the length is unknown)."""
         name = Path(path).name
         try:
@@ -147,7 +148,7 @@ class AffectSpace:
                 raise InputProblem("Upload a video (or record one with the webcam) first.")
             pipeline = self._require_model()
             self._check_size(video_path)
-            frames = VideoFrames(video_path, *self._video_frame_limit(video_path))
+            frames = VideoFrames(video_path, *self._check_video(video_path))
             name, started = Path(video_path).name, time.perf_counter()
             yield self._progress(f"⏳ Analysing {name}…")
             parts, timings, chunk = [], {}, pipeline.window
@@ -266,6 +267,7 @@ class AffectSpace:
     def _results(self, table: pd.DataFrame, *, kind: str, source_path: str, timings: dict, seconds: float,
                  final: bool = True, expected: int | None = None):
         temporal = kind == "video"
+        self.last_timings = dict(timings)  # seconds per pipeline stage of the latest result (benchmarks read it)
         found = table["face_found"].to_numpy(dtype=bool)
         result = {"kind": kind, "path": source_path, "table": table}
         first = int(np.argmax(found)) if found.any() else 0
