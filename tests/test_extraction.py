@@ -27,6 +27,7 @@ from abaw_hf.extraction import (
     extract_features,
     extract_video_features,
     read_face_image,
+    rows_from_frames_folder,
     work_root_for,
 )
 from abaw_hf.extraction import runner as extraction_runner
@@ -270,6 +271,14 @@ def test_cli_refuses_a_missing_checkpoint_and_an_occupied_output(frames, tmp_pat
     assert (occupied / "notes.txt").read_text() == "mine"
 
 
+def test_frames_folder_without_annotations_lists_every_frame(frames):
+    rows = rows_from_frames_folder(frames["images"])
+    assert len(rows) == frames["rows"] and sorted(set(rows.video.tolist())) == ["vidA", "vidB"]
+    assert (rows.valence == -5).all() and (rows.expression == -1).all()  # unlabelled
+    with pytest.raises(FileNotFoundError, match="no '<video>/<frame number>.png' images"):
+        rows_from_frames_folder(frames["images"], suffix=".png")
+
+
 @pytest.mark.parametrize(
     ("kind", "message"),
     [("empty", "empty file"), ("truncated", "truncated"), ("text", "not a readable image"), ("tiny", "smaller than")],
@@ -308,14 +317,19 @@ def _moving_face_video(path: Path, blank: set[int], count: int = 10) -> Path:
 
 def test_video_to_dataset_keeps_faceless_frames_as_missing(frames, tmp_path):
     video = _moving_face_video(tmp_path / "clip.mp4", blank={3, 4})
+    # two extractors with different preprocessing (ImageNet-normalised vs 0..1): one input tensor each
+    extractors = [_resnet(frames["checkpoint"]), create_extractor("fau")]
     result = extract_video_features(
-        [video], [_resnet(frames["checkpoint"])], tmp_path / "features",
-        shard_size=4, batch_size=4, num_workers=1, progress=False,
+        [video], extractors, tmp_path / "features", shard_size=4, batch_size=4, num_workers=1, progress=False,
     )
     dataset = result.dataset
     assert result.complete and dataset["video"] == ["clip"] * 10 and dataset["frame"] == list(range(1, 11))
     _, present = column_array(dataset, "resnet18")
     np.testing.assert_array_equal(present, [i not in {3, 4} for i in range(10)])
+    aus, fau_present = column_array(dataset, "fau")
+    assert not fau_present[[3, 4]].any() and fau_present.sum() >= 6  # MediaPipe finds the face again in most crops
+    assert aus.shape == (10, 17) and (aus[fau_present] >= 0).all() and (aus[fau_present] <= 5).all()
+    assert result.report["missing_vectors"]["fau"] == 10 - int(fau_present.sum())
     assert result.report["frames_without_face"] == [{"video": "clip", "frame": 4}, {"video": "clip", "frame": 5}]
     assert result.report["failed_files"] == [] and result.report["videos_decoded"][0]["frames"] == 10
     faces = read_metadata(dataset)["extractors"]["resnet18"]["faces"]
