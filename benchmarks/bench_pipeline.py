@@ -4,7 +4,8 @@ The paper's best extractor set (ResNet-18 + POSTER V2 + OpenFace-style AUs from 
 weights: timing only) and the paper's fusion model (affine 384, 4 layers, 4 heads, 16-frame
 windows). Writes a video of the astronaut photograph drifting across a 640x360 frame, runs the
 pipeline once to warm up and once timed, and prints a Markdown table: seconds and ms/frame of
-decode / faces / each extractor / fusion / post-processing, end-to-end frames/s, peak memory,
+decode / faces / each extractor / fusion / post-processing, end-to-end frames/s, one photograph's
+latency, peak memory,
 and the extractors' achieved GFLOP/s next to the fp32 ``torch.mm`` rate measured in the same run.
 
     python benchmarks/bench_pipeline.py [--seconds 10] [--device cuda]
@@ -107,13 +108,20 @@ def main() -> None:
         table = pipeline(video)
         total = time.perf_counter() - start
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        timings, extractor_timings = dict(pipeline.timings), dict(pipeline.extractor_timings)  # of the video run
         gflop = extractor_gflop_per_face(pipeline)
+        photo = astronaut()
+        image_seconds = []
+        for _ in range(3):
+            start = time.perf_counter()
+            pipeline(photo)
+            image_seconds.append(time.perf_counter() - start)
         pipeline.close()
     mm_rate = max(mm_before, mm_gflops(device))  # the machine is shared: the better of before and after
 
     faces = int(table["face_found"].sum())
-    stages = [(stage, seconds) for stage, seconds in pipeline.timings.items() if stage != "extractors"]
-    stages[2:2] = [(f"extractor `{name}`", seconds) for name, seconds in pipeline.extractor_timings.items()]
+    stages = [(stage, seconds) for stage, seconds in timings.items() if stage != "extractors"]
+    stages[2:2] = [(f"extractor `{name}`", seconds) for name, seconds in extractor_timings.items()]
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
     print(f"### Pipeline, {args.seconds:g} s {WIDTH}x{HEIGHT} video ({frames} frames), {device_name}, "
           f"{torch.get_num_threads()} torch threads")
@@ -124,8 +132,9 @@ def main() -> None:
         print(f"| {stage} | {seconds:.2f} | {1000 * seconds / frames:.1f} | {100 * seconds / total:.0f}% |")
     print(f"| **end to end** | **{total:.2f}** | **{1000 * total / frames:.1f}** | **{frames / total:.2f} frames/s** |")
     print()
-    torch_extractor_seconds = sum(pipeline.extractor_timings[name] for name in gflop)
+    torch_extractor_seconds = sum(extractor_timings[name] for name in gflop)
     achieved = sum(gflop.values()) * faces / torch_extractor_seconds if torch_extractor_seconds else float("nan")
+    print(f"- one 512x512 photograph end to end: {1000 * min(image_seconds):.0f} ms (best of 3)")
     print(f"- faces found: {faces} of {frames} frames")
     print(f"- counted extractor FLOPs per face: " + ", ".join(f"{name} {value:.2f} GFLOP" for name, value in gflop.items()))
     print(f"- torch extractors run at {achieved:.1f} GFLOP/s; fp32 torch.mm 4096x4096 (best of 5, same run): "
