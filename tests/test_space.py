@@ -89,7 +89,7 @@ def media(tmp_path_factory):
     long_video = write_video(folder / "long.mp4", [astronaut[::8, ::8]] * 25, fps=5)  # 5 s > the 3 s limit
     cut = folder / "cut.mp4"
     cut.write_bytes(video.read_bytes()[: video.stat().st_size * 2 // 3])
-    moving = write_video(folder / "moving.mkv", [np.roll(astronaut[::2, ::2], 3 * i, axis=1) for i in range(50)], fps=20)
+    moving = write_video(folder / "moving.mkv", [np.roll(astronaut[::4, ::4], 2 * i, axis=1) for i in range(50)], fps=20)
     broken_tail = folder / "broken_tail.mkv"  # Matroska is written as it goes: the first part still decodes
     broken_tail.write_bytes(moving.read_bytes()[: moving.stat().st_size * 3 // 4])
     not_a_video = folder / "notes.mp4"

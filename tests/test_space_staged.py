@@ -62,14 +62,6 @@ def clean_environment(**extra: str) -> dict[str, str]:
     return {**keep, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False", **extra}
 
 
-def test_installed_package_is_the_wheel_not_the_checkout(installed_space, tmp_path):
-    folder, python, site_packages, _ = installed_space
-    where = run([str(python), "-c", "import abaw_hf; print(abaw_hf.__file__)"], cwd=tmp_path, env=clean_environment())
-    location = Path(where.stdout.strip())
-    assert location == site_packages / "abaw_hf" / "__init__.py"
-    assert CHECKOUT not in location.parents
-
-
 def test_staged_space_starts_from_its_folder_and_serves_a_photograph(installed_space, tmp_path):
     folder, python, site_packages, model_dir = installed_space
     port = free_port()
@@ -99,6 +91,7 @@ def test_staged_space_starts_from_its_folder_and_serves_a_photograph(installed_s
     finally:
         process.terminate()
         process.wait(timeout=30)
-    log = log_path.read_text()
-    assert f"abaw_hf {abaw_hf.__version__} from {site_packages / 'abaw_hf' / '__init__.py'}" in log
-    assert str(CHECKOUT / "abaw_hf") not in log
+    log = log_path.read_text()  # app.py logs where abaw_hf came from
+    imported_from = re.search(rf"abaw_hf {re.escape(abaw_hf.__version__)} from (\S+)", log).group(1)
+    assert Path(imported_from) == site_packages / "abaw_hf" / "__init__.py"
+    assert CHECKOUT not in Path(imported_from).parents and str(CHECKOUT / "abaw_hf") not in log
