@@ -381,6 +381,7 @@ def build_app(space: AffectSpace) -> gr.Blocks:
                     sources=["upload", "webcam"],
                     include_audio=True,  # keeps the file as uploaded (no ffmpeg pass); the audio is ignored
                     height=320,
+                    elem_id="video-input",
                 )
                 video_button = gr.Button("Analyse video", variant="primary", elem_id="analyse-video")
                 video_examples = _examples(["astronaut_clip.mp4"])
@@ -399,11 +400,11 @@ def build_app(space: AffectSpace) -> gr.Blocks:
                 webcam_input = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", height=320)
         status = gr.Markdown("Upload a video or an image, or start the webcam.", label="status", elem_id="status")
         with gr.Row():
-            with gr.Column(scale=2):
+            with gr.Column(scale=1):
                 frame_image = gr.Image(label="Frame with face box", type="pil", interactive=False, elem_id="frame-image")
                 frame_caption = gr.Markdown(label="frame caption", elem_id="frame-caption")
                 frame_slider = gr.Slider(label="Frame", minimum=0, maximum=1, step=1, value=0, visible=False)
-            with gr.Column(scale=3):
+            with gr.Column(scale=2):
                 va_plot = gr.Plot(label="Valence / arousal", elem_id="va-plot")
         expression_plot = gr.Plot(label="Expressions", elem_id="expression-plot")
         au_plot = gr.Plot(label="Action units", elem_id="au-plot")
