@@ -25,7 +25,7 @@ from .modeling import AU_NAMES, EXPRESSION_NAMES, AbawFusionConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_ROOT.parent
-MODEL_CARD_TEMPLATE = PROJECT_ROOT / "model_card.md"
+MODEL_CARD_TEMPLATE = PACKAGE_ROOT / "model_card.md"  # top-level model_card.md links here, so the wheel ships it
 SPACE_SOURCE = PROJECT_ROOT / "space"
 
 MODELING_FILES = ("configuration_abaw_fusion.py", "modeling_abaw_fusion.py", "losses_abaw_fusion.py")
