@@ -18,7 +18,13 @@ import warnings
 import torch
 
 from abaw_hf.extractors import create_extractor, list_extractors
-from abaw_hf.extractors.profiling import flops_per_frame, frames_per_second, mm_flops_per_second, peak_memory_mb
+from abaw_hf.extractors.profiling import (
+    PeakMemory,
+    current_rss_bytes,
+    flops_per_frame,
+    frames_per_second,
+    mm_flops_per_second,
+)
 
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 ABAW_FRAMES = 142_333 + 26_876 + 51_159  # s-Aff-Wild2 train + validation + test frames
@@ -26,7 +32,7 @@ ABAW_FRAMES = 142_333 + 26_876 + 51_159  # s-Aff-Wild2 train + validation + test
 
 def measure_one(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
-    baseline_mb = 0.0 if device.type == "cuda" else peak_memory_mb(device)  # the runtime's own share
+    baseline = 0 if device.type == "cuda" else current_rss_bytes()  # the runtime's own share, before the model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights are expected here
         extractor = create_extractor(args.one).to(device).eval()
@@ -34,12 +40,18 @@ def measure_one(args: argparse.Namespace) -> dict:
     if args.channels_last:
         extractor = extractor.to(memory_format=torch.channels_last)
     result = {"name": args.one, "layout": "NHWC" if channels_last else "NCHW", "params": extractor.num_parameters(), "flops": flops_per_frame(extractor, device)}
+    limit_dtype = AUTOCAST[args.autocast] or torch.float32
     for batch_size in args.batch_sizes:
-        result[f"fps_{batch_size}"] = frames_per_second(
-            extractor, batch_size, device, autocast_dtype=AUTOCAST[args.autocast],
-            channels_last=channels_last, min_seconds=args.min_seconds,
-        )
-    result["peak_mb"] = peak_memory_mb(device) - baseline_mb
+        # The limit is measured right before and after each figure (best of both): on a shared
+        # machine the load drifts, and a ratio only holds against a limit taken at the same time.
+        before = mm_flops_per_second(device, limit_dtype)
+        with PeakMemory(device, baseline) as memory:  # the model, its folded copy and activations
+            result[f"fps_{batch_size}"] = frames_per_second(
+                extractor, batch_size, device, autocast_dtype=AUTOCAST[args.autocast],
+                channels_last=channels_last, min_seconds=args.min_seconds,
+            )
+        result[f"limit_{batch_size}"] = max(before, mm_flops_per_second(device, limit_dtype))
+        result[f"peak_mb_{batch_size}"] = memory.peak_mb
     return result
 
 
@@ -64,29 +76,30 @@ def main() -> int:
 
     device = torch.device(args.device)
     limit_dtype = AUTOCAST[args.autocast] or torch.float32
-    mm_before = mm_flops_per_second(device, limit_dtype)
     rows = []
     for name in args.extractors:
         command = [sys.executable, __file__, "--one", name, *sys.argv[1:]]
         completed = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(completed.stdout.strip().splitlines()[-1]))
-    mm_rate = max(mm_before, mm_flops_per_second(device, limit_dtype))  # best of the run's two measurements
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
     precision = f"autocast {args.autocast}" if AUTOCAST[args.autocast] else "fp32"
     print(f"Extractors, model only ({where}, {precision}, "
-          f"torch {torch.__version__}). Compute limit: torch.mm 4096x4096 {str(limit_dtype).removeprefix('torch.')} "
-          f"= {mm_rate / 1e9:.1f} GFLOP/s, measured in this run.\n")
+          f"torch {torch.__version__}). Limit: torch.mm of two 4096x4096 {str(limit_dtype).removeprefix('torch.')} "
+          "matrices, best of 5, measured just before and after each throughput figure; "
+          "% of limit = GFLOPs/frame x frames/s / limit. Peak memory: "
+          + ("CUDA max allocated" if device.type == "cuda" else "resident set size over the process's size before the model")
+          + ".\n")
     header = "| extractor | memory layout | params (M) | GFLOPs/frame |"
-    header += "".join(f" frames/s b{b} | % of limit b{b} |" for b in args.batch_sizes) + (" peak GPU memory (MiB) |" if args.device.startswith("cuda") else " peak RSS over runtime (MiB) |")
+    header += "".join(f" frames/s b{b} | limit b{b} (GFLOP/s) | % of limit b{b} |" for b in args.batch_sizes) + "".join(f" peak memory b{b} (MiB) |" for b in args.batch_sizes)
     print(header)
     print("|" + " --- |" * (header.count("|") - 1))
     for row in rows:
         cells = [row["name"], row["layout"], f"{row['params'] / 1e6:.1f}", f"{row['flops'] / 1e9:.2f}"]
         for b in args.batch_sizes:
-            fps = row[f"fps_{b}"]
-            cells += [f"{fps:.1f}", f"{100 * row['flops'] * fps / mm_rate:.0f} %"]
-        cells.append(f"{row['peak_mb']:.0f}")
+            fps, limit = row[f"fps_{b}"], row[f"limit_{b}"]
+            cells += [f"{fps:.1f}", f"{limit / 1e9:.0f}", f"{100 * row['flops'] * fps / limit:.0f} %"]
+        cells += [f"{row[f'peak_mb_{b}']:.0f}" for b in args.batch_sizes]
         print("| " + " | ".join(cells) + " |")
     if device.type == "cuda":
         largest = max(args.batch_sizes)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import resource
+import threading
 import time
+
+import psutil
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -73,11 +75,39 @@ def frames_per_second(
     return iterations * batch_size / elapsed
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory allocated (CUDA) or the process's peak resident set size (CPU), in MiB.
+class PeakMemory:
+    """Peak memory while the ``with`` block runs, in MiB: CUDA's max allocated, or on CPU the process's
+    resident set size sampled every 5 ms, minus ``baseline_bytes`` (RSS taken before the model existed)."""
 
-    On CPU, call it once before building the model and subtract: the process peak includes the runtime.
-    """
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    def __init__(self, device: torch.device, baseline_bytes: int = 0) -> None:
+        self.device, self.baseline_bytes = device, baseline_bytes
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        process = psutil.Process()
+        while not self._stop.wait(0.005):
+            self.peak_bytes = max(self.peak_bytes, process.memory_info().rss)
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+
+    @property
+    def peak_mb(self) -> float:
+        return (self.peak_bytes - self.baseline_bytes) / 2**20
+
+
+def current_rss_bytes() -> int:
+    return psutil.Process().memory_info().rss
