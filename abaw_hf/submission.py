@@ -199,7 +199,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="split of --data (ignored for a single-split dataset)")
     parser.add_argument("--output", "-o", help="submission file to write")
     parser.add_argument("--smoothing-sigma", type=float, default=None,
-                        help=f"temporal smoothing in frames (default: the first model's tuned value, else 0 = off)")
+                        help="temporal smoothing in frames (default: the first model's tuned value, else 0 = off)")
     parser.add_argument("--max-gap", type=int, default=None, help="frame gap that stops smoothing (default: as tuned)")
     parser.add_argument("--window", type=int, default=None, help="frames per window (default: the training window)")
     parser.add_argument("--batch-size", type=int, default=64)
