@@ -63,6 +63,12 @@ def test_collated_batch_contents_padding_and_chunk_crossing(tmp_path):
     windows = FeatureWindows(dataset, window_size=4, max_gap=3, mode="eval")
     assert windows.windows.tolist() == [[0, 3], [3, 3], [6, 2], [8, 1]]  # a: 1,2,3 | 7,8,9 ; b: 1,2 | 100
     batch = WindowCollator(windows.feature_dims, 4)([windows[i] for i in range(len(windows))])
+    same = WindowCollator(windows.feature_dims, 4)(windows.__getitems__(list(range(len(windows)))))  # the DataLoader's batched fetch
+    assert all(torch.equal(same["features"][n], batch["features"][n]) for n in ("x", "fau"))
+    only_x = WindowCollator({"x": 3}, 4)(windows[1])  # a model may use a subset of the columns
+    assert list(only_x["features"]) == ["x"] and torch.equal(only_x["features"]["x"][0], batch["features"]["x"][1])
+    with pytest.raises(ValueError, match="not among the windows"):
+        WindowCollator({"x": 5}, 4)(windows[1])
     assert set(batch) == {
         "features", "feature_mask", "attention_mask", "frame_index", "valence_arousal_labels",
         "expression_labels", "au_labels", "row_index",
@@ -99,14 +105,22 @@ def test_rows_from_windows_rejects_double_or_missing_rows():
         rows_from_windows(np.array([[0, 1, -1]]), np.zeros((1, 3)), 3)
 
 
-def test_nan_in_features_names_video_and_frame(tmp_path):
-    dataset, _ = small_dataset(tmp_path)
-    windows = FeatureWindows(dataset, window_size=4, max_gap=3, mode="eval")
-    item = windows[1]
-    item["features"] = {name: values.copy() for name, values in item["features"].items()}
-    item["features"]["x"][2, 1] = np.inf  # row 5 = video a, frame 9
-    with pytest.raises(ValueError, match=r"feature 'x' has NaN or Inf at video 'a' frame 9 \(dataset row 5\)"):
-        WindowCollator(windows.feature_dims, 4)([windows[0], item])
+def test_nan_in_features_names_video_and_frame():
+    import datasets
+
+    from abaw_hf.data import dataset_features
+
+    x = np.zeros((6, 3), np.float32)
+    x[4, 1] = np.inf  # row 4 = video b, frame 9
+    table = {
+        "video": ["a", "a", "a", "b", "b", "b"], "frame": [1, 2, 3, 8, 9, 10], "valence": [0.0] * 6,
+        "arousal": [0.0] * 6, "expression": [0] * 6, "aus": [[0] * 12] * 6, "x": x.tolist(),
+    }  # fmt: skip
+    dataset = datasets.Dataset.from_dict(table, features=dataset_features({"x": 3}))
+    with pytest.raises(ValueError, match=r"feature 'x' has NaN or Inf at video 'b' frame 9 \(dataset row 4\)"):
+        FeatureWindows(dataset, window_size=4, mode="eval")
+    unchecked = FeatureWindows(dataset, window_size=4, mode="eval", check_finite=False)
+    assert WindowCollator(unchecked.feature_dims, 4)(unchecked[0])["features"]["x"].shape == (1, 4, 3)
 
 
 def test_dataloader_train_shuffles_deterministically_and_workers_match(tmp_path):

@@ -25,7 +25,14 @@ from .schema import (
     read_metadata,
 )
 from .synthetic import make_synthetic_dataset, synthetic_oracle_predictions, synthetic_oracle_score
-from .windows import FeatureWindows, WindowCollator, build_window_index, rows_from_windows, window_dataloader
+from .windows import (
+    FeatureWindows,
+    WindowBatch,
+    WindowCollator,
+    build_window_index,
+    rows_from_windows,
+    window_dataloader,
+)
 
 __all__ = [
     "AnnotationError",
@@ -36,6 +43,7 @@ __all__ = [
     "MISSING_AU",
     "MISSING_EXPRESSION",
     "MISSING_VA",
+    "WindowBatch",
     "WindowCollator",
     "build_from_arrays",
     "build_from_extractors",

@@ -48,9 +48,13 @@ def _checked_float16(name: str, vectors: np.ndarray, present: np.ndarray, video:
     if vectors.ndim != 2 or len(vectors) != len(present):
         raise FeatureError(f"feature {name!r}: expected [{len(present)}, D] vectors, got shape {vectors.shape}")
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, naming the row
-        half = vectors.astype(np.float16)
-    half[~present] = 0
-    finite = np.isfinite(half).all(axis=1)
+        half = vectors.astype(np.float16, copy=False)  # no copy when the caller already has float16
+    missing = ~present
+    if missing.any() and half[missing].any():
+        half = half.copy()
+        half[missing] = 0
+    # a row sum in float32 is finite exactly when every float16 value is (no overflow possible): N floats, not N*D
+    finite = np.isfinite(half.sum(axis=1, dtype=np.float32))
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         source_finite = bool(np.isfinite(np.asarray(vectors[row], dtype=np.float64)).all())
@@ -200,6 +204,8 @@ def build_from_arrays(
         present.setdefault(name, np.ones(len(rows), dtype=bool))
 
     def compute_shard(_: Annotations, index: np.ndarray) -> ShardFeatures:
+        if len(index) and index[-1] - index[0] + 1 == len(index) and np.all(np.diff(index) == 1):
+            index = slice(int(index[0]), int(index[-1]) + 1)  # rows already sorted: views, no copy
         return {name: (array[index], np.asarray(present[name])[index]) for name, array in vectors.items()}
 
     dims = {name: int(np.shape(array)[1]) for name, array in vectors.items()}

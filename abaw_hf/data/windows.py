@@ -15,6 +15,8 @@ predictions back to (video, frame) after `accelerator.gather_for_metrics`.
 
 from __future__ import annotations
 
+import bisect
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import datasets
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .columns import column_chunks, require_contiguous
+from .columns import ColumnChunk, column_chunks, require_contiguous
 from .schema import MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_AUS, feature_dims_of
 
 DEFAULT_WINDOW_SIZE = 32
@@ -88,11 +90,21 @@ def build_window_index(
     return np.asarray(windows, dtype=np.int64).reshape(-1, 2)
 
 
-class FeatureWindows(Dataset):
-    """Windows of a feature dataset; item i is a dict of numpy views of window i (see the module docstring).
+@dataclass
+class WindowBatch:
+    """Some windows of a :class:`FeatureWindows`: `windows [B, 2]` rows of (first row, number of rows)."""
 
-    Reads the Arrow buffers directly (zero-copy float16 views of the memory-mapped files); labels, frames and
-    videos are loaded once (a few bytes a row). Items are collated by :class:`WindowCollator`.
+    source: "FeatureWindows"
+    windows: np.ndarray
+
+
+class FeatureWindows(Dataset):
+    """Windows of a feature dataset. Indexing gives a :class:`WindowBatch` (a reference, no data); the
+    DataLoader fetches a whole batch at once through `__getitems__` and :class:`WindowCollator` gathers it.
+
+    Features are read from the Arrow buffers directly (zero-copy float16 views of the memory-mapped files);
+    labels, frames, videos and presence masks are loaded once (a few bytes a row). NaN/Inf are looked for once,
+    here (`check_finite`), and raise naming video and frame.
     """
 
     def __init__(
@@ -105,6 +117,7 @@ class FeatureWindows(Dataset):
         mode: str = "train",
         feature_names: Sequence[str] | None = None,
         max_span: int | None = None,
+        check_finite: bool = True,
     ):
         require_contiguous(dataset)
         self.dataset = dataset
@@ -120,11 +133,26 @@ class FeatureWindows(Dataset):
         self.frames = np.asarray(labels["frame"], dtype=np.int64)
         self.valence_arousal = np.stack([labels["valence"], labels["arousal"]], 1).astype(np.float32)
         self.expression = np.asarray(labels["expression"], dtype=np.int64)
-        self.aus = np.asarray(dataset.data.column("aus").combine_chunks().flatten().to_numpy(), np.int64).reshape(
-            -1, NUM_AUS
-        )
+        aus = dataset.data.column("aus").combine_chunks().flatten().to_numpy()
+        self.aus = np.asarray(aus, np.int64).reshape(-1, NUM_AUS)
         self.windows = build_window_index(self.videos, self.frames, self.window_size, stride, max_gap, mode, max_span)
-        self._chunks: dict[str, Any] | None = None
+        self._chunks: dict[str, list[ColumnChunk]] | None = None
+        self.present = {name: np.concatenate([c.present for c in self.column_chunks(name)]) for name in self.feature_names}
+        if check_finite:
+            self._check_finite()
+
+    def _check_finite(self, block_rows: int = 16_384) -> None:
+        """One pass over every feature: NaN/Inf (float16 exponent bits all set) raise, naming video and frame."""
+        for name in self.feature_names:
+            for chunk in self.column_chunks(name):
+                for low in range(0, len(chunk.values), block_rows):
+                    block = chunk.values[low : low + block_rows]
+                    if block.size and np.max(block.view(np.uint16) & 0x7FFF) >= 0x7C00:
+                        row = chunk.start + low + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+                        raise ValueError(
+                            f"feature {name!r} has NaN or Inf at video {str(self.videos[row])!r} frame "
+                            f"{int(self.frames[row])} (dataset row {row})"
+                        )
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -134,95 +162,75 @@ class FeatureWindows(Dataset):
         state["_chunks"] = None  # views of Arrow buffers are rebuilt in each worker, never pickled
         return state
 
-    def _column_views(self) -> dict[str, Any]:
+    def column_chunks(self, name: str) -> list[ColumnChunk]:
+        """The feature column's Arrow chunks as numpy views (built once per process)."""
         if self._chunks is None:
-            chunks = {}
-            for name in self.feature_names:
-                parts = column_chunks(self.dataset, name)
-                chunks[name] = (np.array([p.start for p in parts]), parts)
-            self._chunks = chunks
-        return self._chunks
+            self._chunks = {feature: column_chunks(self.dataset, feature) for feature in self.feature_names}
+        return self._chunks[name]
 
-    def _rows(self, name: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        starts, parts = self._column_views()[name]
-        first = int(np.searchsorted(starts, start, side="right")) - 1
-        part = parts[first]
-        if stop <= part.start + len(part.values):
-            return part.values[start - part.start : stop - part.start], part.present[start - part.start : stop - part.start]
-        pieces, masks, position = [], [], start
-        while position < stop:  # the window crosses a chunk boundary: stitch the pieces
-            part = parts[first]
-            upper = min(stop, part.start + len(part.values))
-            pieces.append(part.values[position - part.start : upper - part.start])
-            masks.append(part.present[position - part.start : upper - part.start])
-            position, first = upper, first + 1
-        return np.concatenate(pieces), np.concatenate(masks)
+    def __getitem__(self, index: int) -> WindowBatch:
+        return WindowBatch(self, self.windows[[index]])
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        start, length = (int(v) for v in self.windows[index])
-        stop = start + length
-        features, present = {}, {}
-        for name in self.feature_names:
-            features[name], present[name] = self._rows(name, start, stop)
-        return {
-            "row_start": start,
-            "video": self.videos[start],
-            "frames": self.frames[start:stop],
-            "features": features,
-            "present": present,
-            "valence_arousal": self.valence_arousal[start:stop],
-            "expression": self.expression[start:stop],
-            "aus": self.aus[start:stop],
-        }
+    def __getitems__(self, indices: Sequence[int]) -> WindowBatch:
+        return WindowBatch(self, self.windows[np.asarray(indices, dtype=np.int64)])
 
 
 class WindowCollator:
-    """Pads window items to `window_size` and returns the batch dict of tensors (module docstring)."""
+    """Gathers a :class:`WindowBatch` (or a list of them) into the batch dict of tensors, padded to `window_size`.
+
+    `feature_dims` names the features to serve (e.g. `windows.feature_dims`, or the model's subset of them).
+    """
 
     def __init__(self, feature_dims: dict[str, int], window_size: int = DEFAULT_WINDOW_SIZE):
-        self.feature_dims = dict(feature_dims)
+        self.feature_dims = {str(k): int(v) for k, v in feature_dims.items()}
         self.window_size = int(window_size)
 
-    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        batch, length = len(items), self.window_size
-        attention = np.zeros((batch, length), dtype=bool)
-        frame_index = np.zeros((batch, length), dtype=np.int64)
-        row_index = np.full((batch, length), -1, dtype=np.int64)
-        va = np.full((batch, length, 2), MISSING_VA, dtype=np.float32)
-        expression = np.full((batch, length), MISSING_EXPRESSION, dtype=np.int64)
-        aus = np.full((batch, length, NUM_AUS), MISSING_AU, dtype=np.int64)
-        features = {name: np.zeros((batch, length, dim), np.float32) for name, dim in self.feature_dims.items()}
-        masks = {name: np.zeros((batch, length), dtype=bool) for name in self.feature_dims}
-        for b, item in enumerate(items):
-            n = len(item["frames"])
-            if n > length:
-                raise ValueError(f"window of {n} frames is longer than the collator's window_size {length}")
-            attention[b, :n] = True
-            frame_index[b, :n] = item["frames"] - item["frames"][0]
-            row_index[b, :n] = np.arange(item["row_start"], item["row_start"] + n)
-            va[b, :n] = item["valence_arousal"]
-            expression[b, :n] = item["expression"]
-            aus[b, :n] = item["aus"]
-            for name in self.feature_dims:
-                features[name][b, :n] = item["features"][name]
-                masks[name][b, :n] = item["present"][name]
-        for name, values in features.items():
-            if not np.isfinite(values.sum()):  # one cheap reduction; locate the culprit only when it fails
-                b, t = np.argwhere(~np.isfinite(values).all(axis=2))[0]
-                item = items[b]
-                raise ValueError(
-                    f"feature {name!r} has NaN or Inf at video {str(item['video'])!r} frame {int(item['frames'][t])} "
-                    f"(dataset row {item['row_start'] + t})"
-                )
+    def __call__(self, batch: WindowBatch | list[WindowBatch]) -> dict[str, Any]:
+        if isinstance(batch, list):
+            batch = WindowBatch(batch[0].source, np.concatenate([b.windows for b in batch]))
+        source, length = batch.source, self.window_size
+        first, count = batch.windows[:, 0], batch.windows[:, 1]
+        if len(count) and count.max() > length:
+            raise ValueError(f"a window of {int(count.max())} frames is longer than the collator's window_size {length}")
+        offsets = np.arange(length)
+        valid = offsets[None, :] < count[:, None]
+        rows = np.where(valid, first[:, None] + offsets[None, :], first[:, None])  # padding repeats the first row
+        frame_index = np.where(valid, source.frames[rows] - source.frames[first][:, None], 0)
+        va = np.where(valid[..., None], source.valence_arousal[rows], np.float32(MISSING_VA))
+        expression = np.where(valid, source.expression[rows], MISSING_EXPRESSION)
+        aus = np.where(valid[..., None], source.aus[rows], MISSING_AU)
+        features, masks = {}, {}
+        for name, dim in self.feature_dims.items():
+            if source.feature_dims.get(name) != dim:
+                raise ValueError(f"feature {name!r} (dim {dim}) is not among the windows' {source.feature_dims}")
+            chunks = source.column_chunks(name)
+            starts = [chunk.start for chunk in chunks]
+            values = np.empty((*rows.shape, dim), np.float16)
+            for b, (row, n) in enumerate(zip(first.tolist(), count.tolist())):
+                chunk = chunks[bisect.bisect_right(starts, row) - 1]
+                local = row - chunk.start
+                if local + n <= len(chunk.values):  # the common case: one contiguous slice, a memcpy
+                    values[b, :n] = chunk.values[local : local + n]
+                else:  # the window crosses a shard boundary
+                    values[b, :n] = np.concatenate([c.values for c in chunks])[row : row + n]
+                if n < length:
+                    values[b, n:] = 0
+            features[name], masks[name] = values, source.present[name][rows] & valid
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # a memory-bound cast: extra threads only contend with the training loop
+        try:  # torch's float16 -> float32 cast is vectorised, about 4x numpy's
+            tensors = {name: torch.from_numpy(values).to(torch.float32) for name, values in features.items()}
+        finally:
+            torch.set_num_threads(threads)
         return {
-            "features": {name: torch.from_numpy(values) for name, values in features.items()},
+            "features": tensors,
             "feature_mask": {name: torch.from_numpy(mask) for name, mask in masks.items()},
-            "attention_mask": torch.from_numpy(attention),
-            "frame_index": torch.from_numpy(frame_index),
-            "valence_arousal_labels": torch.from_numpy(va),
-            "expression_labels": torch.from_numpy(expression),
-            "au_labels": torch.from_numpy(aus),
-            "row_index": torch.from_numpy(row_index),
+            "attention_mask": torch.from_numpy(valid),
+            "frame_index": torch.from_numpy(frame_index.astype(np.int64)),
+            "valence_arousal_labels": torch.from_numpy(va.astype(np.float32)),
+            "expression_labels": torch.from_numpy(expression.astype(np.int64)),
+            "au_labels": torch.from_numpy(aus.astype(np.int64)),
+            "row_index": torch.from_numpy(np.where(valid, rows, -1).astype(np.int64)),
         }
 
 
