@@ -114,3 +114,12 @@ def test_build_cli_from_annotations_npy_and_openface(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"(?s)\[validation\].*201/00001"):
         main([*args[:-4], "--output", str(tmp_path / "out2")])
     assert not (tmp_path / "out2").exists()
+
+
+def test_build_cli_synthetic(tmp_path, capsys):
+    assert main(["build", "--synthetic", "--scale", "0.1", "--seed", "3", "--output", str(tmp_path / "synthetic")]) == 0
+    built = datasets.load_from_disk(str(tmp_path / "synthetic"))
+    assert list(built) == ["train", "validation"] and len(set(built["train"]["video"])) == 5
+    assert "saved train:" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="not empty"):
+        main(["build", "--synthetic", "--scale", "0.1", "--output", str(tmp_path / "synthetic")])
