@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -43,6 +44,7 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _SHOWN_MISSING = 20
 NO_IMAGE_REASON = "no image file"
 NO_FACE_REASON = "no face detected"
+BARRIER_TIMEOUT = timedelta(hours=12)
 
 
 class MissingImagesError(FileNotFoundError):
@@ -65,9 +67,10 @@ def process_state() -> PartialState:
     """This process's place in an `accelerate launch` run (one process when not launched).
 
     PartialState only joins a CPU process group when told to run on CPU, as `Accelerator` does for
-    `ACCELERATE_USE_CPU=true`.
+    `ACCELERATE_USE_CPU=true`. The long timeout: a process that finished its share waits at a barrier while
+    the others finish theirs (tracking a long video, the final merge), which can outlast the 30-minute default.
     """
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"), timeout=BARRIER_TIMEOUT)
 
 
 def work_root_for(output_dir: str | os.PathLike) -> Path:
@@ -248,6 +251,8 @@ def extract_features(
     split between the processes. Returns the dataset when every shard is done.
     """
     state = process_state()
+    if len(rows) == 0:
+        raise ValueError(f"{rows.source or 'annotations'}: no rows to extract")
     names = [str(e.name) for e in extractors]
     if not extractors or len(set(names)) != len(names):
         raise ValueError(f"give one or more extractors with distinct names, got {names}")
