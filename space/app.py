@@ -63,7 +63,9 @@ def package_line() -> str:
 
 def load_pipeline(model_id: str) -> tuple[AffectPipeline | None, str | None]:
     """The pipeline for ``model_id``, or None and the reason it could not be loaded."""
-    looks_local = model_id.startswith((".", "/", "~")) or model_id.count("/") != 1 or Path(model_id).exists()
+    # "org/name" may be a Hub id; the default (the `make demo` output) and paths are folders
+    looks_local = (model_id == DEFAULT_MODEL or model_id.startswith((".", "/", "~")) or model_id.count("/") != 1
+                   or Path(model_id).exists())
     if looks_local and not Path(model_id).expanduser().is_dir():
         return None, (
             f"No model loaded: the model folder '{model_id}' does not exist. Run `make demo` to train the demo "

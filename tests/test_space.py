@@ -233,10 +233,11 @@ def test_oversized_upload_is_refused_by_the_handler(space, media, tmp_path):
     assert status.startswith("❌ astronaut.jpg is 0.") and "up to 0.01 MB" in status
 
 
-def test_missing_model_folder_still_serves_a_page_that_says_so(tmp_path, media):
+def test_missing_default_model_folder_still_serves_a_page_that_says_so(tmp_path, media, monkeypatch):
     app_module = load_space_app()
-    missing = tmp_path / "outputs" / "abaw-fusion"
-    space = app_module.AffectSpace(str(missing))
+    monkeypatch.chdir(tmp_path)  # no outputs/abaw-fusion here: `make demo` has not run
+    missing = app_module.DEFAULT_MODEL
+    space = app_module.AffectSpace(missing)
     assert space.pipeline is None
     port = free_port()
     app = app_module.launch(space, host="127.0.0.1", port=port, block=False)
