@@ -355,6 +355,11 @@ def load_training_data(config: TrainConfig):
         data[config.train_split] = select_fold(data[config.train_split], config.folds, config.fold)
     provenance = read_metadata(data[config.train_split]).get("extractors", {})
     provenance = {name: provenance[name] for name in config.features if name in provenance}
+    if config.dataset == "synthetic":
+        # no network made these features: say so, and name the registry extractor with the column's meaning
+        for name in config.features:
+            provenance.setdefault(name, {"name": name, "variant": None, "checkpoint": None, "sha256": None,
+                                         "source": "abaw_hf.data.synthetic (generated features, no extractor ran)"})
     return data, provenance
 
 
