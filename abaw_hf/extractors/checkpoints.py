@@ -17,8 +17,7 @@ from torch import nn
 # Wrappers the official training scripts put around the weights (POSTER V2, POSTER, EAC, ...).
 STATE_DICT_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model1_state_dict")
 _LISTED_KEYS = 20  # how many keys of each kind an error message shows
-
-
+# Every key and shape of each official checkpoint, as its own code builds it (from the design notes).
 LAYOUTS_FILE = Path(__file__).with_name("checkpoint_layouts.json")
 
 
