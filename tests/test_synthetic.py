@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from abaw_hf.data import column_array, make_synthetic_dataset, synthetic_oracle_predictions, synthetic_oracle_score
-from abaw_hf.data.probes import ridge_probe
+from abaw_hf.data.probes import ridge_probes
 from abaw_hf.data.synthetic import SYNTHETIC_FEATURE_DIMS, SyntheticConfig, synthetic_config_of
 
 
@@ -67,9 +67,11 @@ def test_oracle_is_the_ceiling_and_matches_most_labels(default_splits):
 
 def test_probe_margins_fusion_and_time(default_splits):
     train, validation = default_splits["train"], default_splits["validation"]
-    singles = {name: ridge_probe(train, validation, [name])["p_mtl"] for name in SYNTHETIC_FEATURE_DIMS}
-    fused = ridge_probe(train, validation)["p_mtl"]
-    windowed = ridge_probe(train, validation, window=16)["p_mtl"]
+    subsets = {name: [name] for name in SYNTHETIC_FEATURE_DIMS} | {"all": list(SYNTHETIC_FEATURE_DIMS)}
+    frame_scores = {name: score["p_mtl"] for name, score in ridge_probes(train, validation, subsets).items()}
+    fused = frame_scores.pop("all")
+    singles = frame_scores
+    windowed = ridge_probes(train, validation, window=16)["all"]["p_mtl"]
     oracle = synthetic_oracle_score(validation)["p_mtl"]
     assert fused - max(singles.values()) >= 0.05, (singles, fused)
     assert windowed - fused >= 0.05, (fused, windowed)

@@ -8,7 +8,7 @@ consecutive available frames of its video (centred), which is what a temporal mo
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import datasets
 import numpy as np
@@ -49,64 +49,81 @@ def window_average(values: np.ndarray, present: np.ndarray, videos: np.ndarray, 
     return mean, count > 0
 
 
-def feature_matrix(split: datasets.Dataset, names: Sequence[str], window: int = 1) -> np.ndarray:
-    """[N, sum(D) + len(names)] float32: each feature (zeros where missing) and its presence indicator."""
+def feature_matrix(split: datasets.Dataset, names: Sequence[str], window: int = 1) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """[N, sum(D) + len(names)] float32 (each feature, zeros where missing, then its presence indicator) and the
+    column indices of each feature's block."""
     videos = np.asarray(split.data.column("video").to_numpy(zero_copy_only=False))
-    blocks = []
+    blocks, columns, width = [], {}, 0
     for name in names:
         values, present = column_array(split, name)
         values, present = window_average(values.astype(np.float32), present, videos, window)
         blocks.append(np.where(present[:, None], values, 0).astype(np.float32))
         blocks.append(present[:, None].astype(np.float32))
-    return np.concatenate(blocks, axis=1)
+        columns[name] = np.arange(width, width + values.shape[1] + 1)
+        width += values.shape[1] + 1
+    return np.concatenate(blocks, axis=1), columns
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
-    x_mean, y_mean = x.mean(0), y.mean(0)
-    xc = x - x_mean
-    gram = xc.T @ xc
-    gram[np.diag_indices_from(gram)] += l2 * len(x)
-    weights = np.linalg.solve(gram.astype(np.float64), (xc.T @ (y - y_mean)).astype(np.float64)).astype(np.float32)
-    return weights, y_mean - x_mean @ weights
+def _labels(split: datasets.Dataset) -> dict[str, np.ndarray]:
+    table = split.with_format("numpy", columns=["valence", "arousal", "expression"])[:]
+    aus = split.data.column("aus").combine_chunks().flatten().to_numpy()
+    return {
+        "va": np.stack([table["valence"], table["arousal"]], 1).astype(np.float32),
+        "expression": np.asarray(table["expression"], np.int64),
+        "aus": np.asarray(aus, np.int64).reshape(-1, NUM_AUS),
+    }
 
 
-def ridge_probe(
+def ridge_probes(
     train: datasets.Dataset,
     validation: datasets.Dataset,
-    names: Sequence[str] | None = None,
+    subsets: Mapping[str, Sequence[str]] | None = None,
     *,
     window: int = 1,
     l2: float = 1e-2,
-) -> dict[str, float]:
-    """Fit ridge probes on `train`, score them on `validation`; returns `compute_abaw_metrics`' dict."""
+) -> dict[str, dict[str, float]]:
+    """Fit ridge probes on `train` and score them on `validation`, one per named subset of feature columns
+    (default: all columns together, as "all"). Returns `{subset: compute_abaw_metrics(...)}`.
+
+    The Gram matrix of all requested columns is computed once per task; each subset solves on its sub-block.
+    """
     from ..metrics import compute_abaw_metrics
 
-    names = list(names or feature_dims_of(train.features))
-    x_train, x_val = feature_matrix(train, names, window), feature_matrix(validation, names, window)
+    subsets = dict(subsets or {"all": list(feature_dims_of(train.features))})
+    names = [n for n in feature_dims_of(train.features) if any(n in s for s in subsets.values())]
+    x_train, columns = feature_matrix(train, names, window)
+    x_val, _ = feature_matrix(validation, names, window)
     scale = x_train.std(0) + 1e-3
-    x_train, x_val = x_train / scale, x_val / scale
-    labels = {}
-    for key, split in (("train", train), ("validation", validation)):
-        labels[key] = split.with_format("numpy", columns=["valence", "arousal", "expression", "aus"])[:]
+    x_train /= scale
+    x_val /= scale
+    labels_train, labels_val = _labels(train), _labels(validation)
 
-    va_train = np.stack([labels["train"]["valence"], labels["train"]["arousal"]], 1)
-    va_rows = (va_train != MISSING_VA).all(1)
-    weights, bias = _ridge(x_train[va_rows], va_train[va_rows], l2)
-    va_pred = np.clip(x_val @ weights + bias, -1, 1)
-
-    expression = labels["train"]["expression"].astype(np.int64)
-    expr_rows = expression != MISSING_EXPRESSION
-    onehot = np.eye(NUM_EXPRESSIONS, dtype=np.float32)[expression[expr_rows]]
-    weights, bias = _ridge(x_train[expr_rows], onehot, l2)
-    expr_pred = (x_val @ weights + bias).argmax(1)
-
-    aus = labels["train"]["aus"].astype(np.int64)
-    au_rows = (aus != MISSING_AU).all(1)
-    weights, bias = _ridge(x_train[au_rows], aus[au_rows].astype(np.float32), l2)
-    au_pred = (x_val @ weights + bias > 0.5).astype(np.int64)
-
-    va_true = np.stack([labels["validation"]["valence"], labels["validation"]["arousal"]], 1)
-    assert au_pred.shape[1] == NUM_AUS
-    return compute_abaw_metrics(
-        va_pred, va_true, expr_pred, labels["validation"]["expression"], au_pred, labels["validation"]["aus"]
-    )
+    targets = {  # task -> (labelled training rows, targets)
+        "va": ((labels_train["va"] != MISSING_VA).all(1), labels_train["va"]),
+        "expression": (
+            labels_train["expression"] != MISSING_EXPRESSION,
+            np.eye(NUM_EXPRESSIONS, dtype=np.float32)[np.clip(labels_train["expression"], 0, None)],
+        ),
+        "aus": ((labels_train["aus"] != MISSING_AU).all(1), labels_train["aus"].astype(np.float32)),
+    }
+    scores: dict[str, dict[str, np.ndarray]] = {name: {} for name in subsets}
+    for task, (rows, y) in targets.items():
+        x, y = x_train[rows], y[rows]
+        x_mean, y_mean = x.mean(0), y.mean(0)
+        x = x - x_mean
+        gram = (x.T @ x).astype(np.float64)
+        cross = (x.T @ (y - y_mean)).astype(np.float64)
+        del x
+        for subset, subset_names in subsets.items():
+            cols = np.concatenate([columns[n] for n in subset_names])
+            block = gram[np.ix_(cols, cols)]
+            block[np.diag_indices_from(block)] += l2 * int(rows.sum())
+            weights = np.linalg.solve(block, cross[cols]).astype(np.float32)
+            scores[subset][task] = x_val[:, cols] @ weights + (y_mean - x_mean[cols] @ weights)
+    return {
+        subset: compute_abaw_metrics(
+            np.clip(s["va"], -1, 1), labels_val["va"], s["expression"].argmax(1), labels_val["expression"],
+            (s["aus"] > 0.5).astype(np.int64), labels_val["aus"],
+        )  # fmt: skip
+        for subset, s in scores.items()
+    }
