@@ -1,6 +1,6 @@
 """Dataset benchmarks: build throughput and peak memory, window-batch throughput vs a plain numpy copy.
 
-Prints a Markdown table. Usage: `.venv/bin/python benchmarks/bench_dataset.py [--rows 200000] [--synthetic-scale 9]`
+Prints a Markdown table. Usage: `.venv/bin/python benchmarks/bench_dataset.py [--rows 200000] [--synthetic-scale 10]`
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--shard-size", type=int, default=50_000)
-    parser.add_argument("--synthetic-scale", type=float, default=9.0)
+    parser.add_argument("--synthetic-scale", type=float, default=10.0)
     args = parser.parse_args()
     torch.set_num_threads(psutil.cpu_count(logical=True) or 1)
     gflops = matmul_gflops()

@@ -312,8 +312,9 @@ def make_synthetic_dataset(
 ) -> datasets.DatasetDict:
     """The embedded default: `train`/`validation` splits (every 5th video validates), deterministic for a seed.
 
-    Defaults give 60 videos of ~320 frames (~15k train / ~4k validation frames); `scale` multiplies the number
-    of videos (`scale=9` is about s-Aff-Wild2's 170k frames). Other `SyntheticConfig` fields may be overridden.
+    Defaults give 60 videos of ~290 kept frames (~13.8k train / ~3.6k validation frames). `scale` multiplies
+    the number of videos: `scale=10` gives ~174k frames, about s-Aff-Wild2's 170k. Other `SyntheticConfig`
+    fields may be overridden by keyword.
     """
     videos = num_videos if num_videos is not None else 60
     config = SyntheticConfig(
