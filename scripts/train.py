@@ -75,8 +75,11 @@ def main(config: TrainConfig | None = None) -> dict:
         else [1.0] * 12
     )
 
+    model_config = model_config_from_train_config(config, feature_dims, au_weights, provenance)
+
     # windows of consecutive available frames; evaluation windows tile every frame exactly once
-    window_args = dict(window_size=config.window, max_gap=config.max_gap, feature_names=config.features)
+    window_args = dict(window_size=config.window, max_gap=config.max_gap, feature_names=config.features,
+                       max_span=model_config.max_window)
     train_windows = FeatureWindows(train_split, stride=config.train_stride, mode="train", **window_args)
     eval_windows = FeatureWindows(eval_split, mode="eval", **window_args)
     collator = WindowCollator(train_windows.feature_dims, config.window)
@@ -96,7 +99,7 @@ def main(config: TrainConfig | None = None) -> dict:
         num_workers=config.num_workers,
     )
 
-    model = AbawFusionModel(model_config_from_train_config(config, feature_dims, au_weights, provenance))
+    model = AbawFusionModel(model_config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     # the prepared scheduler steps once per process per optimizer step, so count the unsharded batches
     steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
