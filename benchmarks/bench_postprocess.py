@@ -25,7 +25,7 @@ import torch
 
 from abaw_hf.evaluation import average_predictions, dataset_labels, predict_dataset
 from abaw_hf.postprocess import DEFAULT_SIGMAS, choose_smoothing, cross_fit_score, smooth_predictions, tune_au_thresholds
-from abaw_hf.training import TrainConfig, load_training_data, parse_train_config
+from abaw_hf.training import TrainConfig, load_training_data, parse_train_config, select_fold
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,6 +40,19 @@ def trained_model(config: TrainConfig, reuse: bool):
         spec.loader.exec_module(ablation)
         ablation.train_and_score(config)
     return AutoModel.from_pretrained(str(folder))
+
+
+def fold_config(base: TrainConfig, folds: int, fold: int, root: Path) -> TrainConfig:
+    """Fold ``fold`` of ``folds``: the training videos outside that fold (``select_fold``), saved contiguously
+    (the window reader needs rows without an indices mapping), with the full validation split."""
+    from datasets import DatasetDict
+
+    folder = root / f"fold-{fold}-data"
+    if not (folder / "dataset_dict.json").is_file():
+        data, _ = load_training_data(base)
+        train_rows = select_fold(data[base.train_split], folds, fold).flatten_indices()
+        DatasetDict({base.train_split: train_rows, base.eval_split: data[base.eval_split]}).save_to_disk(str(folder))
+    return dataclasses.replace(base, dataset=str(folder), output_dir=str(root / f"fold-{fold}"))
 
 
 def mm_gflops(size: int = 4096, repeats: int = 5) -> float:
@@ -95,8 +108,7 @@ def main() -> None:
     started = time.perf_counter()
     single = trained_model(dataclasses.replace(base, output_dir=str(root / "single")), args.reuse)
     fold_models = [
-        trained_model(dataclasses.replace(base, folds=args.folds, fold=fold, output_dir=str(root / f"fold-{fold}")), args.reuse)
-        for fold in range(args.folds)
+        trained_model(fold_config(base, args.folds, fold, root), args.reuse) for fold in range(args.folds)
     ]
     train_seconds = time.perf_counter() - started
 
