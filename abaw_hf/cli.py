@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("abaw_hf.extraction.cli", "extract per-frame features from frames or a video into a dataset"),
     "evaluate": ("abaw_hf.evaluation", "evaluate one or several trained models on a dataset"),
     "predict": ("abaw_hf.pipeline_cli", "per-frame predictions for a video or images, as CSV"),
+    "tune": ("abaw_hf.postprocess", "choose the smoothing width and per-AU thresholds on validation"),
     "submit": ("abaw_hf.submission", "write or check an ABAW MTL test submission file"),
     "push": ("abaw_hf.hub", "stage and upload a trained model (and its Space) to the Hub"),
     "bench": ("abaw_hf.bench", "run the benchmark tables"),

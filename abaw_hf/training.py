@@ -95,8 +95,9 @@ class TrainConfig:
             raise ValueError("window, batch_size and epochs must be >= 1")
         if self.fold is not None and not 0 <= self.fold < self.folds:
             raise ValueError(f"fold {self.fold} is outside 0..{self.folds - 1}")
-        if isinstance(self.features, str):
-            self.features = [name for name in self.features.replace("+", ",").split(",") if name]
+        # "resnet18+fau", "resnet18,fau" and ["resnet18", "fau"] all mean the same
+        items = [self.features] if isinstance(self.features, str) else list(self.features)
+        self.features = [name for item in items for name in item.replace("+", ",").split(",") if name]
 
 
 def parse_train_config(argv: list[str] | None = None) -> TrainConfig:
@@ -373,7 +374,7 @@ def select_fold(split, folds: int, fold: int):
     videos = split.with_format(None)["video"]
     assignment = fold_of_videos(videos, folds)
     keep = [i for i, video in enumerate(videos) if assignment[video] != fold]
-    return split.select(keep)
+    return split.select(keep).flatten_indices()  # windows read the Arrow buffers, which need contiguous rows
 
 
 def save_best_model(model, output_dir: Path, metrics: dict, config: TrainConfig) -> Path:

@@ -25,7 +25,7 @@ import torch
 
 from abaw_hf.evaluation import average_predictions, dataset_labels, predict_dataset
 from abaw_hf.postprocess import DEFAULT_SIGMAS, choose_smoothing, cross_fit_score, smooth_predictions, tune_au_thresholds
-from abaw_hf.training import TrainConfig, load_training_data, parse_train_config, select_fold
+from abaw_hf.training import TrainConfig, load_training_data, parse_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,16 +43,8 @@ def trained_model(config: TrainConfig, reuse: bool):
 
 
 def fold_config(base: TrainConfig, folds: int, fold: int, root: Path) -> TrainConfig:
-    """Fold ``fold`` of ``folds``: the training videos outside that fold (``select_fold``), saved contiguously
-    (the window reader needs rows without an indices mapping), with the full validation split."""
-    from datasets import DatasetDict
-
-    folder = root / f"fold-{fold}-data"
-    if not (folder / "dataset_dict.json").is_file():
-        data, _ = load_training_data(base)
-        train_rows = select_fold(data[base.train_split], folds, fold).flatten_indices()
-        DatasetDict({base.train_split: train_rows, base.eval_split: data[base.eval_split]}).save_to_disk(str(folder))
-    return dataclasses.replace(base, dataset=str(folder), output_dir=str(root / f"fold-{fold}"))
+    """Fold ``fold`` of ``folds``: trained on the training videos outside that fold (``--folds/--fold``)."""
+    return dataclasses.replace(base, folds=folds, fold=fold, output_dir=str(root / f"fold-{fold}"))
 
 
 def mm_gflops(size: int = 4096, repeats: int = 5) -> float:

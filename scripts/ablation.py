@@ -42,17 +42,12 @@ DISPLAY_NAMES = {"resnet18": "ResNet18", "poster2": "POSTER2", "poster": "POSTER
 
 
 def train_and_score(config: TrainConfig) -> dict:
-    """Train one model (``abaw_hf.training.train``; scripts/train.py's main until the library exposes it) and
-    return its best validation metrics, read back from the saved ``eval_results.json``."""
-    import abaw_hf.training as training
-
-    if hasattr(training, "train"):
-        training.train(config)
-    else:
-        spec = importlib.util.spec_from_file_location("abaw_train_script", ROOT / "scripts" / "train.py")
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
-        script.main(config)
+    """Train one model with scripts/train.py's main() and return its best validation metrics (the saved
+    ``eval_results.json``)."""
+    spec = importlib.util.spec_from_file_location("abaw_train_script", ROOT / "scripts" / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(config)
     return json.loads((Path(config.output_dir) / "eval_results.json").read_text())
 
 
