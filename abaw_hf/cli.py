@@ -20,7 +20,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("abaw_hf.postprocess", "choose the smoothing width and per-AU thresholds on validation"),
     "submit": ("abaw_hf.submission", "write or check an ABAW MTL test submission file"),
     "push": ("abaw_hf.hub", "stage and upload a trained model (and its Space) to the Hub"),
-    "bench": ("abaw_hf.bench", "run the benchmark tables"),
 }
 
 

@@ -23,20 +23,11 @@ import numpy as np
 import torch
 from skimage.data import astronaut
 
+from abaw_hf.extractors.profiling import mm_flops_per_second
 from abaw_hf.extractors import create_extractor
 from abaw_hf.faces import FaceDetector, FaceTracker, align_face, iter_video_frames, write_video
 
 
-def mm_gflops(size: int = 4096, repeats: int = 5) -> float:
-    """Best-of-``repeats`` fp32 matrix-multiply rate, the compute limit of this machine."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
 
 
 def moving_face_frames(count: int, width: int = 640, height: int = 360):
@@ -63,7 +54,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=200)
     args = parser.parse_args()
     rows = []
-    limit = mm_gflops()
+    limit = mm_flops_per_second(torch.device("cpu")) / 1e9
     with tempfile.TemporaryDirectory() as workdir:
         video = write_video(Path(workdir) / "bench.mp4", moving_face_frames(args.frames), fps=25)
 

@@ -27,6 +27,7 @@ from PIL import Image
 from skimage.data import astronaut
 from torch.utils.flop_counter import FlopCounterMode
 
+from abaw_hf.extractors.profiling import mm_flops_per_second
 from abaw_hf import AbawFusionConfig, AbawFusionModel
 from abaw_hf.faces import write_video
 from abaw_hf.pipeline import AffectPipeline
@@ -35,20 +36,6 @@ WIDTH, HEIGHT = 640, 360
 PAPER_EXTRACTORS = {"resnet18": ("resnet18", "msceleb", 512), "poster2": ("poster2", None, 768), "fau": ("fau", "mediapipe", 17)}
 
 
-def mm_gflops(device: torch.device, size: int = 4096, repeats: int = 5) -> float:
-    """Best-of-``repeats`` fp32 matrix-multiply rate: the compute limit the extractor rate is judged by."""
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        torch.mm(a, b)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
 
 
 def drifting_face_frames(count: int):
@@ -95,7 +82,7 @@ def main() -> None:
     device = torch.device(args.device)
     frames = int(round(args.seconds * args.fps))
 
-    mm_before = mm_gflops(device)
+    mm_before = mm_flops_per_second(device) / 1e9
     with tempfile.TemporaryDirectory() as scratch:
         video = write_video(Path(scratch) / "bench.mp4", drifting_face_frames(frames), fps=args.fps)
         warm = write_video(Path(scratch) / "warm.mp4", drifting_face_frames(8), fps=args.fps)
@@ -117,7 +104,7 @@ def main() -> None:
             pipeline(photo)
             image_seconds.append(time.perf_counter() - start)
         pipeline.close()
-    mm_rate = max(mm_before, mm_gflops(device))  # the machine is shared: the better of before and after
+    mm_rate = max(mm_before, mm_flops_per_second(device) / 1e9)  # the machine is shared: the better of before and after
 
     faces = int(table["face_found"].sum())
     stages = [(stage, seconds) for stage, seconds in timings.items() if stage != "extractors"]

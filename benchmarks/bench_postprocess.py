@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from abaw_hf.extractors.profiling import mm_flops_per_second
 from abaw_hf.evaluation import average_predictions, dataset_labels, predict_dataset
 from abaw_hf.postprocess import DEFAULT_SIGMAS, choose_smoothing, cross_fit_score, smooth_predictions, tune_au_thresholds
 from abaw_hf.training import TrainConfig, load_training_data, parse_train_config
@@ -47,16 +48,6 @@ def fold_config(base: TrainConfig, folds: int, fold: int, root: Path) -> TrainCo
     return dataclasses.replace(base, folds=folds, fold=fold, output_dir=str(root / f"fold-{fold}"))
 
 
-def mm_gflops(size: int = 4096, repeats: int = 5) -> float:
-    """fp32 torch.mm rate of two size×size matrices, best of ``repeats`` (the machine's compute limit)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
 
 
 def timing_table(num_rows: int = 200_000, columns: int = 22) -> str:
@@ -66,7 +57,7 @@ def timing_table(num_rows: int = 200_000, columns: int = 22) -> str:
     frames = np.tile(np.arange(500), num_rows // 500)
     values = rng.random((len(frames), columns)).astype(np.float32)
     lines = ["| step | rows | seconds | rows/s | GFLOP/s | % of torch.mm |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    peak = mm_gflops()
+    peak = mm_flops_per_second(torch.device("cpu")) / 1e9
     for sigma in (2.0, 8.0):
         start = time.perf_counter()
         smooth_predictions(values, videos, frames, sigma=sigma, max_gap=8)
