@@ -66,7 +66,7 @@ def main() -> None:
               f"{m['f1_au']:.3f} | {m['p_mtl']:.4f} | {m['p_mtl'] / oracle['p_mtl']:.2f} |")
     default = rows[0][1]["p_mtl"]
     best_single = max(m["p_mtl"] for label, m in rows if " only," in label)
-    per_frame = next(m["p_mtl"] for label, m in rows if label.startswith("concat, all extractors, T=1"))
+    per_frame = next(m["p_mtl"] for label, m in rows if label == "concat, all extractors, T=1")
     print(f"\nall extractors - best single: {default - best_single:+.4f}; T=16 - T=1: {default - per_frame:+.4f}; "
           f"default / oracle: {default / oracle['p_mtl']:.3f}")
 
