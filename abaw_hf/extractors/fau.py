@@ -302,8 +302,6 @@ class FauExtractor(Extractor):
 
     def load_checkpoint(self, path, *, strict: bool = True, allow_pickle: bool = False):
         """``fau`` has no weights of its own: its models ship with MediaPipe / OpenFace."""
-        if path is None:
-            return None
         raise ValueError(f"{path}: the 'fau' extractor takes no checkpoint (its models ship with MediaPipe / OpenFace)")
 
     def provenance(self) -> dict:

@@ -58,6 +58,6 @@ def create_extractor(
             UserWarning,
             stacklevel=2,
         )
-    else:
+    elif checkpoint is not None:
         extractor.load_checkpoint(checkpoint, strict=strict, allow_pickle=allow_pickle)
     return extractor.eval()
