@@ -132,13 +132,12 @@ def _to_device(batch, device):
 
 
 def default_window(model: AbawFusionModel) -> int:
-    recorded = getattr(model.config, "name_or_path", None) or getattr(model.config, "_name_or_path", "")
-    train_config = Path(recorded) / "train_config.yaml" if recorded else None
-    if train_config is not None and train_config.is_file():
-        import yaml
+    """The training window saved beside the model, else 16 for ``concat`` and 1 for ``tokens``."""
+    from .training import saved_train_config
 
-        return int(yaml.safe_load(train_config.read_text()).get("window", 16))
-    return 16 if model.config.fusion == "concat" else 1
+    recorded = getattr(model.config, "name_or_path", None) or getattr(model.config, "_name_or_path", "")
+    fallback = 16 if model.config.fusion == "concat" else 1
+    return int(saved_train_config(recorded).get("window", fallback)) if recorded else fallback
 
 
 def dataset_labels(dataset) -> dict[str, np.ndarray]:

@@ -109,11 +109,9 @@ def _count_parameters(weights_file: Path) -> int | None:
 
 def trained_on_synthetic_data(model_dir: str | Path) -> bool | None:
     """True/False from the ``train_config.yaml`` saved with the model; None when it does not say."""
-    path = Path(model_dir) / "train_config.yaml"
-    if not path.is_file():
-        return None
-    values = yaml.safe_load(path.read_text()) or {}
-    dataset = values.get("dataset")
+    from .training import saved_train_config
+
+    dataset = saved_train_config(model_dir).get("dataset")
     return None if dataset is None else dataset == "synthetic"
 
 

@@ -361,12 +361,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _training_max_gap(model_dir: str) -> int | None:
-    path = Path(model_dir) / "train_config.yaml"
-    if not path.is_file():
-        return None
-    import yaml
+    from .training import saved_train_config
 
-    return yaml.safe_load(path.read_text()).get("max_gap")
+    return saved_train_config(model_dir).get("max_gap")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,12 @@ def save_train_config(config: TrainConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
 
 
+def saved_train_config(model_dir: str | Path) -> dict:
+    """The ``train_config.yaml`` that training saved beside a model's weights; {} when there is none."""
+    path = Path(model_dir) / "train_config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
 # ----- labels ---------------------------------------------------------------------------------------------------
 
 
