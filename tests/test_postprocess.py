@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from abaw_hf.evaluation import FramePredictions
 from abaw_hf.metrics.core import f1_au
 from abaw_hf.modeling import AbawFusionConfig
 from abaw_hf.postprocess import (
@@ -171,14 +172,6 @@ def test_thresholds_stored_in_config_and_model_folder(tmp_path):
         apply_au_thresholds(config, [0.5] * 3)
 
 
-@dataclass
-class Predictions:
-    row_index: np.ndarray
-    valence_arousal: np.ndarray
-    expression_probs: np.ndarray
-    au_probs: np.ndarray
-
-
 def noisy_smooth_problem(seed: int = 3):
     """Smooth per-video labels and predictions = labels + white noise (so smoothing must help)."""
     rng = np.random.default_rng(seed)
@@ -189,7 +182,7 @@ def noisy_smooth_problem(seed: int = 3):
     va_true = np.stack([np.sin(2 * np.pi * (t + videos / 7)), np.cos(2 * np.pi * (t + videos / 5))], 1) * 0.6
     expression_true = ((t * 4 + videos) % 8).astype(np.int64)
     au_true = (np.sin(2 * np.pi * (t[:, None] * (1 + np.arange(12) / 6) + videos[:, None] / 3)) > 0).astype(np.int64)
-    noisy = Predictions(
+    noisy = FramePredictions(
         row_index=np.arange(len(frames)),
         valence_arousal=va_true + rng.normal(0, 0.5, va_true.shape),
         expression_probs=np.exp(2 * np.eye(8)[expression_true] + rng.normal(0, 1.5, (len(frames), 8))),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from abaw_hf.evaluation import FramePredictions
 from abaw_hf.postprocess import smooth_predictions
 from abaw_hf.submission import (
     SubmissionError,
@@ -39,19 +39,11 @@ DATASET_FRAME = np.array([1, 2, 3, 5, 7])
 THRESHOLDS = [0.5] * 6 + [0.7] * 6
 
 
-@dataclass
-class Predictions:
-    row_index: np.ndarray
-    valence_arousal: np.ndarray
-    expression_probs: np.ndarray
-    au_probs: np.ndarray
-
-
-def tiny_predictions() -> Predictions:
+def tiny_predictions() -> FramePredictions:
     expression = np.full((5, 8), 0.05)
     for row, label in enumerate([4, 2, 7, 0, 6]):
         expression[row, label] = 0.65
-    return Predictions(
+    return FramePredictions(
         row_index=np.arange(5),
         valence_arousal=np.array([[0.1234567, -0.5], [0.0, 0.0], [-0.0000001, 1.2], [0.5, -1.0], [1 / 3, 0.25]]),
         expression_probs=expression,
