@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from .errors import DEBUG_FLAG, run_command, strip_debug_flag
+
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build": ("abaw_hf.data.cli", "build a feature dataset from annotations and feature files"),
@@ -32,16 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a subcommand; a user error is a message and exit status 2 (``--debug`` shows the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in SUBCOMMANDS:
-        build_parser().parse_args(argv)  # prints usage / error and exits
+    commands = strip_debug_flag(argv)
+    if not commands or commands[0] not in SUBCOMMANDS:
+        build_parser().parse_args(commands)  # prints usage / error and exits
         return 2
-    name, rest = argv[0], argv[1:]
+    name, rest = commands[0], commands[1:]
+    prog = f"abaw-hf {name}"
     module = importlib.import_module(SUBCOMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"abaw-hf {name}", description=SUBCOMMANDS[name][1])
+    parser = argparse.ArgumentParser(prog=prog, description=SUBCOMMANDS[name][1])
     module.add_arguments(parser)
+    parser.add_argument(DEBUG_FLAG, action="store_true", help="show the full traceback of an error")
     args = parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    return run_command(prog, lambda: module.run(args), argv)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .errors import UserError
 from .metrics import compute_abaw_metrics
 from .modeling import AbawFusionModel
 
@@ -184,24 +185,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_split(data: str, split: str):
-    import datasets
+    """One split of a feature set (`abaw_hf.data.storage` is the one reader)."""
+    from .data.storage import load_feature_split
 
-    if data == "synthetic":
-        from .data.synthetic import make_synthetic_dataset
-        from .training import SYNTHETIC_PRESETS
-
-        return make_synthetic_dataset(**SYNTHETIC_PRESETS["small"])[split]
-    path = Path(data)
-    if not path.exists():
-        raise FileNotFoundError(f"--data {data}: no such folder")
-    loaded = datasets.load_from_disk(str(path)) if (path / "dataset_dict.json").is_file() or (
-        path / "dataset_info.json"
-    ).is_file() else datasets.load_dataset(str(path))
-    if isinstance(loaded, datasets.Dataset):
-        return loaded
-    if split not in loaded:
-        raise ValueError(f"--data {data}: no split {split!r}; it has {list(loaded)}")
-    return loaded[split]
+    return load_feature_split(data, split)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -214,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     for name, model in zip(args.model, models):
         missing = [f for f in model.config.feature_names if f not in dataset.column_names]
         if missing:
-            raise SystemExit(f"model {name} needs feature column(s) {missing}, which {args.data}:{args.split} lacks")
+            raise UserError(f"model {name} needs feature column(s) {missing}, which {args.data}:{args.split} lacks")
     predictions = predict_dataset(models, dataset, window=args.window, batch_size=args.batch_size)
     thresholds = np.mean([m.config.au_thresholds for m in models], axis=0)
     metrics = score_predictions(predictions, dataset, au_thresholds=thresholds)

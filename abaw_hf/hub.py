@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from .errors import UserError
 from .modeling import AU_NAMES, EXPRESSION_NAMES, AbawFusionConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -53,7 +54,7 @@ REAL_DATASET = "s-Aff-Wild2"
 SYNTHETIC_DATASET = "abaw_hf synthetic demo data"
 
 
-class StagingError(ValueError):
+class StagingError(UserError, ValueError):
     """A model folder or option that cannot be published; the message says which file and why."""
 
 

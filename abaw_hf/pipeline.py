@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 import yaml
 
+from .errors import UserError
 from .modeling import AbawFusionModel
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ DEFAULT_SMOOTHING_SIGMA = 2.0
 NO_FACE_NOTE = "no face found"
 
 
-class PipelineError(ValueError):
+class PipelineError(UserError, ValueError):
     """Input the pipeline cannot use; the message names the file and the reason."""
 
 

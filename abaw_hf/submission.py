@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import UserError
 from .data.annotations import TEST_LIST_HEADER, read_mtl_test_list
 from .postprocess import decide, read_postprocessing, smooth_frame_predictions
 
@@ -33,7 +34,7 @@ NUM_AUS = 12
 SHOWN_PROBLEMS = 10
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UserError, ValueError):
     """A submission that cannot be written, or a file that is not a valid submission (the message says where)."""
 
 
@@ -212,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     missing = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--output", args.output)) if not value]
     if missing:
-        raise SystemExit(f"abaw-hf submit: {', '.join(missing)} required (or --check FILE to validate a file)")
+        raise UserError(f"{', '.join(missing)} required (or --check FILE to validate a file)")
     from transformers import AutoModel
 
     from .data.columns import column_array
@@ -224,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     features = sorted({name for model in models for name in model.config.feature_names})
     lacking_columns = [name for name in features if name not in dataset.column_names]
     if lacking_columns:
-        raise SystemExit(f"{args.data}: the model(s) need feature column(s) {lacking_columns}, which the dataset lacks")
+        raise UserError(f"{args.data}: the model(s) need feature column(s) {lacking_columns}, which the dataset lacks")
     present = np.zeros(len(dataset), dtype=bool)
     for name in features:
         present |= column_array(dataset, name)[1]

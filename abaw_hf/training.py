@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import yaml
 
+from .data.synthetic import SYNTHETIC_PRESETS  # noqa: F401 (re-exported)
+from .errors import ConfigError, UserError
 from .modeling import AbawFusionConfig
 
 PAPER_TABLE1_FEATURES = ["resnet18", "poster2", "fau"]
@@ -109,7 +111,7 @@ def parse_train_config(argv: list[str] | None = None) -> TrainConfig:
     if "--config" in argv:
         at = argv.index("--config")
         if at + 1 >= len(argv):
-            raise SystemExit("--config needs a YAML file")
+            raise UserError("--config needs a YAML file")
         config_path = argv[at + 1]
         del argv[at : at + 2]
     parser = HfArgumentParser(TrainConfig, description="--config FILE.yaml gives defaults; flags override them")
@@ -327,37 +329,23 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
 
 # ----- data ------------------------------------------------------------------------------------------------------
 
-SYNTHETIC_PRESETS = {  # keyword arguments of abaw_hf.data.synthetic.make_synthetic_dataset
-    "tiny": {"num_videos": 10, "frames_per_video": 120},
-    "small": {},  # the generator's default: ~15k train / ~4k validation frames
-    "full": {"scale": 9.0},  # about s-Aff-Wild2's 170k frames
-}
-
-
 def load_training_data(config: TrainConfig):
-    """The DatasetDict named by ``config.dataset`` ('synthetic', a save_to_disk folder or a Parquet folder),
+    """The DatasetDict named by ``config.dataset`` ('synthetic', a feature-set folder or a Parquet folder),
     with the training split reduced to this run's fold, and the extractor provenance of its features."""
     import datasets
 
     from .data.schema import read_metadata
+    from .data.storage import DatasetLayoutError, load_feature_data
 
-    if config.dataset == "synthetic":
-        from .data.synthetic import make_synthetic_dataset
-
-        data = make_synthetic_dataset(**SYNTHETIC_PRESETS[config.synthetic_size], seed=config.synthetic_seed)
-    else:
-        path = Path(config.dataset)
-        if not path.exists():
-            raise FileNotFoundError(f"dataset {config.dataset!r}: no such folder (or use 'synthetic')")
-        if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
-            data = datasets.load_from_disk(str(path))
-        else:
-            data = datasets.load_dataset(str(path))
-        if isinstance(data, datasets.Dataset):
-            raise ValueError(f"dataset {config.dataset!r} is a single split; training needs train and validation splits")
+    data = load_feature_data(config.dataset, synthetic_size=config.synthetic_size, synthetic_seed=config.synthetic_seed)
+    if isinstance(data, datasets.Dataset):
+        raise DatasetLayoutError(
+            f"dataset {config.dataset!r} is a single split; training needs a feature set with "
+            f"{config.train_split!r} and {config.eval_split!r} splits (abaw-hf extract --output DIR --split NAME)"
+        )
     for split in (config.train_split, config.eval_split):
         if split not in data:
-            raise ValueError(f"dataset {config.dataset!r} has no split {split!r}; it has {list(data)}")
+            raise DatasetLayoutError(f"dataset {config.dataset!r} has no split {split!r}; it has {list(data)}")
     if config.fold is not None:
         data[config.train_split] = select_fold(data[config.train_split], config.folds, config.fold)
     provenance = read_metadata(data[config.train_split]).get("extractors", {})

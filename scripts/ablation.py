@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from abaw_hf.errors import UserError, run_command
 from abaw_hf.training import TrainConfig, parse_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def parse_combo(text: str) -> list[str]:
     names = [name.strip().lower() for name in text.replace(",", "+").split("+") if name.strip()]
     unknown = [name for name in names if name not in DISPLAY_NAMES]
     if not names or unknown:
-        raise SystemExit(f"--combos {text!r}: unknown feature(s) {unknown or [text]}; known: {sorted(DISPLAY_NAMES)}")
+        raise UserError(f"--combos {text!r}: unknown feature(s) {unknown or [text]}; known: {sorted(DISPLAY_NAMES)}")
     return names
 
 
@@ -107,4 +108,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_command("ablation.py", lambda: main(sys.argv[1:]) and 0))

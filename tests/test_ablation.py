@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from abaw_hf.errors import UserError
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +26,7 @@ def test_parse_combos_and_paper_defaults():
     assert ablation.parse_combo("ResNet18+Fau") == ["resnet18", "fau"]
     assert ablation.parse_combo("poster2,resnet18") == ["poster2", "resnet18"]
     assert [ablation.combo_label(ablation.parse_combo(c)) for c in ablation.PAPER_COMBOS] == list(ablation.PAPER_TABLE1)
-    with pytest.raises(SystemExit, match="unknown feature.*vgg"):
+    with pytest.raises(UserError, match="unknown feature.*vgg"):
         ablation.parse_combo("resnet18+vgg")
 
 

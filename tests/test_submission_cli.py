@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -60,13 +61,16 @@ def test_submit_ensemble_writes_a_checked_file_from_tuned_settings(workspace):
     assert cli(["submit", "--check", str(output), "--test-list", str(root / "MTL.txt")]) == 0
 
 
-def test_submit_refuses_listed_frames_without_features(workspace):
+def test_submit_refuses_listed_frames_without_features(workspace, capsys):
     root, _, folders = workspace
     bad_list = root / "MTL_extra.txt"
     bad_list.write_text((root / "MTL.txt").read_text() + "nosuchvideo/00001.jpg,\n")
-    with pytest.raises(SubmissionError, match=r"1 listed frame\(s\) have no features.*nosuchvideo/00001\.jpg"):
-        cli(["submit", "--model", str(folders[0]), "--data", str(root / "features"), "--test-list", str(bad_list),
-             "-o", str(root / "never.txt")])
+    assert cli(["submit", "--model", str(folders[0]), "--data", str(root / "features"), "--test-list", str(bad_list),
+                "-o", str(root / "never.txt")]) == 2
+    assert re.search(r"1 listed frame\(s\) have no features.*nosuchvideo/00001\.jpg", capsys.readouterr().err)
     assert not (root / "never.txt").exists()
-    with pytest.raises(SystemExit, match="--model, --data, --output required"):
-        cli(["submit", "--test-list", str(bad_list)])
+    with pytest.raises(SubmissionError, match="nosuchvideo"):  # --debug keeps the traceback
+        cli(["submit", "--model", str(folders[0]), "--data", str(root / "features"), "--test-list", str(bad_list),
+             "-o", str(root / "never.txt"), "--debug"])
+    assert cli(["submit", "--test-list", str(bad_list)]) == 2
+    assert "--model, --data, --output required" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..errors import UserError
 from .schema import AU_NAMES, MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_AUS, NUM_EXPRESSIONS
 
 MTL_HEADER = ["image", "valence", "arousal", "expression", *AU_NAMES]
@@ -22,7 +23,7 @@ SINGLE_TASKS = ("va", "expr", "au")
 _SHOWN_BAD_ROWS = 10
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """A malformed annotation file or row; the message names the file and line."""
 
 

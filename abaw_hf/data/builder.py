@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from .annotations import Annotations
 from .schema import NUM_AUS, make_info
 
@@ -32,7 +33,7 @@ _FLOAT16_MAX = float(np.finfo(np.float16).max)
 ShardFeatures = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
-class FeatureError(ValueError):
+class FeatureError(UserError, ValueError):
     """Bad feature values (NaN, Inf, out of float16 range, wrong shape); the message names video and frame."""
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import datasets
 
+from ..errors import UserError
+from .storage import check_split_name, register_split
 from .annotations import Annotations, merge_annotations, read_mtl_annotations, read_mtl_test_list, read_single_task_folder
 from .builder import build_from_arrays, build_from_extractors, image_paths
 from .converters import join_features, read_feature_dict_npy, read_openface_folder
@@ -29,7 +31,7 @@ def _pairs(values: list[str] | None, flag: str) -> list[tuple[str, str]]:
     for value in values or []:
         key, sep, rest = value.partition("=")
         if not sep or not key or not rest:
-            raise SystemExit(f"{flag} expects NAME=VALUE, got {value!r}")
+            raise UserError(f"{flag} expects NAME=VALUE, got {value!r}")
         pairs.append((key, rest))
     return pairs
 
@@ -44,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--task-dir", action="append", metavar="TASK=DIR", help="single-task folder (va, expr or au), merged into --split"
     )
-    source.add_argument("--split", default="train", help="split name for --task-dir rows")
+    source.add_argument("--split", default="train", type=check_split_name, help="split name for --task-dir rows")
     source.add_argument("--skip-bad-rows", action="store_true", help="drop malformed annotation rows (count them)")
     features = parser.add_argument_group("features")
     features.add_argument("--features", action="append", metavar="NAME=FILE.npy", help="authors' {video:{frame:vec}} file")
@@ -69,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _read_rows(args: argparse.Namespace) -> dict[str, Annotations]:
     rows: dict[str, Annotations] = {}
     for split, path in _pairs(args.annotations, "--annotations"):
+        check_split_name(split, "--annotations")
         rows[split] = read_mtl_annotations(path, skip_bad_rows=args.skip_bad_rows)
     if args.test_list:
         rows["test"] = read_mtl_test_list(args.test_list)
@@ -97,10 +100,6 @@ def _extractors(args: argparse.Namespace) -> list:
     return extractors
 
 
-def _write_dataset_dict(output: Path, splits: list[str]) -> None:
-    (output / "dataset_dict.json").write_text(json.dumps({"splits": splits}))
-
-
 def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if args.synthetic:
@@ -108,19 +107,19 @@ def run(args: argparse.Namespace) -> int:
 
         built = make_synthetic_dataset(scale=args.scale, seed=args.seed)
         if output.exists() and any(output.iterdir()) and not args.overwrite:
-            raise SystemExit(f"{output} is not empty; pass --overwrite")
+            raise UserError(f"{output} is not empty; pass --overwrite")
         built.save_to_disk(str(output))
     else:
         rows = _read_rows(args)
         if not rows:
-            raise SystemExit("nothing to build: give --synthetic, --annotations, --test-list or --task-dir")
+            raise UserError("nothing to build: give --synthetic, --annotations, --test-list or --task-dir")
         feature_args = bool(args.features or args.openface_dir)
         if feature_args == bool(args.extractor):
-            raise SystemExit("give either feature files (--features/--openface-dir) or --extractor with --images")
+            raise UserError("give either feature files (--features/--openface-dir) or --extractor with --images")
         built = {}
         if args.extractor:
             if not args.images:
-                raise SystemExit("--extractor needs --images (the cropped_aligned/ root)")
+                raise UserError("--extractor needs --images (the cropped_aligned/ root)")
             for table in rows.values():  # every missing image of every split, before any work starts
                 image_paths(table, args.images)
             extractors = _extractors(args)
@@ -141,14 +140,15 @@ def run(args: argparse.Namespace) -> int:
                 except ValueError as error:
                     problems.append(f"[{split}] {error}")
             if problems:
-                raise SystemExit("\n".join(problems))
+                raise UserError("\n".join(problems))
             for split, (vectors, present, report) in joined.items():
                 print(f"{split}: {report.summary()}")
                 built[split] = build_from_arrays(
                     rows[split], vectors, output / split, present=present, shard_size=args.shard_size,
                     overwrite=args.overwrite, split=split, source=json.dumps([t.source for t in tables]),
                 )  # fmt: skip
-        _write_dataset_dict(output, list(built))
+        for split in built:
+            register_split(output, split)
         built = datasets.DatasetDict(built)
     print(f"saved {', '.join(f'{k}: {len(v):,} rows' for k, v in built.items())} to {output}")
     if args.parquet_dir or args.push_to_hub:

@@ -303,6 +303,19 @@ def _build_split(config: SyntheticConfig, indices: list[int], split: str) -> dat
     )
 
 
+SYNTHETIC_PRESETS = {  # keyword arguments of make_synthetic_dataset
+    "tiny": {"num_videos": 10, "frames_per_video": 120},
+    "small": {},  # the generator's default: ~15k train / ~4k validation frames
+    "full": {"scale": 9.0},  # about s-Aff-Wild2's 170k frames
+}
+
+
+def synthetic_preset(name: str) -> dict:
+    if name not in SYNTHETIC_PRESETS:
+        raise ValueError(f"synthetic preset must be one of {list(SYNTHETIC_PRESETS)}, got {name!r}")
+    return dict(SYNTHETIC_PRESETS[name])
+
+
 def make_synthetic_dataset(
     num_videos: int | None = None,
     frames_per_video: int = 320,

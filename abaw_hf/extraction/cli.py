@@ -2,26 +2,29 @@
 
     abaw-hf extract --frames cropped_aligned --annotations validation_set_annotations.txt \\
         --extractor resnet18=resnet18_msceleb.pth --extractor poster2:8cls=poster2_affectnet8.pth \\
-        --extractor fau --output features/val
+        --extractor fau --output features --split validation
     abaw-hf extract --video clip.mp4 --extractor resnet18=resnet18_msceleb.pth --output features/clip
     accelerate launch --num_processes 4 -m abaw_hf.cli extract ...     # shards split between processes
 
-A rerun with the same arguments resumes: finished shards are skipped.
+A rerun with the same arguments resumes: finished shards are skipped. With `--split NAME` the dataset goes to
+`<output>/<NAME>` and `<output>/dataset_dict.json` lists the splits, so `<output>` is what training,
+`evaluate`, `tune` and `submit` read (`datasets.load_from_disk(<output>)` works too).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from ..data import read_mtl_annotations, read_mtl_test_list
+from ..data.storage import check_new_split, check_split_name, register_split
+from ..errors import UserError, check_output_folder, positive_int
 from ..extractors import PreprocessConfig, create_extractor, get_extractor_class
-from ..faces import BACKENDS, VideoError
+from ..faces import BACKENDS
 from .frames import DEFAULT_MIN_IMAGE_SIZE
-from .runner import DEFAULT_SHARD_SIZE, PRECISIONS, MissingImagesError, extract_features, rows_from_frames_folder
-from .video import NoFaceError, extract_video_features
+from .runner import DEFAULT_SHARD_SIZE, PRECISIONS, extract_features, rows_from_frames_folder
+from .video import extract_video_features
 
 
 def parse_extractor_spec(spec: str) -> tuple[str, str | None, str | None]:
@@ -50,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--allow-missing-images", action="store_true",
                         help="annotated frames without an image become missing vectors instead of an error")
     source.add_argument("--detector", choices=BACKENDS, default="mediapipe", help="face detector for --video")
-    source.add_argument("--face-size", type=int, default=112, help="aligned crop size for --video")
+    source.add_argument("--face-size", type=positive_int, default=112, help="aligned crop size for --video")
     models = parser.add_argument_group("extractors")
     models.add_argument("--extractor", action="append", type=parse_extractor_spec, required=True,
                         metavar="NAME[:VARIANT][=CHECKPOINT]", help="repeat for several extractors (one column each)")
@@ -60,16 +63,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--input-size", action="append", type=_name_value, default=[], metavar="NAME=PIXELS",
                         help="override an extractor's input size (recorded in the provenance)")
     run = parser.add_argument_group("run")
-    run.add_argument("--output", type=Path, required=True, help="dataset folder (save_to_disk layout)")
-    run.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="rows per shard (the unit of resuming)")
-    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--output", type=Path, required=True,
+                     help="dataset folder; with --split, the feature set's root (the split goes to OUTPUT/SPLIT)")
+    run.add_argument("--split", help="split name (train, validation, test): OUTPUT becomes a DatasetDict root")
+    run.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE, help="rows per shard (the unit of resuming)")
+    run.add_argument("--batch-size", type=positive_int, default=64)
     run.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes for decoding/preprocessing")
     run.add_argument("--precision", choices=PRECISIONS, default="auto", help="autocast on GPU; CPU runs fp32")
     run.add_argument("--device", help="torch device (default: this process's accelerate device)")
     run.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                      help="channels-last memory format (default: on GPU only)")
-    run.add_argument("--min-image-size", type=int, default=DEFAULT_MIN_IMAGE_SIZE, help="smaller images are failures")
-    run.add_argument("--max-shards", type=int, help="stop each process after this many new shards (resume later)")
+    run.add_argument("--min-image-size", type=positive_int, default=DEFAULT_MIN_IMAGE_SIZE, help="smaller images are failures")
+    run.add_argument("--max-shards", type=positive_int, help="stop each process after this many new shards (resume later)")
     run.add_argument("--overwrite", action="store_true", help="discard an existing output and unfinished work")
     run.add_argument("--keep-work", action="store_true", help="keep <output>.work (shards, face crops) after the merge")
     run.add_argument("--no-progress", action="store_true")
@@ -80,8 +85,8 @@ def build_extractors(args: argparse.Namespace) -> list:
     extractors = []
     for name, variant, checkpoint in args.extractor:
         if checkpoint is None and not args.random_init and get_extractor_class(name).needs_checkpoint:
-            raise SystemExit(
-                f"abaw-hf extract: --extractor {name} has no checkpoint (write {name}=PATH); "
+            raise UserError(
+                f"--extractor {name} has no checkpoint (write {name}=PATH); "
                 "pass --random-init to run it with random weights (tests and benchmarks only)"
             )
         extractor = create_extractor(name, variant, checkpoint, allow_pickle=args.allow_pickle)
@@ -90,50 +95,54 @@ def build_extractors(args: argparse.Namespace) -> list:
             extractor.preprocess_cfg = PreprocessConfig(sizes.pop(name), cfg.mean, cfg.std, cfg.color_order, cfg.interpolation)
         extractors.append(extractor)
     if sizes:
-        raise SystemExit(f"abaw-hf extract: --input-size names extractors that are not given: {sorted(sizes)}")
+        raise UserError(f"--input-size names extractors that are not given: {sorted(sizes)}")
     return extractors
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if bool(args.frames) == bool(args.video):
-        raise SystemExit("abaw-hf extract: give either --frames (a frames folder) or --video")
+        raise UserError("give either --frames (a frames folder) or --video")
     if args.annotations and args.test_list:
-        raise SystemExit("abaw-hf extract: give --annotations or --test-list, not both")
+        raise UserError("give --annotations or --test-list, not both")
+    check_output_folder(args.output)
+    output = args.output / check_split_name(args.split) if args.split else args.output
     if args.random_init:
         import torch
 
         torch.manual_seed(0)  # every process builds the same random weights
     extractors = build_extractors(args)
+    if args.split:  # a split that disagrees with the others of this feature set is refused before any work
+        check_new_split(args.output, args.split, {e.name: e.dim for e in extractors},
+                        {e.name: e.provenance() for e in extractors})
     options = dict(
         shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers,
         precision=args.precision, device=args.device, channels_last=args.channels_last,
         max_shards=args.max_shards, overwrite=args.overwrite, keep_work=args.keep_work,
         min_image_size=args.min_image_size, progress=not args.no_progress,
     )
-    try:
-        if args.video:
-            result = extract_video_features(args.video, extractors, args.output, detector=args.detector,
-                                            face_size=args.face_size, **options)
+    if args.video:
+        result = extract_video_features(args.video, extractors, output, detector=args.detector,
+                                        face_size=args.face_size, **options)
+    else:
+        if args.annotations:
+            rows = read_mtl_annotations(args.annotations)
+        elif args.test_list:
+            rows = read_mtl_test_list(args.test_list)
         else:
-            if args.annotations:
-                rows = read_mtl_annotations(args.annotations)
-            elif args.test_list:
-                rows = read_mtl_test_list(args.test_list)
-            else:
-                rows = rows_from_frames_folder(args.frames, Path(args.image_pattern).suffix or ".jpg")
-            result = extract_features(rows, args.frames, extractors, args.output, image_pattern=args.image_pattern,
-                                      allow_missing_images=args.allow_missing_images, **options)
-    except (MissingImagesError, VideoError, NoFaceError, FileExistsError, FileNotFoundError) as error:
-        print(f"abaw-hf extract: {error}", file=sys.stderr)
-        return 1
+            rows = rows_from_frames_folder(args.frames, Path(args.image_pattern).suffix or ".jpg")
+        result = extract_features(rows, args.frames, extractors, output, image_pattern=args.image_pattern,
+                                  allow_missing_images=args.allow_missing_images, **options)
     report = result.report
     if not report:  # not the main process
         return 0
+    registered = ""
+    if args.split and result.complete:
+        registered = f"; {args.output} now has splits {register_split(args.output, args.split)}"
     print(
         f"{'done' if result.complete else 'partial'}: {report['shards']['done']}/{report['shards']['total']} shards, "
         f"{report['rows']} rows, {len(report['failed_files'])} unusable files, {len(report['missing_images'])} missing "
         f"images, {len(report['frames_without_face'])} frames without a face, "
-        f"{len(report['converted_files'])} converted; report: {result.report_path}"
+        f"{len(report['converted_files'])} converted; report: {result.report_path}{registered}"
     )
     return 0 if result.complete else 3

@@ -31,6 +31,7 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from ..data import Annotations, write_sharded_dataset
 from ..data.builder import FeatureError
 from ..extractors import Extractor
@@ -47,7 +48,7 @@ NO_FACE_REASON = "no face detected"
 BARRIER_TIMEOUT = timedelta(hours=12)
 
 
-class MissingImagesError(FileNotFoundError):
+class MissingImagesError(UserError, FileNotFoundError):
     """Annotated frames whose image file does not exist (raised before any work starts)."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from ..data import Annotations
 from ..extractors import Extractor
 from ..faces import FaceDetector, FaceTracker, TruncatedVideoError, iter_video_frames
@@ -26,7 +27,7 @@ FACES_MARKER = "faces.json"
 CROP_PATTERN = "{video}/{frame:05d}.png"
 
 
-class NoFaceError(ValueError):
+class NoFaceError(UserError, ValueError):
     """A video in which no frame has a face."""
 
 

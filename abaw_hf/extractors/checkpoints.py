@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from ..errors import UserError
 
 # Wrappers the official training scripts put around the weights (POSTER V2, POSTER, EAC, ...).
 STATE_DICT_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model1_state_dict")
@@ -29,7 +30,7 @@ def official_layout(name: str) -> dict[str, tuple[int, ...]]:
     return {key: tuple(shape) for key, shape in layouts[name].items()}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file that cannot be read or does not fit the extractor."""
 
 

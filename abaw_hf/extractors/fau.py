@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..errors import UserError
 from .base import Extractor, PreprocessConfig
 from .registry import register_extractor
 
@@ -64,7 +65,7 @@ BLENDSHAPES_FOR_AU: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-class OpenFaceError(RuntimeError):
+class OpenFaceError(UserError, RuntimeError):
     """OpenFace could not be run or its output could not be read."""
 
 

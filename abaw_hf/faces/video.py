@@ -10,12 +10,13 @@ from pathlib import Path
 
 import av
 import numpy as np
+from ..errors import UserError
 
 # Demuxers that open files which are not videos: single images and plain text ("tty" renders text).
 _NON_VIDEO_FORMATS = {"tty", "image2", "image2pipe", "gif_pipe", "lavfi"}
 
 
-class VideoError(ValueError):
+class VideoError(UserError, ValueError):
     """A video file that cannot be used; the message names the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
