@@ -105,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
     if args.synthetic:
         from .synthetic import make_synthetic_dataset
 
-        built = make_synthetic_dataset(scale=args.scale, seed=args.seed)
+        try:
+            built = make_synthetic_dataset(scale=args.scale, seed=args.seed)
+        except ValueError as error:
+            raise UserError(f"--scale {args.scale}: {error}") from None
         if output.exists() and any(output.iterdir()) and not args.overwrite:
             raise UserError(f"{output} is not empty; pass --overwrite")
         built.save_to_disk(str(output))

@@ -262,6 +262,11 @@ def _video_features(config: SyntheticConfig, index: int, video: _Video, projecti
 
 def _split_indices(config: SyntheticConfig) -> dict[str, list[int]]:
     every = config.validation_every
+    if config.num_videos < every:
+        raise ValueError(
+            f"the synthetic dataset needs at least {every} videos for a validation split, got {config.num_videos} "
+            f"(raise scale or num_videos)"
+        )
     indices = range(config.num_videos)
     return {
         "train": [i for i in indices if i % every != every - 1],
