@@ -192,12 +192,11 @@ def load_split(data: str, split: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers import AutoModel
-
+    from .model_loading import load_fusion_model
     from .training import format_metrics_table
 
     dataset = load_split(args.data, args.split)
-    models = [AutoModel.from_pretrained(name) for name in args.model]
+    models = [load_fusion_model(name) for name in args.model]
     for name, model in zip(args.model, models):
         missing = [f for f in model.config.feature_names if f not in dataset.column_names]
         if missing:

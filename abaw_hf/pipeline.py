@@ -414,11 +414,9 @@ class AffectPipeline:
         Window length and gap limit default to the model's ``train_config.yaml`` and the smoothing width
         to its tuned ``postprocessing.json`` when it has them.
         """
-        from transformers import AutoModel
+        from .model_loading import load_fusion_model
 
-        model = AutoModel.from_pretrained(str(model_id), revision=revision)
-        if not isinstance(model, AbawFusionModel):
-            raise PipelineError(f"{model_id}: not an abaw_fusion model (got {type(model).__name__})")
+        model = load_fusion_model(model_id, revision=revision)
         train_config = _read_model_record(model_id, "train_config.yaml", revision)
         postprocessing = _read_model_record(model_id, "postprocessing.json", revision)
         kwargs.setdefault("window", train_config.get("window", DEFAULT_WINDOW))

@@ -332,12 +332,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers import AutoModel
+    from .model_loading import load_fusion_model
 
     from .evaluation import dataset_labels, load_split, predict_dataset
 
     dataset = load_split(args.data, args.split)
-    models = [AutoModel.from_pretrained(name) for name in args.model]
+    models = [load_fusion_model(name) for name in args.model]
     max_gap = args.max_gap if args.max_gap is not None else _training_max_gap(args.model[0])
     predictions = predict_dataset(models, dataset, batch_size=args.batch_size)
     labels = dataset_labels(dataset)

@@ -214,14 +214,14 @@ def run(args: argparse.Namespace) -> int:
     missing = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--output", args.output)) if not value]
     if missing:
         raise UserError(f"{', '.join(missing)} required (or --check FILE to validate a file)")
-    from transformers import AutoModel
+    from .model_loading import load_fusion_model
 
     from .data.columns import column_array
     from .evaluation import load_split, predict_dataset
 
     test_list = read_test_list(args.test_list)
     dataset = load_split(args.data, args.split)
-    models = [AutoModel.from_pretrained(name) for name in args.model]
+    models = [load_fusion_model(name) for name in args.model]
     features = sorted({name for model in models for name in model.config.feature_names})
     lacking_columns = [name for name in features if name not in dataset.column_names]
     if lacking_columns:
