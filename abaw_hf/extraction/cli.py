@@ -6,7 +6,9 @@
     abaw-hf extract --video clip.mp4 --extractor resnet18=resnet18_msceleb.pth --output features/clip
     accelerate launch --num_processes 4 -m abaw_hf.cli extract ...     # shards split between processes
 
-A rerun with the same arguments resumes: finished shards are skipped. With `--split NAME` the dataset goes to
+An image that cannot be used (empty, corrupt, truncated, larger than --max-image-pixels, a folder,
+unreadable) becomes a missing vector listed with its reason under `failed_files` in extraction_report.json,
+and the run goes on (exit 0). A rerun with the same arguments resumes: finished shards are skipped. With `--split NAME` the dataset goes to
 `<output>/<NAME>` and `<output>/dataset_dict.json` lists the splits, so `<output>` is what training,
 `evaluate`, `tune` and `submit` read (`datasets.load_from_disk(<output>)` works too).
 """
@@ -22,7 +24,7 @@ from ..data.storage import check_new_split, check_split_name, register_split
 from ..errors import UserError, check_output_folder, positive_int
 from ..extractors import PreprocessConfig, create_extractor, get_extractor_class
 from ..faces import BACKENDS
-from .frames import DEFAULT_MIN_IMAGE_SIZE
+from .frames import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MIN_IMAGE_SIZE
 from .runner import DEFAULT_SHARD_SIZE, PRECISIONS, extract_features, rows_from_frames_folder
 from .video import extract_video_features
 
@@ -74,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                      help="channels-last memory format (default: on GPU only)")
     run.add_argument("--min-image-size", type=positive_int, default=DEFAULT_MIN_IMAGE_SIZE, help="smaller images are failures")
+    run.add_argument("--max-image-pixels", type=positive_int, default=DEFAULT_MAX_IMAGE_PIXELS, metavar="N",
+                     help="larger images (width x height, read from the header) are failures, not decoded: "
+                          "decompression-bomb guard (default: PIL's %(default)s)")
     run.add_argument("--max-shards", type=positive_int, help="stop each process after this many new shards (resume later)")
     run.add_argument("--overwrite", action="store_true", help="discard an existing output and unfinished work")
     run.add_argument("--keep-work", action="store_true", help="keep <output>.work (shards, face crops) after the merge")
@@ -119,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.num_workers,
         precision=args.precision, device=args.device, channels_last=args.channels_last,
         max_shards=args.max_shards, overwrite=args.overwrite, keep_work=args.keep_work,
-        min_image_size=args.min_image_size, progress=not args.no_progress,
+        min_image_size=args.min_image_size, max_image_pixels=args.max_image_pixels, progress=not args.no_progress,
     )
     if args.video:
         result = extract_video_features(args.video, extractors, output, detector=args.detector,

@@ -35,7 +35,7 @@ from ..errors import UserError
 from ..data import Annotations, write_sharded_dataset
 from ..data.builder import FeatureError
 from ..extractors import Extractor
-from .frames import DEFAULT_MIN_IMAGE_SIZE, FaceFrames, preprocess_groups
+from .frames import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MIN_IMAGE_SIZE, FaceFrames, preprocess_groups
 
 logger = logging.getLogger(__name__)
 
@@ -125,14 +125,15 @@ class _Runner:
         return vectors.float().cpu().numpy(), np.ones(len(pixels), dtype=bool)
 
 
-def _fingerprint(ordered: Annotations, paths: Sequence[str], skip: Sequence[str | None], provenance, shard_size, min_size) -> str:
+def _fingerprint(ordered: Annotations, paths: Sequence[str], skip: Sequence[str | None], provenance, shard_size, min_size,
+                 max_pixels) -> str:
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(ordered.frame).tobytes())
     for array in (ordered.valence, ordered.arousal, ordered.expression, ordered.aus):
         digest.update(np.ascontiguousarray(array).tobytes())
     digest.update("\n".join(ordered.video.tolist()).encode())
     digest.update("\n".join(paths).encode())
-    digest.update(json.dumps([list(skip), provenance, shard_size, min_size], sort_keys=True, default=str).encode())
+    digest.update(json.dumps([list(skip), provenance, shard_size, min_size, max_pixels], sort_keys=True, default=str).encode())
     return digest.hexdigest()[:32]
 
 
@@ -177,7 +178,7 @@ def _list_missing_images(ordered: Annotations, paths: list[str], known: Mapping[
         reason = known.get((video, int(frame)))
         if reason is not None:
             skip[position] = reason
-        elif not os.path.isfile(path):
+        elif not os.path.exists(path):  # a folder or unreadable file is there: decoding reports why it is unusable
             skip[position] = NO_IMAGE_REASON
             missing.append(path)
     return skip, missing
@@ -238,6 +239,7 @@ def extract_features(
     overwrite: bool = False,
     keep_work: bool = False,
     min_image_size: int = DEFAULT_MIN_IMAGE_SIZE,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     provenance_extra: Mapping[str, Any] | None = None,
     report_extra: Mapping[str, Any] | None = None,
     progress: bool = True,
@@ -247,7 +249,8 @@ def extract_features(
     `known_missing` maps (video, frame) to a reason for rows that have no image on purpose (no face found);
     other rows without an image file are listed before any work starts and raise `MissingImagesError`,
     unless `allow_missing_images` (then they become missing vectors). Unusable files (0 bytes, corrupt,
-    truncated, tiny) become missing vectors with their reason in the report. `max_shards` stops each
+    truncated, tiny, above `max_image_pixels`, a folder, unreadable) become missing vectors with their reason
+    in the report's `failed_files`; the run goes on. `max_shards` stops each
     process after that many new shards (a resumable partial run). Under `accelerate launch` the shards are
     split between the processes. Returns the dataset when every shard is done.
     """
@@ -270,17 +273,21 @@ def extract_features(
     skip, missing_images = _list_missing_images(ordered, paths, known_missing or {})
     if missing_images:
         shown = "\n  ".join(missing_images[:_SHOWN_MISSING])
-        message = f"{len(missing_images)} annotated frames have no image under {image_root}:\n  {shown}"
-        if len(missing_images) > _SHOWN_MISSING:
-            message += f"\n  ... and {len(missing_images) - _SHOWN_MISSING} more"
+        message = f"{len(missing_images)} annotated frames have no image under {image_root}"
+        listing = f":\n  {shown}" + (
+            f"\n  ... and {len(missing_images) - _SHOWN_MISSING} more" if len(missing_images) > _SHOWN_MISSING else ""
+        )
         if not allow_missing_images:
-            raise MissingImagesError(message + "\n(pass allow_missing_images=True / --allow-missing-images to extract the rest)")
+            raise MissingImagesError(
+                f"{message} (pass --allow-missing-images to store them as missing vectors){listing}"
+            )
+        message += listing
         if state.is_main_process:
             logger.warning("%s\nthey are stored as missing vectors", message)
 
     provenance = {name: {**e.provenance(), **dict(provenance_extra or {})} for name, e in zip(names, extractors)}
     num_shards = max(1, -(-len(ordered) // shard_size))
-    fingerprint = _fingerprint(ordered, paths, skip, provenance, shard_size, min_image_size)
+    fingerprint = _fingerprint(ordered, paths, skip, provenance, shard_size, min_image_size, max_image_pixels)
     report_path = output_dir / REPORT_NAME
     if state.is_main_process:
         meta = {"num_shards": num_shards, "shard_size": shard_size, "rows": len(ordered), "extractors": names}
@@ -301,7 +308,7 @@ def extract_features(
     started = time.perf_counter()
     frames_done = _extract_shards(
         mine, ordered, paths, skip, extractors, features_dir, shard_size, batch_size, num_workers,
-        device, precision, channels_last, min_image_size,
+        device, precision, channels_last, min_image_size, max_image_pixels,
         progress and state.is_main_process, state.process_index,
     )
     seconds = time.perf_counter() - started
@@ -332,7 +339,7 @@ def extract_features(
 
 def _extract_shards(
     shards, ordered, paths, skip, extractors, features_dir, shard_size, batch_size, num_workers,
-    device, precision, channels_last, min_image_size, show_progress, process_index,
+    device, precision, channels_last, min_image_size, max_image_pixels, show_progress, process_index,
 ) -> int:
     """Compute and save the given shards; returns the number of frames processed."""
     if not shards:
@@ -345,7 +352,7 @@ def _extract_shards(
         start, stop = shard * shard_size, min(len(paths), (shard + 1) * shard_size)
         batches.extend(list(range(s, min(stop, s + batch_size))) for s in range(start, stop, batch_size))
     loader = torch.utils.data.DataLoader(
-        FaceFrames(paths, configs, skip, min_image_size),
+        FaceFrames(paths, configs, skip, min_image_size, max_image_pixels),
         batch_sampler=batches,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",

@@ -1,8 +1,122 @@
-"""Input checks shared by the face backends: every image becomes a contiguous uint8 RGB array."""
+"""Images in: every image file or array becomes a contiguous uint8 RGB array, one way for every command.
+
+`read_image_file` is the one image-file decoder of feature extraction and the inference pipeline, so a face
+looks the same to the extractors in training and in prediction, and a file that cannot be used (empty, not an
+image, truncated, too large, a folder, unreadable) is one `ImageProblem` with a short reason, never a crash.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
+
+# PIL's own decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS, about 0.25 GB of RGB pixels)
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+
+
+class ImageProblem(ValueError):
+    """An image file that cannot be used; the message says why (without the path, which the caller knows)."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    pixels: np.ndarray  # uint8 [H, W, 3] RGB
+    converted_from: str | None  # the PIL mode it was converted from, None when it was RGB already
+
+
+def read_image_file(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> LoadedImage:
+    """Decode an image file to uint8 RGB (EXIF orientation applied, alpha composited over white, gray, palette,
+    CMYK and 16-bit converted); raises `ImageProblem` for anything unusable, including images above
+    `max_pixels`, which are refused from their header before any pixel is decoded."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageProblem("file not found") from None
+    except OSError as error:
+        raise ImageProblem(f"cannot read the file ({error.strerror or error})") from None
+    if path.is_dir():
+        raise ImageProblem("is a folder, not an image file")
+    if size == 0:
+        raise ImageProblem("empty file (0 bytes)")
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        # PIL refuses above twice its own limit before we see the size; a caller asking for a higher cap
+        # raises PIL's (only ever upwards), and the check below still holds every image to `max_pixels`.
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check below decides
+            image = Image.open(path)  # reads the header only
+        with image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageProblem(_too_large(f"{width}x{height} = {width * height:,} px", max_pixels))
+            image.load()  # decodes fully: a truncated file fails here (PIL's LOAD_TRUNCATED_IMAGES stays off)
+            mode = image.mode
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # PIL's 'corrupt EXIF' notes: the orientation is read or not
+                    image = ImageOps.exif_transpose(image)
+            except Exception as error:  # noqa: BLE001 - malformed EXIF fails in many ways
+                raise ImageProblem(f"unreadable EXIF metadata ({type(error).__name__}: {error})") from None
+            pixels = _pil_to_rgb(image)
+    except ImageProblem:
+        raise
+    except Image.DecompressionBombError as error:  # above twice PIL's limit: refused inside Image.open
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        raise ImageProblem(_too_large(f"{int(found.group(1)):,} px" if found else "too large", max_pixels)) from None
+    except PermissionError:
+        raise ImageProblem("permission denied") from None
+    except IsADirectoryError:
+        raise ImageProblem("is a folder, not an image file") from None
+    except UnidentifiedImageError:
+        raise ImageProblem("not a readable image file") from None
+    except (OSError, SyntaxError, EOFError) as error:  # PIL reports broken and truncated data this way
+        raise ImageProblem(f"corrupt or truncated image ({error})") from None
+    except MemoryError:
+        raise ImageProblem("out of memory while decoding") from None
+    except Exception as error:  # noqa: BLE001 - one bad file must not end a long run; the reason names it
+        raise ImageProblem(f"cannot decode the image ({type(error).__name__}: {error})") from None
+    return LoadedImage(pixels, None if mode == "RGB" else mode)
+
+
+def _too_large(size: str, max_pixels: int) -> str:
+    return f"image too large ({size}, above the limit of {max_pixels:,} px; a decompression bomb?)"
+
+
+def _pil_to_rgb(image) -> np.ndarray:
+    """A decoded PIL image as a writable uint8 RGB array (torch.from_numpy warns on read-only arrays)."""
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16/32-bit integer or float gray: scale to 8 bits rather than clip
+        values = np.asarray(image, dtype=np.float64)
+        peak = values.max() if values.size and values.max() > 0 else 1.0
+        image = Image.fromarray((np.clip(values, 0, None) * (255.0 / peak)).round().astype(np.uint8))
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    try:
+        converted = image.convert("RGBA" if has_alpha else "RGB")
+    except ValueError as error:
+        raise ImageProblem(f"unsupported image mode {image.mode!r} ({error})") from None
+    return np.array(flatten_alpha(np.asarray(converted)), dtype=np.uint8)
+
+
+def flatten_alpha(image: np.ndarray) -> np.ndarray:
+    """An RGBA (or gray + alpha) uint8 array composited over white, as a viewer shows it; others unchanged."""
+    if image.ndim == 3 and image.shape[2] in (2, 4) and image.dtype == np.uint8:
+        alpha = image[:, :, -1:].astype(np.float32) / 255.0
+        colour = image[:, :, :-1].astype(np.float32)
+        if colour.shape[2] == 1:
+            colour = np.repeat(colour, 3, axis=2)
+        return np.round(colour * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    return image
 
 
 def as_rgb_uint8(image: np.ndarray, source: str | None = None) -> np.ndarray:
