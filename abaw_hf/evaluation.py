@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import UserError, check_output_file, positive_int
 from .metrics import compute_abaw_metrics
 from .modeling import AbawFusionModel
 
@@ -179,8 +179,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", nargs="+", required=True, help="model folder(s) or Hub id(s); several = ensemble")
     parser.add_argument("--data", required=True, help="'synthetic', a save_to_disk folder or a Parquet folder")
     parser.add_argument("--split", default="validation")
-    parser.add_argument("--window", type=int, default=None, help="frames per window (default: the training window)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--window", type=positive_int, default=None, help="frames per window (default: the training window)")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--output", "-o", default=None, help="write the metrics as JSON here")
 
 
@@ -195,8 +195,10 @@ def run(args: argparse.Namespace) -> int:
     from .model_loading import load_fusion_model
     from .training import format_metrics_table
 
-    dataset = load_split(args.data, args.split)
+    if args.output:
+        check_output_file(args.output)
     models = [load_fusion_model(name) for name in args.model]
+    dataset = load_split(args.data, args.split)
     for name, model in zip(args.model, models):
         missing = [f for f in model.config.feature_names if f not in dataset.column_names]
         if missing:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, run_command
 from .modeling import AU_NAMES, EXPRESSION_NAMES, AbawFusionConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -516,22 +516,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="stage and list the files, upload nothing")
 
 
+def _check_repo_id(repo_id: str, flag: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise StagingError(f"{flag} {repo_id!r} is not a Hub repo id; write it as ORG/NAME (letters, digits, '-', '_', '.')") from None
+
+
 def run(args: argparse.Namespace) -> int:
     model_dir = Path(args.model_dir)
+    _check_repo_id(args.repo_id, "--repo-id")
+    if args.space_id:
+        _check_repo_id(args.space_id, "--space-id")
+    if not model_dir.is_dir():
+        raise StagingError(f"{model_dir}: no such model folder (the output_dir of scripts/train.py)")
     staging = Path(args.staging_dir) if args.staging_dir else model_dir.parent / "hub_staging"
-    try:
-        staged = [
-            stage_model_repo(
-                model_dir, staging / "model", repo_id=args.repo_id, metrics=args.metrics, synthetic=args.synthetic,
-                extractor_checkpoints=_parse_assignments(args.extractor_checkpoint, "--extractor-checkpoint"),
-                allow_pickle=args.allow_pickle,
-            )
-        ]
-        if args.space_id:
-            staged.append(stage_space_repo(staging / "space", space_id=args.space_id, model_id=args.repo_id))
-    except (StagingError, FileNotFoundError) as error:
-        print(f"abaw-hf push: {error}", file=sys.stderr)
-        return 2
+    staged = [
+        stage_model_repo(
+            model_dir, staging / "model", repo_id=args.repo_id, metrics=args.metrics, synthetic=args.synthetic,
+            extractor_checkpoints=_parse_assignments(args.extractor_checkpoint, "--extractor-checkpoint"),
+            allow_pickle=args.allow_pickle,
+        )
+    ]
+    if args.space_id:
+        staged.append(stage_space_repo(staging / "space", space_id=args.space_id, model_id=args.repo_id))
     for repo in staged:
         print(describe(repo))
     if args.dry_run:
@@ -545,4 +555,5 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="push_to_hub", description="stage and upload a trained model (and its Space)")
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    return run_command("push_to_hub", lambda: run(args), argv)

@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from .errors import UserError, check_output_file, non_negative_float, non_negative_int, positive_int
+
 DEFAULT_MODEL = "outputs/abaw-fusion"  # what `make demo` writes
 
 
@@ -23,43 +25,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="official checkpoint for one of the model's extractors (repeatable)",
     )
     parser.add_argument("--allow-pickle", action="store_true", help="trust checkpoints that are plain pickles (VGGFace2)")
-    parser.add_argument("--window", type=int, default=None, help="frames per fusion window (default: the model's training window)")
-    parser.add_argument("--max-gap", type=int, default=None, help="a frame gap above this starts a new window")
-    parser.add_argument("--smoothing-sigma", type=float, default=None, help="temporal smoothing in frames (0 = off)")
-    parser.add_argument("--batch-size", type=int, default=32, help="face crops per extractor batch")
-    parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of a video")
+    parser.add_argument("--window", type=positive_int, default=None, help="frames per fusion window (default: the model's training window)")
+    parser.add_argument("--max-gap", type=non_negative_int, default=None, help="a frame gap above this starts a new window")
+    parser.add_argument("--smoothing-sigma", type=non_negative_float, default=None, help="temporal smoothing in frames (0 = off)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="face crops per extractor batch")
+    parser.add_argument("--max-frames", type=positive_int, default=None, help="only the first N frames of a video")
     parser.add_argument("--face-backend", default="mediapipe", choices=("mediapipe", "haar"))
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from .faces import VideoError
     from .pipeline import AffectPipeline, PipelineError
 
-    try:
-        checkpoints = {}
-        for item in args.checkpoint or []:
-            feature, sep, path = item.partition("=")
-            if not sep or not feature or not path:
-                raise PipelineError(f"--checkpoint expects FEATURE=PATH, got {item!r}")
-            checkpoints[feature] = path
-        options = {"batch_size": args.batch_size, "face_backend": args.face_backend, "allow_pickle": args.allow_pickle}
-        for name in ("window", "max_gap", "smoothing_sigma"):
-            if getattr(args, name) is not None:
-                options[name] = getattr(args, name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the weights report below says the same, once
-            pipeline = AffectPipeline.from_pretrained(args.model, checkpoints=checkpoints, device=args.device, **options)
-        print(pipeline.weights_report, file=sys.stderr)
-        inputs = args.inputs
-        if len(inputs) == 1:
-            single = Path(inputs[0])
-            table = pipeline.predict_video(single, max_frames=args.max_frames) if _is_video(single) else pipeline(single)
-        else:
-            table = pipeline.predict_images(inputs)
-    except (PipelineError, VideoError, FileNotFoundError, OSError) as error:
-        print(f"abaw-hf predict: {error}", file=sys.stderr)
-        return 2
+    check_output_file(args.output)
+    for item in args.inputs:  # before the (slow) model load
+        if not Path(item).exists():
+            raise UserError(f"{item}: no such file or folder")
+    checkpoints = {}
+    for item in args.checkpoint or []:
+        feature, sep, path = item.partition("=")
+        if not sep or not feature or not path:
+            raise PipelineError(f"--checkpoint expects FEATURE=PATH, got {item!r}")
+        checkpoints[feature] = path
+    options = {"batch_size": args.batch_size, "face_backend": args.face_backend, "allow_pickle": args.allow_pickle}
+    for name in ("window", "max_gap", "smoothing_sigma"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the weights report below says the same, once
+        pipeline = AffectPipeline.from_pretrained(args.model, checkpoints=checkpoints, device=args.device, **options)
+    print(pipeline.weights_report, file=sys.stderr)
+    inputs = args.inputs
+    if len(inputs) == 1:
+        single = Path(inputs[0])
+        table = pipeline.predict_video(single, max_frames=args.max_frames) if _is_video(single) else pipeline(single)
+    else:
+        table = pipeline.predict_images(inputs)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(output, index=False)

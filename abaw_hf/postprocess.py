@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import UserError, check_output_file, non_negative_float, non_negative_int, positive_int
 from .metrics import compute_abaw_metrics
 
 DEFAULT_SIGMAS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -325,19 +326,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", nargs="+", required=True, help="model folder(s); several = one ensemble")
     parser.add_argument("--data", required=True, help="'synthetic', a save_to_disk folder or a Parquet folder")
     parser.add_argument("--split", default="validation")
-    parser.add_argument("--sigmas", type=float, nargs="+", default=list(DEFAULT_SIGMAS), help="smoothing widths (frames)")
-    parser.add_argument("--max-gap", type=int, default=None, help="frame gap that stops smoothing (default: the training max_gap)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--sigmas", type=non_negative_float, nargs="+", default=list(DEFAULT_SIGMAS), help="smoothing widths (frames)")
+    parser.add_argument("--max-gap", type=non_negative_int, default=None, help="frame gap that stops smoothing (default: the training max_gap)")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--dry-run", action="store_true", help="print the choice without writing the model folders")
 
 
 def run(args: argparse.Namespace) -> int:
+    from .evaluation import dataset_labels, load_split, predict_dataset
     from .model_loading import load_fusion_model
 
-    from .evaluation import dataset_labels, load_split, predict_dataset
-
-    dataset = load_split(args.data, args.split)
+    if not args.dry_run:  # the choice is written into each model folder: check they are writable folders first
+        for name in args.model:
+            if not Path(name).is_dir():
+                raise UserError(f"--model {name}: tune writes into the model folder; give a local folder (or --dry-run)")
+            check_output_file(Path(name) / POSTPROCESSING_FILE, "--model")
     models = [load_fusion_model(name) for name in args.model]
+    dataset = load_split(args.data, args.split)
     max_gap = args.max_gap if args.max_gap is not None else _training_max_gap(args.model[0])
     predictions = predict_dataset(models, dataset, batch_size=args.batch_size)
     labels = dataset_labels(dataset)

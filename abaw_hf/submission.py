@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, check_output_file, non_negative_float, non_negative_int, positive_int, read_text_file
 from .data.annotations import TEST_LIST_HEADER, read_mtl_test_list
 from .postprocess import decide, read_postprocessing, smooth_frame_predictions
 
@@ -55,8 +55,7 @@ class TestList:
 def read_test_list(path: str | Path) -> TestList:
     """Read ``MTL.txt`` (header checked by the data reader) and keep the listed image names verbatim."""
     table = read_mtl_test_list(path)
-    with open(path, encoding="utf-8-sig") as handle:
-        lines = handle.read().splitlines()
+    lines = read_text_file(path, "test list").splitlines()
     images = [lines[number - 1].split(",", 1)[0].strip() for number in table.line.tolist()]
     return TestList(str(path), images, table.video, table.frame, table.line)
 
@@ -199,11 +198,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="feature dataset of the test frames: a save_to_disk or Parquet folder")
     parser.add_argument("--split", default="test", help="split of --data (ignored for a single-split dataset)")
     parser.add_argument("--output", "-o", help="submission file to write")
-    parser.add_argument("--smoothing-sigma", type=float, default=None,
+    parser.add_argument("--smoothing-sigma", type=non_negative_float, default=None,
                         help="temporal smoothing in frames (default: the first model's tuned value, else 0 = off)")
-    parser.add_argument("--max-gap", type=int, default=None, help="frame gap that stops smoothing (default: as tuned)")
-    parser.add_argument("--window", type=int, default=None, help="frames per window (default: the training window)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-gap", type=non_negative_int, default=None, help="frame gap that stops smoothing (default: as tuned)")
+    parser.add_argument("--window", type=positive_int, default=None, help="frames per window (default: the training window)")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -214,11 +213,11 @@ def run(args: argparse.Namespace) -> int:
     missing = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--output", args.output)) if not value]
     if missing:
         raise UserError(f"{', '.join(missing)} required (or --check FILE to validate a file)")
-    from .model_loading import load_fusion_model
-
     from .data.columns import column_array
     from .evaluation import load_split, predict_dataset
+    from .model_loading import load_fusion_model
 
+    check_output_file(args.output)
     test_list = read_test_list(args.test_list)
     dataset = load_split(args.data, args.split)
     models = [load_fusion_model(name) for name in args.model]

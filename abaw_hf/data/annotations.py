@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, read_text_file
 from .schema import AU_NAMES, MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_AUS, NUM_EXPRESSIONS
 
 MTL_HEADER = ["image", "valence", "arousal", "expression", *AU_NAMES]
@@ -126,12 +126,19 @@ class Annotations:
         }
 
 
+MAX_FRAME = 2**31 - 1  # frame numbers are stored as int32
+
+
 def parse_image_name(image: str) -> tuple[str, int]:
-    """`"116/01399.jpg"` -> `("116", 1399)`."""
+    """`"116/01399.jpg"` -> `("116", 1399)`. The video becomes a folder name, so it must be a plain name."""
     video, sep, name = image.strip().replace("\\", "/").rpartition("/")
     stem = name.rsplit(".", 1)[0]
     if not sep or not video or not stem.isdigit():
         raise ValueError(f"image name {image!r} is not '<video>/<frame number>.jpg'")
+    if "/" in video or video in (".", "..") or ":" in video:
+        raise ValueError(f"video name {video!r} is not a plain folder name (no '/', '..' or drive)")
+    if int(stem) > MAX_FRAME:
+        raise ValueError(f"frame number {stem} is out of range (at most {MAX_FRAME})")
     return video, int(stem)
 
 
@@ -202,10 +209,7 @@ def _parse_int(text: str) -> int:
 
 
 def _read_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    with open(path, encoding="utf-8-sig") as handle:
-        return handle.read().splitlines()
+    return read_text_file(path, "annotation file").splitlines()
 
 
 def read_mtl_annotations(path: str | os.PathLike, *, skip_bad_rows: bool = False) -> Annotations:

@@ -5,6 +5,7 @@ OpenFace 2.0 CSVs. Both give a :class:`FeatureTable` that :func:`join_features` 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,12 +13,18 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from ..errors import UserError, read_text_file
 from .annotations import Annotations
 
 OPENFACE_AU_COLUMNS = [
     f"AU{n:02d}_r" for n in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
 ]
 _SHOWN = 20
+
+
+class FeatureFileError(UserError, ValueError):
+    """A feature file (authors' .npy, OpenFace CSV) that cannot be read as features."""
+
 
 
 @dataclass
@@ -60,7 +67,7 @@ def _frame_number(key, path: Path, video: str) -> int:
         return int(key)
     text = str(key).replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
     if not text.isdigit():
-        raise ValueError(f"{path}: video {video!r} has a frame key {key!r} that is not a frame number")
+        raise FeatureFileError(f"{path}: video {video!r} has a frame key {key!r} that is not a frame number")
     return int(text)
 
 
@@ -75,28 +82,28 @@ def read_feature_dict_npy(path: str | os.PathLike, name: str | None = None) -> F
         loaded = np.load(path, allow_pickle=True)
         mapping = loaded.item() if isinstance(loaded, np.ndarray) and loaded.dtype == object else loaded
     except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"{path}: not a readable .npy feature dict ({error})") from None
+        raise FeatureFileError(f"{path}: not a readable .npy feature dict ({error})") from None
     if not isinstance(mapping, Mapping):
-        raise ValueError(f"{path}: expected a {{video: {{frame: vector}}}} dict, found {type(mapping).__name__}")
+        raise FeatureFileError(f"{path}: expected a {{video: {{frame: vector}}}} dict, found {type(mapping).__name__}")
     videos, frames, vectors = [], [], []
     dim = None
     for video, per_frame in mapping.items():
         if not isinstance(per_frame, Mapping):
-            raise ValueError(f"{path}: video {video!r} maps to {type(per_frame).__name__}, not a {{frame: vector}} dict")
+            raise FeatureFileError(f"{path}: video {video!r} maps to {type(per_frame).__name__}, not a {{frame: vector}} dict")
         for key, vector in per_frame.items():
             frame = _frame_number(key, path, str(video))
             vector = np.asarray(vector, dtype=np.float32).reshape(-1)
             if dim is None:
                 dim = len(vector)
             if len(vector) != dim:
-                raise ValueError(f"{path}: video {video!r} frame {frame} has dim {len(vector)}, others have {dim}")
+                raise FeatureFileError(f"{path}: video {video!r} frame {frame} has dim {len(vector)}, others have {dim}")
             if not np.isfinite(vector).all():
-                raise ValueError(f"{path}: NaN or Inf in video {video!r} frame {frame}")
+                raise FeatureFileError(f"{path}: NaN or Inf in video {video!r} frame {frame}")
             videos.append(str(video))
             frames.append(frame)
             vectors.append(vector)
     if dim is None:
-        raise ValueError(f"{path}: the feature dict is empty")
+        raise FeatureFileError(f"{path}: the feature dict is empty")
     return FeatureTable(
         name=name or path.stem,
         video=np.asarray(videos, dtype=str),
@@ -114,29 +121,29 @@ def read_openface_csv(path: str | os.PathLike, video: str | None = None, name: s
     video name defaults to the file stem.
     """
     path = Path(path)
-    with open(path, newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text_file(path, "OpenFace CSV"), newline="") as handle:
         reader = csv.reader(handle)
         try:
             header = [cell.strip() for cell in next(reader)]
         except StopIteration:
-            raise ValueError(f"{path}: empty OpenFace CSV") from None
+            raise FeatureFileError(f"{path}: empty OpenFace CSV") from None
         required = ["frame", "success", *OPENFACE_AU_COLUMNS]
         absent = [c for c in required if c not in header]
         if absent:
-            raise ValueError(f"{path}:1: OpenFace CSV lacks columns {absent}")
+            raise FeatureFileError(f"{path}:1: OpenFace CSV lacks columns {absent}")
         positions = [header.index(c) for c in required]
         frames, success, vectors = [], [], []
         for line_number, row in enumerate(reader, start=2):
             if not row:
                 continue
             if len(row) != len(header):
-                raise ValueError(f"{path}:{line_number}: expected {len(header)} columns, found {len(row)}")
+                raise FeatureFileError(f"{path}:{line_number}: expected {len(header)} columns, found {len(row)}")
             try:
                 cells = [float(row[p]) for p in positions]
             except ValueError:
-                raise ValueError(f"{path}:{line_number}: a non-numeric value in frame/success/AU columns") from None
+                raise FeatureFileError(f"{path}:{line_number}: a non-numeric value in frame/success/AU columns") from None
             if not np.isfinite(cells).all():
-                raise ValueError(f"{path}:{line_number}: NaN or Inf in frame {int(cells[0])}")
+                raise FeatureFileError(f"{path}:{line_number}: NaN or Inf in frame {int(cells[0])}")
             frames.append(int(cells[0]))
             success.append(cells[1] != 0)
             vectors.append(cells[2:])
@@ -192,14 +199,14 @@ def join_features(
     vectors, present, report = {}, {}, JoinReport()
     for table in tables:
         if table.name in vectors:
-            raise ValueError(f"two feature sources are named {table.name!r}")
+            raise FeatureFileError(f"two feature sources are named {table.name!r}")
         keys = _keys(table.video, table.frame, codes)
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         duplicate = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
         if len(duplicate):
             first = order[duplicate[0]]
-            raise ValueError(
+            raise FeatureFileError(
                 f"{table.source}: {len(duplicate)} duplicate (video, frame) entries, e.g. "
                 f"{table.video[first]}/{int(table.frame[first]):05d}"
             )
@@ -213,7 +220,7 @@ def join_features(
         ]
         report.unannotated_in_features[table.name] = int(len(keys) - np.isin(keys, row_keys).sum())
     if not allow_missing and any(report.missing_in_features.values()):
-        raise ValueError(
+        raise FeatureFileError(
             "annotated frames without feature entries (pass allow_missing=True / --allow-missing-features "
             "to store them as missing vectors):\n" + report.summary()
         )

@@ -7,9 +7,14 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
 from .base import Extractor
 
 _REGISTRY: dict[str, type[Extractor]] = {}
+
+
+class UnknownExtractorError(UserError, ValueError):
+    """A name that no registered extractor has."""
 
 
 def register_extractor(name: str):
@@ -35,7 +40,7 @@ def get_extractor_class(name: str) -> type[Extractor]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown extractor {name!r}; known extractors: {list_extractors()}") from None
+        raise UnknownExtractorError(f"unknown extractor {name!r}; known extractors: {list_extractors()}") from None
 
 
 def create_extractor(

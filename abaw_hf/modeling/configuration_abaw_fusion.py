@@ -95,6 +95,7 @@ class AbawFusionConfig(PretrainedConfig):
         unknown = sorted(set(kwargs) - _TRANSFORMERS_KEYS)
         if unknown:
             raise ValueError(f"AbawFusionConfig got unknown key(s) {unknown}; known keys: {sorted(self._own_keys())}")
+        self._check_types()
         if self.feature_dims is None:
             self.feature_dims = dict(DEFAULT_FEATURE_DIMS)
         self.feature_dims = {str(k): int(v) for k, v in self.feature_dims.items()}
@@ -123,6 +124,22 @@ class AbawFusionConfig(PretrainedConfig):
             self.id2label = {i: name for i, name in enumerate(EXPRESSION_NAMES[: self.num_expressions])}
             self.label2id = {name: i for i, name in self.id2label.items()}
         super().__post_init__(**kwargs)
+
+    def _check_types(self) -> None:
+        """A value of the wrong type (e.g. a hand-edited config.json) is an error naming the key."""
+        for key, annotation in type(self).__annotations__.items():
+            if key.startswith("_"):
+                continue
+            value, text = getattr(self, key, None), str(annotation)
+            if value is None:
+                if "None" in text:
+                    continue
+                raise ValueError(f"config key {key!r} must be {text}, got null")
+            allowed = {"int": (int,), "float": (float, int), "str": (str,), "list": (list, tuple), "dict": (dict,)}
+            parts = [part.strip().split("[")[0] for part in text.split("|")]  # "list[float] | None" -> list, None
+            types = tuple(t for part in parts for t in allowed.get(part, ()))
+            if isinstance(value, bool) or not isinstance(value, types):
+                raise ValueError(f"config key {key!r} must be {text}, got {value!r}")
 
     def _own_keys(self) -> list[str]:
         return [k for k in type(self).__annotations__ if not k.startswith("_")]
