@@ -30,6 +30,7 @@ import torch
 import yaml
 
 from .errors import UserError
+from .faces.images import DEFAULT_MAX_IMAGE_PIXELS, ImageProblem, flatten_alpha, read_image_file
 from .modeling import AbawFusionModel
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ DEFAULT_WINDOW = 16
 DEFAULT_MAX_GAP = 8
 DEFAULT_SMOOTHING_SIGMA = 2.0
 NO_FACE_NOTE = "no face found"
+UNREADABLE_NOTE = "unreadable image"  # a row's note starts with this when its image file could not be used
 
 
 class PipelineError(UserError, ValueError):
@@ -47,7 +49,11 @@ class PipelineError(UserError, ValueError):
 
 
 class ImageReadError(PipelineError):
-    """An image file that cannot be read."""
+    """An image file that cannot be used; `path` and `reason` say which and why."""
+
+    def __init__(self, message: str, *, path: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.path, self.reason = path, reason
 
 
 class ExtractorNotInstalledError(PipelineError):
@@ -237,36 +243,18 @@ class _Frame:
     source: str
     index: int
     timestamp: float | None
-    image: np.ndarray
+    image: np.ndarray | None  # None when the image file could not be used (`unreadable` says why)
+    unreadable: ImageReadError | None = None
 
 
-def flatten_alpha(image: np.ndarray) -> np.ndarray:
-    """An RGBA (or gray + alpha) uint8 array composited over white, as a viewer shows it; others unchanged."""
-    if image.ndim == 3 and image.shape[2] in (2, 4) and image.dtype == np.uint8:
-        alpha = image[:, :, -1:].astype(np.float32) / 255.0
-        colour = image[:, :, :-1].astype(np.float32)
-        if colour.shape[2] == 1:
-            colour = np.repeat(colour, 3, axis=2)
-        return np.round(colour * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
-    return image
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as uint8 RGB; grayscale, palette and 16-bit images are converted, alpha composited over white."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image file")
-    if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: empty file (0 bytes)")
+def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """An image file as uint8 RGB, decoded as feature extraction decodes it (`abaw_hf.faces.images`): EXIF
+    orientation applied, gray, palette, CMYK and 16-bit converted, alpha composited over white. A file that
+    cannot be used (missing, empty, not an image, truncated, above `max_pixels`, a folder) is an ImageReadError."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-            return flatten_alpha(np.asarray(image.convert("RGBA" if has_alpha else "RGB")))
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ImageReadError(f"{path}: not a readable image ({error})") from error
+        return read_image_file(path, max_pixels).pixels
+    except ImageProblem as problem:
+        raise ImageReadError(f"{path}: {problem}", path=str(path), reason=str(problem)) from None
 
 
 def _is_image_path(path: Path) -> bool:
@@ -305,7 +293,13 @@ def _image_frames(items: Iterable) -> Iterator[_Frame]:
             except (TypeError, ValueError) as error:
                 raise PipelineError(str(error)) from error
         else:
-            name, image = Path(item).name, read_image(item)
+            name = Path(item).name
+            try:
+                image = read_image(item)
+            except ImageReadError as error:
+                # one bad file among several images is a row with the reason in its note, not the end of the run
+                yield _Frame(name, position, None, None, unreadable=error)
+                continue
         yield _Frame(name, position, None, image)
 
 
@@ -487,6 +481,7 @@ class AffectPipeline:
         self.timings = timings
         self.extractor_timings = dict.fromkeys(self.extractors, 0.0)
         sources, indices, times, boxes = [], [], [], []
+        unreadable: dict[int, ImageReadError] = {}  # row -> why its image file could not be used
         run = _Run(temporal=temporal, timings=timings)
         pending_rows: list[int] = []
         pending_crops: list[np.ndarray] = []
@@ -498,6 +493,13 @@ class AffectPipeline:
             timings["decode"] += time.perf_counter() - started
             if frame is None:
                 break
+            if frame.image is None:
+                unreadable[len(indices)] = frame.unreadable
+                sources.append(frame.source)
+                indices.append(frame.index)
+                times.append(np.nan if frame.timestamp is None else frame.timestamp)
+                boxes.append(np.full(4, np.nan, np.float32))
+                continue
             started = time.perf_counter()
             if not temporal:
                 tracker.reset()  # independent images: no track carries over
@@ -519,7 +521,20 @@ class AffectPipeline:
         self._close_window(run)
         self._run_fusion(run)
         started = time.perf_counter()
+        if unreadable and len(unreadable) == len(indices):  # nothing to predict on: the (first) file is the error
+            first = next(iter(unreadable.values()))
+            if len(unreadable) > 1:
+                raise ImageReadError(f"none of the {len(unreadable)} images could be read; first: {first}",
+                                     path=first.path, reason=first.reason)
+            raise first
         table = self._table(sources, indices, times, boxes, run.predictions, temporal)
+        for row, error in unreadable.items():
+            table.loc[row, "note"] = f"{UNREADABLE_NOTE}: {error.reason}"
+        if unreadable:
+            table.attrs["warnings"].append(
+                f"{len(unreadable)} of {len(table)} images could not be read; their rows are empty "
+                f"and say why in the note column (first: {next(iter(unreadable.values()))})"
+            )
         timings["postprocess"] += time.perf_counter() - started
         if not table.empty and not table["face_found"].any():
             table.attrs["warnings"].append(f"no face found in any of the {len(table)} frames")

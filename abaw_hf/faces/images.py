@@ -79,7 +79,7 @@ def read_image_file(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_IMAGE
     except UnidentifiedImageError:
         raise ImageProblem("not a readable image file") from None
     except (OSError, SyntaxError, EOFError) as error:  # PIL reports broken and truncated data this way
-        raise ImageProblem(f"corrupt or truncated image ({error})") from None
+        raise ImageProblem(f"not a readable image: corrupt or truncated data ({error})") from None
     except MemoryError:
         raise ImageProblem("out of memory while decoding") from None
     except Exception as error:  # noqa: BLE001 - one bad file must not end a long run; the reason names it
