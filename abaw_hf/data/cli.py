@@ -19,7 +19,7 @@ from pathlib import Path
 
 import datasets
 
-from ..errors import UserError
+from ..errors import UserError, check_output_folder, positive_int
 from .storage import check_split_name, register_split
 from .annotations import Annotations, merge_annotations, read_mtl_annotations, read_mtl_test_list, read_single_task_folder
 from .builder import build_from_arrays, build_from_extractors, image_paths
@@ -55,13 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--extractor", action="append", metavar="NAME[:VARIANT]=CHECKPOINT", help="run a registered extractor"
     )
     features.add_argument("--images", metavar="DIR", help="cropped_aligned/ root for --extractor")
-    features.add_argument("--batch-size", type=int, default=64)
+    features.add_argument("--batch-size", type=positive_int, default=64)
     features.add_argument(
         "--allow-missing-features", action="store_true", help="store annotated frames without a vector as missing"
     )
     output = parser.add_argument_group("outputs")
     output.add_argument("--output", required=True, help="save_to_disk folder (one subfolder per split)")
-    output.add_argument("--shard-size", type=int, default=50_000, help="rows per Arrow shard")
+    output.add_argument("--shard-size", type=positive_int, default=50_000, help="rows per Arrow shard")
     output.add_argument("--overwrite", action="store_true", help="replace an output built from other inputs")
     output.add_argument("--parquet-dir", help="also stage a Parquet folder with a dataset card (Hub layout)")
     output.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the Parquet folder as a dataset repo")
@@ -101,16 +101,16 @@ def _extractors(args: argparse.Namespace) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    output = Path(args.output)
+    output = check_output_folder(args.output)
     if args.synthetic:
         from .synthetic import make_synthetic_dataset
 
+        if output.exists() and any(output.iterdir()) and not args.overwrite:
+            raise UserError(f"{output} is not empty; pass --overwrite")
         try:
             built = make_synthetic_dataset(scale=args.scale, seed=args.seed)
         except ValueError as error:
             raise UserError(f"--scale {args.scale}: {error}") from None
-        if output.exists() and any(output.iterdir()) and not args.overwrite:
-            raise UserError(f"{output} is not empty; pass --overwrite")
         built.save_to_disk(str(output))
     else:
         rows = _read_rows(args)
