@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--extractor", action="append", metavar="NAME[:VARIANT]=CHECKPOINT", help="run a registered extractor"
     )
     features.add_argument("--images", metavar="DIR", help="cropped_aligned/ root for --extractor")
+    features.add_argument("--allow-pickle", action="store_true",
+                          help="fully unpickle trusted feature files and checkpoints that need more than numpy arrays")
     features.add_argument("--batch-size", type=positive_int, default=64)
     features.add_argument(
         "--allow-missing-features", action="store_true", help="store annotated frames without a vector as missing"
@@ -96,7 +98,7 @@ def _extractors(args: argparse.Namespace) -> list:
     extractors = []
     for spec, checkpoint in _pairs(args.extractor, "--extractor"):
         name, _, variant = spec.partition(":")
-        extractors.append(create_extractor(name, variant or None, checkpoint))
+        extractors.append(create_extractor(name, variant or None, checkpoint, allow_pickle=args.allow_pickle))
     return extractors
 
 
@@ -132,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
                     shard_size=args.shard_size, overwrite=args.overwrite, split=split,
                 )  # fmt: skip
         else:
-            tables = [read_feature_dict_npy(path, name) for name, path in _pairs(args.features, "--features")]
+            tables = [read_feature_dict_npy(path, name, allow_pickle=args.allow_pickle)
+                      for name, path in _pairs(args.features, "--features")]
             if args.openface_dir:
                 tables.append(read_openface_folder(args.openface_dir))
             joined = {}

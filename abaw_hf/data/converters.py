@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -14,6 +15,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..errors import UserError, read_text_file
+from ..safe_pickle import UnsafePickleError, load_npy
 from .annotations import Annotations
 
 OPENFACE_AU_COLUMNS = [
@@ -71,17 +73,22 @@ def _frame_number(key, path: Path, video: str) -> int:
     return int(text)
 
 
-def read_feature_dict_npy(path: str | os.PathLike, name: str | None = None) -> FeatureTable:
+def read_feature_dict_npy(path: str | os.PathLike, name: str | None = None, *, allow_pickle: bool = False) -> FeatureTable:
     """Read one of the authors' `.npy` files holding a pickled `{video: {frame: vector}}` dict.
 
-    Such files are pickles: load only files you trust. Frame keys may be ints, `"00012"` or `"00012.jpg"`.
-    NaN/Inf raise, naming video and frame; all vectors must share one dim.
+    The pickle is read by `abaw_hf.safe_pickle` (numpy arrays and plain containers only), so a hostile file runs
+    nothing; `allow_pickle=True` unpickles anything, for trusted files that need other classes. Frame keys may
+    be ints, `"00012"` or `"00012.jpg"`. NaN/Inf raise, naming video and frame; all vectors must share one dim.
     """
     path = Path(path)
+    if not path.is_file():
+        raise FeatureFileError(f"{path}: no such feature file" if not path.exists() else f"{path}: is a folder, not a .npy file")
     try:
-        loaded = np.load(path, allow_pickle=True)
+        loaded = load_npy(path, allow_pickle=allow_pickle)
         mapping = loaded.item() if isinstance(loaded, np.ndarray) and loaded.dtype == object else loaded
-    except (OSError, ValueError, EOFError) as error:
+    except UnsafePickleError:
+        raise
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
         raise FeatureFileError(f"{path}: not a readable .npy feature dict ({error})") from None
     if not isinstance(mapping, Mapping):
         raise FeatureFileError(f"{path}: expected a {{video: {{frame: vector}}}} dict, found {type(mapping).__name__}")

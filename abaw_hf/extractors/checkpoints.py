@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 from ..errors import UserError
+from ..safe_pickle import UnsafePickleError, load_plain_pickle
 
 # Wrappers the official training scripts put around the weights (POSTER V2, POSTER, EAC, ...).
 STATE_DICT_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model1_state_dict")
@@ -94,30 +95,35 @@ def _torch_load_weights_only(path: Path) -> object:
 
 
 def _load_raw(path: Path, allow_pickle: bool) -> object:
-    """The unpickled object; tensors (and inert placeholders) only unless ``allow_pickle``."""
+    """The unpickled object: a PyTorch file through ``weights_only``; a plain pickle (the VGGFace2 numpy weights)
+    through `abaw_hf.safe_pickle`'s restricted rule, or fully only with ``allow_pickle``."""
     try:
         return _torch_load_weights_only(path)
     except pickle.UnpicklingError as error:
-        if not allow_pickle:
-            raise CheckpointError(
-                f"{path}: the file is a pickle that weights-only loading refuses (for example the VGGFace2 "
-                "numpy-array pickle). If you trust the file, pass allow_pickle=True (CLI: --allow-pickle)."
-            ) from error
+        if _is_zip_checkpoint(path):
+            if not allow_pickle:
+                raise CheckpointError(
+                    f"{path}: weights-only loading refuses this checkpoint ({str(error).splitlines()[0][:200]}); "
+                    "if you trust the file, pass --allow-pickle (allow_pickle=True)"
+                ) from error
+            return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (truncated or corrupt file?): {error}"
         ) from error
-    # Opt-in path: arbitrary pickles, only after the caller said the file is trusted.
     try:
-        if _is_zip_checkpoint(path):
-            return torch.load(path, map_location="cpu", weights_only=False)
-        with open(path, "rb") as handle:
-            # latin1 decodes numpy arrays pickled under Python 2 (the VGGFace2 release).
-            loaded = pickle.load(handle, encoding="latin1")
-        if isinstance(loaded, int):  # legacy torch.save format starts with a magic number
+        loaded = load_plain_pickle(path, allow_pickle=allow_pickle)
+        if isinstance(loaded, int):  # the magic number of torch's legacy format, whose tensors weights_only refused
+            if not allow_pickle:
+                raise CheckpointError(f"{path}: weights-only loading refuses this legacy checkpoint; "
+                                      "if you trust the file, pass --allow-pickle (allow_pickle=True)")
             return torch.load(path, map_location="cpu", weights_only=False)
         return loaded
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+    except CheckpointError:
+        raise
+    except UnsafePickleError as error:
+        raise CheckpointError(str(error)) from None
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError, ImportError) as error:
         raise CheckpointError(f"{path}: cannot unpickle the file (truncated or corrupt?): {error}") from error
 
 
@@ -134,7 +140,8 @@ def _unwrap_state_dict(obj: object, path: Path) -> Mapping:
 def read_checkpoint(path: str | Path, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """Read an official checkpoint into a flat ``{key: tensor}`` dict without ``module.`` prefixes.
 
-    ``torch.load(weights_only=True)`` always; plain pickles (numpy arrays) only with ``allow_pickle``.
+    ``torch.load(weights_only=True)``; plain pickles of numpy arrays through the restricted unpickler; anything
+    else only with ``allow_pickle``.
     """
     path = Path(path)
     if not path.is_file():
