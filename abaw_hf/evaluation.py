@@ -18,6 +18,7 @@ import torch
 
 from .errors import UserError, check_output_file, positive_int
 from .metrics import compute_abaw_metrics
+from .metrics.core import CLASS_MISSING, VA_MISSING
 from .modeling import AbawFusionModel
 
 
@@ -152,6 +153,42 @@ def dataset_labels(dataset) -> dict[str, np.ndarray]:
     }
 
 
+# A split scores only the tasks it has labels for: evaluate leaves the others (and P_MTL) out, tune needs all three.
+TASK_NAMES = {"va": "valence/arousal", "expression": "expression", "au": "AU"}
+TASK_METRICS = {"va": ("ccc_valence", "ccc_arousal", "va"), "expression": ("f1_expression",), "au": ("f1_au",)}
+LABELS_RULE = (
+    "Labels: a split without any (VA -5, expression -1 and AU -1 on every row, like the test split of MTL.txt) "
+    "is refused. evaluate scores the tasks that have labels and says which have none; P_MTL needs all three. "
+    "tune chooses by P_MTL, so it needs all three tasks labelled and otherwise writes nothing."
+)
+
+
+class UnlabelledSplitError(UserError, ValueError):
+    """A split without the labels a command scores or tunes on (e.g. the test split)."""
+
+
+def labelled_tasks(labels: dict[str, np.ndarray]) -> list[str]:
+    """The tasks ("va", "expression", "au") of `dataset_labels` output that have at least one labelled row."""
+    va = labels["valence_arousal"]
+    present = {
+        "va": bool((va[:, 0] != VA_MISSING).any() and (va[:, 1] != VA_MISSING).any()),
+        "expression": bool((labels["expression"] != CLASS_MISSING).any()),
+        "au": bool((labels["aus"] != CLASS_MISSING).any()),
+    }
+    return [task for task in TASK_NAMES if present[task]]
+
+
+def require_labels(labels: dict[str, np.ndarray], where: str, command: str) -> list[str]:
+    """The labelled tasks of a split; one with no labels at all is an error naming it (no score from nothing)."""
+    tasks = labelled_tasks(labels)
+    if not tasks:
+        raise UnlabelledSplitError(
+            f"{where} has no labels (VA -5, expression -1 and AU -1 on every row, like the test split of MTL.txt); "
+            f"{command} needs a labelled split such as validation"
+        )
+    return tasks
+
+
 def score_predictions(
     predictions: FramePredictions,
     dataset,
@@ -182,6 +219,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=positive_int, default=None, help="frames per window (default: the training window)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--output", "-o", default=None, help="write the metrics as JSON here")
+    parser.epilog = LABELS_RULE
 
 
 def load_split(data: str, split: str):
@@ -203,10 +241,20 @@ def run(args: argparse.Namespace) -> int:
         missing = [f for f in model.config.feature_names if f not in dataset.column_names]
         if missing:
             raise UserError(f"model {name} needs feature column(s) {missing}, which {args.data}:{args.split} lacks")
+    tasks = require_labels(dataset_labels(dataset), f"{args.data}:{args.split}", "evaluate")
     predictions = predict_dataset(models, dataset, window=args.window, batch_size=args.batch_size)
     thresholds = np.mean([m.config.au_thresholds for m in models], axis=0)
     metrics = score_predictions(predictions, dataset, au_thresholds=thresholds)
+    unlabelled = [task for task in TASK_NAMES if task not in tasks]
+    for task in unlabelled:  # a term of a task without labels would be a meaningless 0, and so would P_MTL
+        for key in (*TASK_METRICS[task], "p_mtl"):
+            metrics.pop(key, None)
+    if unlabelled:
+        metrics["unlabelled_tasks"] = unlabelled
     print(format_metrics_table(metrics, f"{args.data}:{args.split} ({len(models)} model{'s' if len(models) > 1 else ''})"))
+    if unlabelled:
+        print(f"no {' / '.join(TASK_NAMES[t] for t in unlabelled)} labels in {args.data}:{args.split}: "
+              "those terms and P_MTL are not reported")
     if args.output:
         Path(args.output).write_text(json.dumps(metrics, indent=2))
         print(f"metrics written to {args.output}")

@@ -323,6 +323,8 @@ def save_postprocessing(model_dir: str | Path, choice: PostprocessChoice) -> Non
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .evaluation import LABELS_RULE  # the one statement of what evaluate and tune do without labels
+
     parser.add_argument("--model", nargs="+", required=True, help="model folder(s); several = one ensemble")
     parser.add_argument("--data", required=True, help="'synthetic', a save_to_disk folder or a Parquet folder")
     parser.add_argument("--split", default="validation")
@@ -330,10 +332,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-gap", type=non_negative_int, default=None, help="frame gap that stops smoothing (default: the training max_gap)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--dry-run", action="store_true", help="print the choice without writing the model folders")
+    parser.epilog = LABELS_RULE
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluation import dataset_labels, load_split, predict_dataset
+    from .evaluation import TASK_NAMES, UnlabelledSplitError, dataset_labels, load_split, predict_dataset, require_labels
     from .model_loading import load_fusion_model
 
     if not args.dry_run:  # the choice is written into each model folder: check they are writable folders first
@@ -343,9 +346,17 @@ def run(args: argparse.Namespace) -> int:
             check_output_file(Path(name) / POSTPROCESSING_FILE, "--model")
     models = [load_fusion_model(name) for name in args.model]
     dataset = load_split(args.data, args.split)
+    labels = dataset_labels(dataset)
+    # thresholds and a smoothing width chosen from missing labels would be noise written into the model folder
+    where = f"{args.data}:{args.split}"
+    unlabelled = [TASK_NAMES[task] for task in TASK_NAMES if task not in require_labels(labels, where, "tune")]
+    if unlabelled:
+        raise UnlabelledSplitError(
+            f"{where} has no {' / '.join(unlabelled)} labels; tune chooses by P_MTL, which needs all three tasks "
+            "labelled (nothing was written)"
+        )
     max_gap = args.max_gap if args.max_gap is not None else _training_max_gap(args.model[0])
     predictions = predict_dataset(models, dataset, batch_size=args.batch_size)
-    labels = dataset_labels(dataset)
     rows = predictions.row_index
     row_labels = {key: labels[key][rows] for key in ("valence_arousal", "expression", "aus")}
     choice = choose_smoothing(
