@@ -9,8 +9,10 @@ One linear main(), in the manner of the accelerate examples; the logic lives in 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -20,22 +22,29 @@ from tqdm.auto import tqdm
 
 from abaw_hf import AbawFusionModel
 from abaw_hf.data.windows import FeatureWindows, WindowCollator
+from abaw_hf.errors import run_command
 from abaw_hf.evaluation import predict_with_accelerator, score_predictions
 from abaw_hf.training import (
+    TENSORBOARD_FOLDER,
     EpochShuffleSampler,
     ThroughputMeter,
     TrainConfig,
     au_loss_weights_from_labels,
+    check_accelerator_settings,
     check_eval_split,
     check_feature_columns,
+    check_output_dir,
     exponential_or_cosine_scheduler,
     format_metrics_table,
+    latest_checkpoint,
     load_training_data,
     model_config_from_train_config,
     parse_train_config,
     perturb_features,
     plot_training_curves,
-    resolve_resume,
+    process_state,
+    remove_training_outputs,
+    run_is_finished,
     save_best_model,
     save_train_config,
     step_seed,
@@ -47,12 +56,18 @@ from abaw_hf.training import (
 def main(config: TrainConfig | None = None) -> dict:
     config = config or parse_train_config()
     if config.folds > 1 and config.fold is None:
-        # K video-disjoint models, one after the other, each in its own sub-folder
-        results = {}
-        for fold in range(config.folds):
-            fold_config = TrainConfig(**{**config.__dict__, "fold": fold, "output_dir": f"{config.output_dir}/fold-{fold}"})
-            results[f"fold-{fold}"] = main(fold_config)
-        return results
+        return train_folds(config)
+
+    # every check that needs no data comes first, before anything is loaded or written
+    resume = check_output_dir(config)
+    check_accelerator_settings(config, process_state().device)
+    output_dir = Path(config.output_dir)
+    if resume is not None and run_is_finished(resume[1], config):
+        checkpoint, state = resume
+        process_state().print(f"{output_dir}: the run is finished (epoch {state['epoch']}/{config.epochs}, {checkpoint}); "
+                             "nothing to resume. Raise --epochs to train further.")
+        return {"finished": True, "best": state["best"], "history": state["history"], "output_dir": str(output_dir),
+                "checkpoint": str(checkpoint)}
 
     accelerator = Accelerator(
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -60,8 +75,9 @@ def main(config: TrainConfig | None = None) -> dict:
         log_with=None if config.tracker in ("none", "jsonl") else config.tracker,
         project_dir=config.output_dir,
     )
+    # record the precision that runs, not the one asked for
+    config = dataclasses.replace(config, mixed_precision=accelerator.mixed_precision)
     set_seed(config.seed)
-    output_dir = Path(config.output_dir)
 
     # data: features and labels as a DatasetDict; checks happen before any training
     data, provenance = load_training_data(config)
@@ -108,9 +124,19 @@ def main(config: TrainConfig | None = None) -> dict:
         model, optimizer, train_loader, eval_loader, scheduler
     )
 
+    # the first write into output_dir, once every process has passed its checks
+    accelerator.wait_for_everyone()
+    if config.overwrite and accelerator.is_main_process:
+        removed = remove_training_outputs(output_dir)
+        if removed:
+            accelerator.print(f"--overwrite: removed {len(removed)} file(s)/folder(s) of the earlier run in {output_dir}")
+    accelerator.wait_for_everyone()
+    if config.tracker == "tensorboard":
+        accelerator.init_trackers(TENSORBOARD_FOLDER)
+
     start_epoch, resume_batch, global_step, history, best = 0, 0, 0, [], None
-    if config.resume:
-        checkpoint, state = resolve_resume(config.resume, output_dir, config)
+    if resume is not None:
+        checkpoint, state = resume
         accelerator.load_state(str(checkpoint))
         start_epoch, resume_batch = state["epoch"], state["batch_in_epoch"]
         global_step, history, best = state["global_step"], state["history"], state["best"]
@@ -182,7 +208,9 @@ def main(config: TrainConfig | None = None) -> dict:
                     "train_config": config.__dict__,
                 })
             summary = write_train_summary(accelerator, model, output_dir, throughput, best=best, stopped_at_step=global_step)
-            accelerator.print(f"stopped at step {global_step} (--max-steps); state saved to {checkpoint}")
+            accelerator.print(f"stopped at step {global_step} (--max_steps); state saved to {checkpoint}; "
+                              "continue with --resume latest")
+            accelerator.end_training()
             return {"stopped_at_step": global_step, "checkpoint": str(checkpoint), **summary}
 
         # evaluation: every (video, frame) exactly once, gathered across processes
@@ -195,6 +223,7 @@ def main(config: TrainConfig | None = None) -> dict:
         if accelerator.is_main_process:
             with log_path.open("a") as log:
                 log.write(json.dumps(row) + "\n")
+        accelerator.log(row, step=global_step)  # tensorboard, when it is the tracker
         accelerator.print(
             f"epoch {epoch + 1}: train loss {train_loss:.4f} | P_MTL {metrics['p_mtl']:.4f} "
             f"(VA {metrics['va']:.3f}, EXPR {metrics['f1_expression']:.3f}, AU {metrics['f1_au']:.3f})"
@@ -221,5 +250,29 @@ def main(config: TrainConfig | None = None) -> dict:
     return {"best": best, "history": history, "output_dir": str(output_dir), **summary}
 
 
+def train_folds(config: TrainConfig) -> dict:
+    """K video-disjoint models, one after the other, each in its own output_dir/fold-k."""
+    fold_configs = []
+    for fold in range(config.folds):
+        fold_config = dataclasses.replace(config, fold=fold, output_dir=f"{config.output_dir}/fold-{fold}")
+        if config.resume == "latest" and latest_checkpoint(Path(fold_config.output_dir)) is None:
+            # a fold that had not reached its first checkpoint starts (again) from scratch
+            fold_config = dataclasses.replace(fold_config, resume=None, overwrite=True)
+        check_output_dir(fold_config)  # every fold folder is checked before the first fold trains
+        fold_configs.append(fold_config)
+    return {f"fold-{fold_config.fold}": main(fold_config) for fold_config in fold_configs}
+
+
+def command_line(argv: list[str] | None = None) -> int:
+    """``python scripts/train.py ...``: a user error is a message and exit status 2 (``--debug``: traceback)."""
+    argv = sys.argv[1:] if argv is None else argv
+
+    def train() -> int:
+        main(parse_train_config(argv))
+        return 0
+
+    return run_command("train.py", train, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(command_line())

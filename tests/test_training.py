@@ -15,6 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from abaw_hf.errors import UserError
 from abaw_hf.training import (
     TrainConfig,
     au_loss_weights_from_labels,
@@ -210,7 +211,7 @@ def test_nan_loss_stops_naming_step_and_keeps_checkpoint(tmp_path, monkeypatch):
 
 def test_resume_from_missing_or_foreign_checkpoint(tmp_path):
     train = load_train_script()
-    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+    with pytest.raises(UserError, match="no such checkpoint"):
         train.main(tiny_run(tmp_path, resume=str(tmp_path / "nowhere")))
     foreign = tmp_path / "foreign"
     foreign.mkdir()
