@@ -49,12 +49,19 @@ def average_predictions(predictions: Sequence[FramePredictions]) -> FramePredict
     )
 
 
+_OUTPUT_NAMES = ("valence_arousal", "expression_logits", "au_logits")
+
+
 def _model_inputs(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k not in ("row_index",) and not k.endswith("_labels")}
 
 
 def _batch_outputs(model, batch: dict) -> dict[str, torch.Tensor]:
+    from .model_loading import require_finite_outputs
+
     outputs = model(**_model_inputs(batch))
+    present = batch["attention_mask"].bool()
+    require_finite_outputs({name: getattr(outputs, name)[present] for name in _OUTPUT_NAMES}, "evaluation")
     return {
         "row_index": batch["row_index"],
         "valence_arousal": outputs.valence_arousal.float(),

@@ -6,6 +6,7 @@ cache when offline). Every problem is a `ModelLoadError` that names the model an
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from .errors import UserError
@@ -32,7 +33,10 @@ def load_fusion_model(model_id: str | Path, *, revision: str | None = None, flag
             )
         model_id = str(path)
     try:
-        model = AutoModel.from_pretrained(str(model_id), revision=revision)
+        with _quiet_transformers():  # our own message below names every problem once
+            model, info = AutoModel.from_pretrained(
+                str(model_id), revision=revision, output_loading_info=True, ignore_mismatched_sizes=True
+            )
     except OSError as error:
         if path.exists():
             raise ModelLoadError(f"{flag} {model_id}: {_first_line(error)}") from error
@@ -44,7 +48,51 @@ def load_fusion_model(model_id: str | Path, *, revision: str | None = None, flag
         raise ModelLoadError(f"{flag} {model_id}: config.json is not a valid abaw_fusion config ({_first_line(error)})") from error
     if not isinstance(model, AbawFusionModel):
         raise ModelLoadError(f"{flag} {model_id}: not an abaw_fusion model (got {type(model).__name__})")
+    check_weights(model, info, f"{flag} {model_id}")
     return model.eval()
+
+
+def check_weights(model, loading_info: dict, where: str) -> None:
+    """Broken weights never give predictions: every tensor of the architecture must come from the file, with
+    its shape, and be finite. Otherwise transformers would fill the gaps with fresh random values."""
+    problems = []
+    for kind, label in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"), ("mismatched_keys", "wrong shape")):
+        keys = [item[0] if isinstance(item, (tuple, list)) else item for item in loading_info.get(kind) or []]
+        if keys:
+            problems.append(f"{len(keys)} {label} ({_listing(sorted(map(str, keys)))})")
+    if problems:
+        raise ModelLoadError(
+            f"{where}: model.safetensors does not match config.json: {'; '.join(problems)}; "
+            "the weights file is damaged or from another model: copy the model folder again"
+        )
+    bad = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if bad:
+        raise ModelLoadError(f"{where}: NaN or Inf in weight tensor(s) {_listing(bad)}; the weights are unusable")
+
+
+def require_finite_outputs(outputs: dict, where: str) -> None:
+    """A non-finite model output is an error, never a decision (valence NaN beside a confident expression)."""
+    import torch
+
+    bad = [name for name, tensor in outputs.items() if isinstance(tensor, torch.Tensor) and not tensor.isfinite().all()]
+    if bad:
+        raise ModelLoadError(f"{where}: the model produced NaN/Inf in {', '.join(bad)}; its weights or inputs are broken")
+
+
+def _listing(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def _first_line(error: BaseException) -> str:

@@ -31,6 +31,7 @@ import yaml
 
 from .errors import UserError
 from .faces.images import DEFAULT_MAX_IMAGE_PIXELS, ImageProblem, flatten_alpha, read_image_file
+from .model_loading import require_finite_outputs
 from .modeling import AbawFusionModel
 
 logger = logging.getLogger(__name__)
@@ -603,6 +604,11 @@ class AffectPipeline:
             attention_mask=attention_mask.to(self.device),
             feature_mask={name: value.to(self.device) for name, value in feature_mask.items()},
             frame_index=frame_index.to(self.device),
+        )
+        present = attention_mask.to(self.device)
+        require_finite_outputs(
+            {name: getattr(output, name)[present] for name in ("valence_arousal", "expression_logits", "au_logits")},
+            "the fusion model",
         )
         values = torch.cat(
             [output.valence_arousal, output.expression_logits.softmax(-1), output.au_logits.sigmoid()], dim=-1
