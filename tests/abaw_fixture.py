@@ -1,7 +1,7 @@
 """A small ABAW MTL challenge folder made from real face images, for end-to-end workflow tests.
 
-    from tests.abaw_fixture import build_abaw_folder
-    fixture = build_abaw_folder(tmp_path)        # cropped_aligned/, the two annotation files, MTL.txt, checkpoints
+    from abaw_fixture import build_abaw_folder          # in tests/ (pytest puts tests/ on sys.path)
+    fixture = build_abaw_folder(tmp_path)               # cropped_aligned/, the two annotation files, MTL.txt, checkpoints
 
 Faces come from the repository's own example media (the astronaut clip and photo, as in ``space/examples``): each
 frame is detected and aligned to 112 px with ``abaw_hf.faces``, exactly like ABAW's ``cropped_aligned`` crops.
