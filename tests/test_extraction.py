@@ -349,4 +349,4 @@ def test_bad_videos_get_a_clear_message(frames, tmp_path, capsys):
     for path, message in ((empty, "empty file (0 bytes)"), (text, "not a video file"), (blank, "no face found in any of its 6 frames")):
         code = cli_main(["extract", "--video", str(path), *checkpoint, "--output", str(tmp_path / f"out_{path.stem}"), "--no-progress"])
         err = capsys.readouterr().err
-        assert code == 1 and str(path) in err and message in err, err[-2000:]
+        assert code == 2 and str(path) in err and message in err, err[-2000:]

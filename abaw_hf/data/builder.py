@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -21,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from ..errors import UserError
+from ..errors import UserError, mark_output_folder, remove_own_folder
 from .annotations import Annotations
 from .schema import NUM_AUS, make_info
 
@@ -143,13 +142,13 @@ def write_sharded_dataset(
     if output_dir.exists() and any(output_dir.iterdir()):
         previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
         if overwrite:
-            shutil.rmtree(output_dir)
+            remove_own_folder(output_dir)
         elif previous is None or previous.get("fingerprint") != fingerprint:
             raise FileExistsError(
                 f"{output_dir} is not empty and was not built from these inputs; pass overwrite=True "
                 "(--overwrite) to replace it"
             )
-    output_dir.mkdir(parents=True, exist_ok=True)
+    mark_output_folder(output_dir)
     manifest = {"fingerprint": fingerprint, "num_shards": num_shards, "num_rows": len(ordered), "complete": False}
     manifest_path.write_text(json.dumps(manifest, indent=2))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import datasets
 
-from ..errors import UserError, check_output_folder, positive_int
+from ..errors import UserError, check_output_folder, mark_output_folder, positive_int, remove_own_folder
 from .storage import check_split_name, register_split
 from .annotations import Annotations, merge_annotations, read_mtl_annotations, read_mtl_test_list, read_single_task_folder
 from .builder import build_from_arrays, build_from_extractors, image_paths
@@ -113,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
             built = make_synthetic_dataset(scale=args.scale, seed=args.seed)
         except ValueError as error:
             raise UserError(f"--scale {args.scale}: {error}") from None
-        built.save_to_disk(str(output))
+        if args.overwrite:
+            remove_own_folder(output)
+        built.save_to_disk(str(mark_output_folder(output)))
     else:
         rows = _read_rows(args)
         if not rows:

@@ -31,7 +31,7 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from tqdm.auto import tqdm
 
-from ..errors import UserError
+from ..errors import UserError, mark_output_folder, remove_own_folder
 from ..data import Annotations, write_sharded_dataset
 from ..data.builder import FeatureError
 from ..extractors import Extractor
@@ -203,10 +203,8 @@ def _prepare_folders(output_dir: Path, features_dir: Path, fingerprint: str, ove
                 "(--overwrite) to replace it"
             )
     if overwrite:
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        if features_dir.exists():
-            shutil.rmtree(features_dir)
+        remove_own_folder(output_dir)
+        remove_own_folder(features_dir.parent)
     manifest_path = features_dir / "work.json"
     if manifest_path.is_file():
         previous = json.loads(manifest_path.read_text())
@@ -215,6 +213,7 @@ def _prepare_folders(output_dir: Path, features_dir: Path, fingerprint: str, ove
                 f"{features_dir} holds unfinished work from other inputs (other frames, extractors or settings); "
                 "pass overwrite=True (--overwrite) to discard it"
             )
+    mark_output_folder(features_dir.parent)
     features_dir.mkdir(parents=True, exist_ok=True)
     manifest_path.write_text(json.dumps({"fingerprint": fingerprint, **meta}, indent=2))
     return None
