@@ -16,6 +16,7 @@ Frames without a face are rows with ``face_found == False`` and empty prediction
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import time
@@ -169,6 +170,7 @@ def build_extractors(
     loud warning. An extractor name this installation does not know is an error naming it.
     """
     from .extractors import create_extractor, file_sha256, get_extractor_class, list_extractors, load_matching_state_dict
+    from .extractors.registry import random_init_seed
 
     checkpoints = dict(checkpoints or {})
     unknown = sorted(set(checkpoints) - set(config.feature_names))
@@ -216,9 +218,11 @@ def build_extractors(
             extractor.eval()
             source, checkpoint, sha = "hub", f"extractors/{feature}.safetensors", extractor.checkpoint_sha256
         else:
+            # same model, same random network: in the CLI, the Space and every other process
+            seed = random_init_seed(json.dumps([config.feature_dims, config.extractors], sort_keys=True), feature, name, variant)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ours below says it once, with the feature name
-                extractor = create_extractor(name, variant=variant)
+                extractor = create_extractor(name, variant=variant, random_seed=seed)
             wanted = f"the model was trained with {provenance['checkpoint']!r}; " if provenance.get("checkpoint") else ""
             message = (
                 f"extractor {name!r} for feature {feature!r} has NO weights ({wanted}pass checkpoints={{{feature!r}: path}} "

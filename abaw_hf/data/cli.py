@@ -107,6 +107,12 @@ def run(args: argparse.Namespace) -> int:
     if args.synthetic:
         from .synthetic import make_synthetic_dataset
 
+        others = [flag for flag, value in (("--annotations", args.annotations), ("--test-list", args.test_list),
+                  ("--task-dir", args.task_dir), ("--features", args.features), ("--openface-dir", args.openface_dir),
+                  ("--extractor", args.extractor)) if value]
+        if others:
+            raise UserError(f"--synthetic makes its own rows and features; drop {', '.join(others)}")
+
         if output.exists() and any(output.iterdir()) and not args.overwrite:
             raise UserError(f"{output} is not empty; pass --overwrite")
         try:

@@ -23,6 +23,7 @@ from ..data import read_mtl_annotations, read_mtl_test_list
 from ..data.storage import check_new_split, check_split_name, register_split
 from ..errors import UserError, check_output_folder, positive_int
 from ..extractors import PreprocessConfig, create_extractor, get_extractor_class
+from ..extractors.registry import random_init_seed
 from ..faces import BACKENDS
 from .frames import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MIN_IMAGE_SIZE
 from .runner import DEFAULT_SHARD_SIZE, PRECISIONS, extract_features, rows_from_frames_folder
@@ -94,7 +95,9 @@ def build_extractors(args: argparse.Namespace) -> list:
                 f"--extractor {name} has no checkpoint (write {name}=PATH); "
                 "pass --random-init to run it with random weights (tests and benchmarks only)"
             )
-        extractor = create_extractor(name, variant, checkpoint, allow_pickle=args.allow_pickle)
+        # random weights (tests and benchmarks) depend on the extractor only: every process builds the same
+        extractor = create_extractor(name, variant, checkpoint, allow_pickle=args.allow_pickle,
+                                     random_seed=random_init_seed(name, variant))
         if name in sizes:
             cfg = extractor.preprocess_cfg
             extractor.preprocess_cfg = PreprocessConfig(sizes.pop(name), cfg.mean, cfg.std, cfg.color_order, cfg.interpolation)
@@ -112,10 +115,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give --annotations or --test-list, not both")
     check_output_folder(args.output)
     output = args.output / check_split_name(args.split) if args.split else args.output
-    if args.random_init:
-        import torch
-
-        torch.manual_seed(0)  # every process builds the same random weights
     extractors = build_extractors(args)
     if args.split:  # a split that disagrees with the others of this feature set is refused before any work
         check_new_split(args.output, args.split, {e.name: e.dim for e in extractors},

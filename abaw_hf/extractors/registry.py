@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+import zlib
 from pathlib import Path
 
 import torch
@@ -43,6 +45,12 @@ def get_extractor_class(name: str) -> type[Extractor]:
         raise UnknownExtractorError(f"unknown extractor {name!r}; known extractors: {list_extractors()}") from None
 
 
+def random_init_seed(*parts: object) -> int:
+    """A seed for random extractor weights that depends only on `parts` (e.g. the model's config and the
+    extractor's name), so every process that builds the same model gets the same random network."""
+    return zlib.crc32("/".join(map(str, parts)).encode()) & 0x7FFFFFFF
+
+
 def create_extractor(
     name: str,
     variant: str | None = None,
@@ -50,10 +58,19 @@ def create_extractor(
     *,
     strict: bool = True,
     allow_pickle: bool = False,
+    random_seed: int | None = None,
     **kwargs,
 ) -> Extractor:
-    """Build extractor ``name`` in eval mode, loading ``checkpoint`` when given (random weights otherwise)."""
-    extractor = get_extractor_class(name)(variant=variant, **kwargs)
+    """Build extractor ``name`` in eval mode, loading ``checkpoint`` when given (random weights otherwise).
+
+    Without a checkpoint, ``random_seed`` makes the random weights reproducible without touching the global RNG.
+    """
+    extractor_class = get_extractor_class(name)
+    seeded = checkpoint is None and random_seed is not None
+    with torch.random.fork_rng(devices=[]) if seeded else contextlib.nullcontext():
+        if seeded:
+            torch.manual_seed(random_seed)
+        extractor = extractor_class(variant=variant, **kwargs)
     if extractor.channels_last:
         extractor.to(memory_format=torch.channels_last)
     if checkpoint is None and extractor.needs_checkpoint:
