@@ -208,3 +208,18 @@ def test_random_init_extractors_are_the_same_in_two_processes(tmp_path):
     torch.manual_seed(456)
     b = create_extractor("resnet18", random_seed=7)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_feature_names_in_a_config_are_not_paths(broken_models, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "hostile"
+    shutil.copytree(broken_models / "good", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["feature_dims"] = {"../../x": 17}
+    config["feature_names"] = ["../../x"]
+    config["extractors"] = {}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=r"plain words.*\.\./\.\./x"):
+        load_fusion_model(str(folder))

@@ -5,6 +5,7 @@ Self-contained (single-dot imports only) so that ``save_pretrained`` ships worki
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
@@ -99,6 +100,10 @@ class AbawFusionConfig(PretrainedConfig):
         if self.feature_dims is None:
             self.feature_dims = dict(DEFAULT_FEATURE_DIMS)
         self.feature_dims = {str(k): int(v) for k, v in self.feature_dims.items()}
+        # feature names name files (extractors/<feature>.safetensors) and dataset columns: plain words only
+        bad_names = [k for k in self.feature_dims if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", k) or ".." in k]
+        if bad_names:
+            raise ValueError(f"feature names must be plain words (letters, digits, '_', '-', '.'), got {bad_names}")
         if not self.feature_dims or any(d <= 0 for d in self.feature_dims.values()):
             raise ValueError(f"feature_dims must name at least one extractor with a positive dim, got {self.feature_dims}")
         self.feature_names = list(self.feature_names) if self.feature_names is not None else list(self.feature_dims)
