@@ -272,8 +272,8 @@ def read_train_config_file(path: str) -> dict:
         raise ConfigError(f"--config {path}: unknown key(s) {', '.join(unknown)}; {hint}")
     try:
         return {key: checked_config_value(key, value) for key, value in values.items()}
-    except ConfigError as error:
-        raise ConfigError(f"--config {path}: {error}") from None
+    except SettingError as error:
+        raise SettingError(error.key, f"--config {path}: {error}") from None
 
 
 def process_state():

@@ -221,3 +221,24 @@ def test_resume_from_missing_or_foreign_checkpoint(tmp_path):
     stop = train.main(tiny_run(tmp_path, max_steps=2))
     with pytest.raises(ValueError, match="hidden_size"):
         train.main(tiny_run(tmp_path, hidden_size=24, resume=stop["checkpoint"]))
+
+
+def test_folds_follow_the_run_folder_rules(tmp_path):
+    """--folds K: every fold folder is checked before fold 0 trains; --resume latest resumes the folds that
+    have a checkpoint and (re)starts those that have none; a finished fold says so."""
+    import shutil
+
+    train = load_train_script()
+    folds = dict(folds=2, epochs=1, window=4, train_stride=16, batch_size=16)
+    stopped = train.main(tiny_run(tmp_path, max_steps=1, **folds))
+    assert [stopped[f"fold-{k}"]["stopped_at_step"] for k in (0, 1)] == [1, 1]
+    run = tmp_path / "run"
+    shutil.rmtree(run / "fold-1" / "checkpoints")  # fold 1 interrupted before its first checkpoint
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with pytest.raises(UserError, match=r"fold-0 holds another training run.*--overwrite.*--resume latest"):
+        train.main(tiny_run(tmp_path, **folds))
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    resumed = train.main(tiny_run(tmp_path, resume="latest", **folds))
+    assert all(resumed[f"fold-{k}"]["best"] for k in (0, 1))
+    again = train.main(tiny_run(tmp_path, resume="latest", **folds))
+    assert again["fold-0"]["finished"] and again["fold-1"]["finished"]
