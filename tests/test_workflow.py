@@ -109,7 +109,7 @@ def check_features(work: Path, fixture, extractors: dict[str, tuple[str, str | N
     for split in ("train", "validation", "test"):
         table = data[split]
         listed = [(image.split("/")[0], int(image.split("/")[1][:5])) for image in fixture.rows(split)]
-        assert sorted(zip(table["video"], table["frame"])) == sorted(listed), split
+        assert list(zip(table["video"], table["frame"])) == sorted(listed), split  # sorted by (video, frame)
         for column in extractors:
             assert table.features[column].length == dims[column]
             vectors = np.asarray(table.with_format("numpy")[column], dtype=np.float32)
@@ -223,8 +223,7 @@ def test_readme_workflow_runs_end_to_end(tmp_path, workflow_env, capsys):
                 check_features(work, fixture, extractors)
             elif name == "train":
                 check_model(model_dir, work, extractors)
-                history = json.loads((model_dir / "eval_results.json").read_text())
-                assert history  # the epoch's validation metrics, written beside the model
+                assert json.loads((model_dir / "eval_results.json").read_text())  # best epoch's validation metrics
             elif name == "evaluate":
                 check_metrics(json.loads((work / option(command, "--output")).read_text()), len(fixture.rows("validation")))
             elif name == "tune":
@@ -232,9 +231,11 @@ def test_readme_workflow_runs_end_to_end(tmp_path, workflow_env, capsys):
                 assert len(config["au_thresholds"]) == 12 and all(0 < t < 1 for t in config["au_thresholds"])
                 chosen = json.loads((model_dir / "postprocessing.json").read_text())
                 assert chosen["au_thresholds"] == config["au_thresholds"] and chosen["smoothing_sigma"] >= 0
+                tuned_sigma = chosen["smoothing_sigma"]
             elif name == "submit":
                 check_submission(work / option(command, "-o"), work / option(command, "--test-list"))
                 assert f"{len(fixture.rows('test'))} rows" in stdout
+                assert f"smoothing σ={tuned_sigma:g} frames" in stdout  # submit applies what tune chose
             elif name == "check":
                 assert "valid ABAW MTL submission" in stdout
     finally:
