@@ -25,7 +25,7 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) scripts/train.py --config configs/default.yaml
+	$(PY) scripts/train.py --config configs/default.yaml --overwrite
 	$(VENV)/bin/abaw-hf evaluate --model outputs/abaw-fusion --data synthetic --split validation --output outputs/abaw-fusion/eval_results.json
 
 bench: $(STAMP)

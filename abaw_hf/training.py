@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 import shutil
 import sys
 import typing
@@ -136,8 +137,8 @@ class TrainConfig:
         if self.fold is not None and not 0 <= self.fold < self.folds:
             raise SettingError("fold", f"fold {self.fold} is outside 0..{self.folds - 1} (folds is {self.folds})")
         if self.resume not in (None, "latest") and self.folds > 1 and self.fold is None:
-            raise SettingError("resume", f"resume {self.resume}: with folds {self.folds} each fold has its own checkpoints; "
-                              "use --resume latest, or --fold K to resume one fold")
+            raise SettingError("resume", f"resume {self.resume}: with folds {self.folds} each fold has its own "
+                               "checkpoints; use --resume latest, or --fold K to resume one fold")
         # "resnet18+fau", "resnet18,fau" and ["resnet18", "fau"] all mean the same
         items = [self.features] if isinstance(self.features, str) else list(self.features)
         self.features = [name for item in items for name in item.replace("+", ",").split(",") if name]
@@ -185,6 +186,8 @@ def checked_config_value(key: str, value):
     if base is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, os.PathLike):  # in-process callers pass paths
+            return os.fspath(value)
         raise SettingError(key, f"{key} must be {expected}; got {value!r} ({type(value).__name__}); quote it in YAML")
     if isinstance(value, bool):
         raise problem
@@ -371,12 +374,12 @@ def model_config_from_train_config(
 ) -> AbawFusionConfig:
     gaps = config.max_gap if config.window > 1 else 0
     try:
-        return _fusion_config(config, feature_dims, au_weights, extractors, gaps)
+        return _fusion_config(config, feature_dims, au_weights, extractors or {}, gaps)
     except ValueError as error:  # e.g. an encoder width the number of heads does not divide
         raise ConfigError(f"model settings: {error}") from None
 
 
-def _fusion_config(config, feature_dims, au_weights, extractors, gaps) -> AbawFusionConfig:
+def _fusion_config(config: TrainConfig, feature_dims, au_weights, extractors, gaps: int) -> AbawFusionConfig:
     return AbawFusionConfig(
         feature_dims=feature_dims,
         feature_names=list(feature_dims),

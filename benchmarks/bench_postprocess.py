@@ -39,7 +39,7 @@ def trained_model(config: TrainConfig, reuse: bool):
         spec = importlib.util.spec_from_file_location("abaw_ablation_script", ROOT / "scripts" / "ablation.py")
         ablation = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(ablation)
-        ablation.train_and_score(config)
+        ablation.train_and_score(dataclasses.replace(config, overwrite=True))  # not reusing: retrain
     return AutoModel.from_pretrained(str(folder))
 
 

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> str:
     rows = []
     for features in combos:
         label = combo_label(features)
-        config = TrainConfig(**{**dataclasses.asdict(base), **overrides, "features": features,
+        # a rerun retrains every combination: --overwrite replaces only the earlier training outputs
+        config = TrainConfig(**{**dataclasses.asdict(base), **overrides, "features": features, "overwrite": True,
                                 "output_dir": str(Path(args.output_dir) / label.lower().replace("+", "_"))})
         print(f"== {label}: training {config.epochs} epoch(s) -> {config.output_dir}", flush=True)
         rows.append((label, train_and_score(config)))

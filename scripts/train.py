@@ -3,8 +3,11 @@
     accelerate launch scripts/train.py --config configs/abaw7_paper.yaml
     python scripts/train.py --config configs/default.yaml --epochs 3       # one process
     accelerate launch scripts/train.py --config configs/default.yaml --resume latest
+    python scripts/train.py --config configs/default.yaml --overwrite      # replace the run in output_dir
 
-One linear main(), in the manner of the accelerate examples; the logic lives in abaw_hf.training.
+One linear main(), in the manner of the accelerate examples; the logic lives in abaw_hf.training. An output_dir
+that holds another run is refused unless --overwrite or --resume says what to do with it; a user error (a file,
+key or flag) is a message and exit status 2 (--debug shows the traceback).
 """
 
 from __future__ import annotations
@@ -64,8 +67,10 @@ def main(config: TrainConfig | None = None) -> dict:
     output_dir = Path(config.output_dir)
     if resume is not None and run_is_finished(resume[1], config):
         checkpoint, state = resume
-        process_state().print(f"{output_dir}: the run is finished (epoch {state['epoch']}/{config.epochs}, {checkpoint}); "
-                             "nothing to resume. Raise --epochs to train further.")
+        process_state().print(
+            f"{output_dir}: the run is finished (epoch {state['epoch']}/{config.epochs}, {checkpoint}); "
+            "nothing to resume. Raise --epochs to train further."
+        )
         return {"finished": True, "best": state["best"], "history": state["history"], "output_dir": str(output_dir),
                 "checkpoint": str(checkpoint)}
 
