@@ -18,7 +18,7 @@ import torch
 
 from .errors import UserError, check_output_file, positive_int
 from .metrics import compute_abaw_metrics
-from .metrics.core import CLASS_MISSING, VA_MISSING
+from .modeling.configuration_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA
 from .modeling import AbawFusionModel
 
 
@@ -178,9 +178,9 @@ def labelled_tasks(labels: dict[str, np.ndarray]) -> list[str]:
     """The tasks ("va", "expression", "au") of `dataset_labels` output that have at least one labelled row."""
     va = labels["valence_arousal"]
     present = {
-        "va": bool((va[:, 0] != VA_MISSING).any() and (va[:, 1] != VA_MISSING).any()),
-        "expression": bool((labels["expression"] != CLASS_MISSING).any()),
-        "au": bool((labels["aus"] != CLASS_MISSING).any()),
+        "va": bool((va[:, 0] != MISSING_VA).any() and (va[:, 1] != MISSING_VA).any()),
+        "expression": bool((labels["expression"] != MISSING_EXPRESSION).any()),
+        "au": bool((labels["aus"] != MISSING_AU).any()),
     }
     return [task for task in TASK_NAMES if present[task]]
 

@@ -26,11 +26,10 @@ import numpy as np
 
 from .errors import UserError, check_output_file, non_negative_float, non_negative_int, positive_int, read_text_file
 from .data.annotations import TEST_LIST_HEADER, read_mtl_test_list
+from .modeling.configuration_abaw_fusion import NUM_AUS, NUM_EXPRESSIONS
 from .postprocess import decide, read_postprocessing, smooth_frame_predictions
 
 SUBMISSION_HEADER = ",".join(TEST_LIST_HEADER)
-NUM_EXPRESSIONS = 8
-NUM_AUS = 12
 SHOWN_PROBLEMS = 10
 
 

@@ -7,15 +7,15 @@ from typing import Any, Mapping
 
 import datasets
 
-from ..modeling.configuration_abaw_fusion import AU_NAMES, EXPRESSION_NAMES
-
-# ABAW's missing-label markers, kept as they are in the dataset.
-MISSING_VA = -5.0
-MISSING_EXPRESSION = -1
-MISSING_AU = -1
-
-NUM_EXPRESSIONS = len(EXPRESSION_NAMES)
-NUM_AUS = len(AU_NAMES)
+from ..modeling.configuration_abaw_fusion import (  # noqa: F401  re-exported: the dataset keeps ABAW's markers
+    AU_NAMES,
+    EXPRESSION_NAMES,
+    MISSING_AU,
+    MISSING_EXPRESSION,
+    MISSING_VA,
+    NUM_AUS,
+    NUM_EXPRESSIONS,
+)
 LABEL_COLUMNS = ("video", "frame", "valence", "arousal", "expression", "aus")
 
 # The extractors of the paper and their output dims (POSTER V1 is 512 in its official code).

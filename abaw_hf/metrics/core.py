@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-VA_MISSING = -5.0
-CLASS_MISSING = -1
-NUM_EXPRESSIONS = 8
+from ..modeling.configuration_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_EXPRESSIONS
 
 
 def ccc(prediction, target) -> float:
@@ -42,7 +40,7 @@ def f1_expression(prediction, target, num_classes: int = NUM_EXPRESSIONS) -> flo
     """Macro F1 over all ``num_classes`` classes of the labelled frames (zero division -> 0)."""
     prediction = np.asarray(prediction).astype(np.int64).ravel()
     target = np.asarray(target).astype(np.int64).ravel()
-    valid = target != CLASS_MISSING
+    valid = target != MISSING_EXPRESSION
     prediction, target = prediction[valid], target[valid]
     if target.size == 0:
         return 0.0
@@ -57,7 +55,7 @@ def f1_au(prediction, target) -> float:
         raise ValueError(f"f1_au: expected two [N, num_aus] arrays, got {prediction.shape} and {target.shape}")
     scores = []
     for au in range(target.shape[1]):
-        valid = target[:, au] != CLASS_MISSING
+        valid = target[:, au] != MISSING_AU
         scores.append(_binary_f1(prediction[valid, au], target[valid, au]))
     return float(np.mean(scores)) if scores else 0.0
 
@@ -68,8 +66,8 @@ def compute_abaw_metrics(va_pred, va_true, expr_pred, expr_true, au_pred, au_tru
     va_true = np.asarray(va_true, dtype=np.float64).reshape(-1, 2)
     if va_pred.shape != va_true.shape:
         raise ValueError(f"valence/arousal: prediction shape {va_pred.shape} differs from target {va_true.shape}")
-    valence_valid = va_true[:, 0] != VA_MISSING
-    arousal_valid = va_true[:, 1] != VA_MISSING
+    valence_valid = va_true[:, 0] != MISSING_VA
+    arousal_valid = va_true[:, 1] != MISSING_VA
     metrics = {
         "ccc_valence": ccc(va_pred[valence_valid, 0], va_true[valence_valid, 0]),
         "ccc_arousal": ccc(va_pred[arousal_valid, 1], va_true[arousal_valid, 1]),

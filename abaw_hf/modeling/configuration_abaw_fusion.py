@@ -13,6 +13,13 @@ from transformers import PretrainedConfig
 
 EXPRESSION_NAMES = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
 AU_NAMES = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
+NUM_EXPRESSIONS = len(EXPRESSION_NAMES)
+NUM_AUS = len(AU_NAMES)
+
+# ABAW's missing-label markers. The one definition: datasets, losses, metrics and submissions import these.
+MISSING_VA = -5.0
+MISSING_EXPRESSION = -1
+MISSING_AU = -1
 
 # The paper's best Table 1 row: ResNet-18 (MS-Celeb) + POSTER V2 + OpenFace AU intensities.
 DEFAULT_FEATURE_DIMS = {"resnet18": 512, "poster2": 768, "fau": 17}
@@ -78,8 +85,8 @@ class AbawFusionConfig(PretrainedConfig):
     attention_dropout_prob: float | int = 0.0
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
-    num_expressions: int = 8
-    num_aus: int = 12
+    num_expressions: int = NUM_EXPRESSIONS
+    num_aus: int = NUM_AUS
     valence_mse_weight: float | int = 0.6
     valence_ccc_weight: float | int = 0.4
     arousal_mse_weight: float | int = 0.5
@@ -163,4 +170,7 @@ class AbawFusionConfig(PretrainedConfig):
         return self.hidden_size
 
 
-__all__ = ["AU_NAMES", "EXPRESSION_NAMES", "AbawFusionConfig"]
+__all__ = [
+    "AU_NAMES", "EXPRESSION_NAMES", "MISSING_AU", "MISSING_EXPRESSION", "MISSING_VA", "NUM_AUS", "NUM_EXPRESSIONS",
+    "AbawFusionConfig",
+]

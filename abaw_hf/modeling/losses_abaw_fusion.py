@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-VA_MISSING = -5.0
-CLASS_MISSING = -1
+from .configuration_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA
 
 
 def _zero_like(prediction: torch.Tensor) -> torch.Tensor:
@@ -33,7 +32,7 @@ def regression_loss(
     prediction: torch.Tensor, target: torch.Tensor, mse_weight: float, ccc_weight: float
 ) -> torch.Tensor:
     """``mse_weight·MSE + ccc_weight·(1 − CCC)`` over the labelled entries of one VA dimension."""
-    valid = target != VA_MISSING
+    valid = target != MISSING_VA
     if not bool(valid.any()):
         return _zero_like(prediction)
     p, t = prediction[valid].float(), target[valid].float()
@@ -42,7 +41,7 @@ def regression_loss(
 
 def expression_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over the labelled frames (−1 ignored)."""
-    valid = target != CLASS_MISSING
+    valid = target != MISSING_EXPRESSION
     if not bool(valid.any()):
         return _zero_like(logits)
     return F.cross_entropy(logits[valid].float(), target[valid].long())
@@ -54,7 +53,7 @@ def weighted_asymmetric_au_loss(logits: torch.Tensor, target: torch.Tensor, au_w
     The negative term is scaled by p itself, so confident false positives cost most while easy
     negatives (p ≈ 0) cost almost nothing — the asymmetry that suits rare AUs.
     """
-    valid = target != CLASS_MISSING
+    valid = target != MISSING_AU
     if not bool(valid.any()):
         return _zero_like(logits)
     logits = logits.float()

@@ -17,10 +17,8 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
-from .configuration_abaw_fusion import AbawFusionConfig
+from .configuration_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA, AbawFusionConfig
 from .losses_abaw_fusion import (
-    CLASS_MISSING,
-    VA_MISSING,
     expression_loss,
     regression_loss,
     weighted_asymmetric_au_loss,
@@ -204,11 +202,11 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
 
     def _check_labels(self, va, expression, aus) -> None:
         if va is not None:
-            ok = (va == VA_MISSING) | ((va >= -1.0) & (va <= 1.0))
+            ok = (va == MISSING_VA) | ((va >= -1.0) & (va <= 1.0))
             if not bool(ok.all()):
-                raise ValueError(f"valence/arousal labels must lie in [-1, 1] or be {VA_MISSING} (missing); got {va[~ok][:5].tolist()}")
+                raise ValueError(f"valence/arousal labels must lie in [-1, 1] or be {MISSING_VA} (missing); got {va[~ok][:5].tolist()}")
         if expression is not None:
-            ok = (expression >= CLASS_MISSING) & (expression < self.config.num_expressions)
+            ok = (expression >= MISSING_EXPRESSION) & (expression < self.config.num_expressions)
             if not bool(ok.all()):
                 raise ValueError(
                     f"expression labels must be in 0..{self.config.num_expressions - 1} or -1 (missing); "
@@ -217,7 +215,7 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
         if aus is not None:
             if aus.shape[-1] != self.config.num_aus:
                 raise ValueError(f"au_labels: expected last dim {self.config.num_aus}, got {list(aus.shape)}")
-            ok = (aus == CLASS_MISSING) | (aus == 0) | (aus == 1)
+            ok = (aus == MISSING_AU) | (aus == 0) | (aus == 1)
             if not bool(ok.all()):
                 raise ValueError(f"AU labels must be 0, 1 or -1 (missing); got {aus[~ok][:5].tolist()}")
 
@@ -316,16 +314,16 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
             frame_valid = attention_mask
             loss = hidden.new_zeros(())
             if valence_arousal_labels is not None:
-                va_targets = valence_arousal_labels.masked_fill(~frame_valid.unsqueeze(-1), VA_MISSING)
+                va_targets = valence_arousal_labels.masked_fill(~frame_valid.unsqueeze(-1), MISSING_VA)
                 valence = regression_loss(valence_arousal[..., 0], va_targets[..., 0], cfg.valence_mse_weight, cfg.valence_ccc_weight)
                 arousal = regression_loss(valence_arousal[..., 1], va_targets[..., 1], cfg.arousal_mse_weight, cfg.arousal_ccc_weight)
                 loss = loss + cfg.va_loss_weight * (valence + arousal) / 2
             if expression_labels is not None:
-                targets = expression_labels.masked_fill(~frame_valid, CLASS_MISSING)
+                targets = expression_labels.masked_fill(~frame_valid, MISSING_EXPRESSION)
                 expression = expression_loss(expression_logits, targets)
                 loss = loss + cfg.expression_loss_weight * expression
             if au_labels is not None:
-                targets = au_labels.masked_fill(~frame_valid.unsqueeze(-1), CLASS_MISSING)
+                targets = au_labels.masked_fill(~frame_valid.unsqueeze(-1), MISSING_AU)
                 au = weighted_asymmetric_au_loss(au_logits, targets, self.au_loss_weights)
                 loss = loss + cfg.au_loss_weight * au
 
