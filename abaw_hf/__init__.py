@@ -1,24 +1,50 @@
 """abaw_hf: multi-task facial affect recognition (ABAW MTL) in the Hugging Face ecosystem.
 
-Importing the package registers the fusion model with the transformers Auto classes, so
-``AutoModel.from_pretrained("org/abaw-fusion")`` works without ``trust_remote_code``.
+Importing the package is light (no torch, no transformers) so that ``abaw-hf --help`` starts at once. The model
+classes load on first access (``abaw_hf.AbawFusionModel``), and the fusion model is registered with the
+transformers Auto classes as soon as transformers is imported — before or after ``import abaw_hf`` — so
+``AutoModel.from_pretrained("org/abaw-fusion")`` works without ``trust_remote_code`` either way.
 """
 
-from .modeling import (
-    AU_NAMES,
-    EXPRESSION_NAMES,
-    AbawFusionConfig,
-    AbawFusionModel,
-    AbawFusionOutput,
-)
+from __future__ import annotations
+
+import importlib
+
+from ._import_hooks import when_imported
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AU_NAMES",
-    "EXPRESSION_NAMES",
-    "AbawFusionConfig",
-    "AbawFusionModel",
-    "AbawFusionOutput",
-    "__version__",
-]
+# public name -> the module that defines it, imported on first access (PEP 562)
+_LAZY_ATTRIBUTES = {
+    "AU_NAMES": "abaw_hf.modeling",
+    "EXPRESSION_NAMES": "abaw_hf.modeling",
+    "AbawFusionConfig": "abaw_hf.modeling",
+    "AbawFusionModel": "abaw_hf.modeling",
+    "AbawFusionOutput": "abaw_hf.modeling",
+}
+
+__all__ = [*_LAZY_ATTRIBUTES, "__version__", "register_auto_classes"]
+
+
+def register_auto_classes() -> None:
+    """Register ``abaw_fusion`` with ``AutoConfig`` / ``AutoModel`` (the hooks below do it on their own)."""
+    importlib.import_module("abaw_hf.modeling").register_auto_classes()
+
+
+def __getattr__(name: str):
+    if name in _LAZY_ATTRIBUTES:
+        value = getattr(importlib.import_module(_LAZY_ATTRIBUTES[name]), name)
+        globals()[name] = value  # later accesses skip __getattr__
+        return value
+    raise AttributeError(f"module 'abaw_hf' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_ATTRIBUTES))
+
+
+# Register when transformers is imported (by the user or by our modeling code), never earlier: torch costs
+# seconds. The modeling modules are watched too because their own import of transformers comes too early.
+for _module in ("transformers", "abaw_hf.modeling.configuration_abaw_fusion", "abaw_hf.modeling.modeling_abaw_fusion"):
+    when_imported(_module, register_auto_classes)
+del _module

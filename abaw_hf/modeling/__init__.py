@@ -1,21 +1,52 @@
-"""The fusion model. The files in this folder are self-contained and ship as remote code."""
+"""The fusion model. The files in this folder are self-contained and ship as remote code.
 
-from transformers import AutoConfig, AutoModel
+The package itself is lazy: ``labels_abaw_fusion`` (names, missing markers) imports without torch, and the
+classes load on first access. ``register_auto_classes`` is the one place that registers ``abaw_fusion``
+with the transformers Auto classes; ``abaw_hf/__init__.py`` calls it once transformers or these modules load.
+"""
 
-from .configuration_abaw_fusion import AU_NAMES, EXPRESSION_NAMES, AbawFusionConfig
-from .modeling_abaw_fusion import AbawFusionModel, AbawFusionOutput, AbawFusionPreTrainedModel
+from __future__ import annotations
 
-AutoConfig.register(AbawFusionConfig.model_type, AbawFusionConfig, exist_ok=True)
-AutoModel.register(AbawFusionConfig, AbawFusionModel, exist_ok=True)
-# save_pretrained copies the modeling files and writes `auto_map`, so trust_remote_code works without abaw_hf
-AbawFusionConfig.register_for_auto_class()
-AbawFusionModel.register_for_auto_class("AutoModel")
+import importlib
 
-__all__ = [
-    "AU_NAMES",
-    "EXPRESSION_NAMES",
-    "AbawFusionConfig",
-    "AbawFusionModel",
-    "AbawFusionOutput",
-    "AbawFusionPreTrainedModel",
-]
+from .._import_hooks import is_executing
+from .labels_abaw_fusion import AU_NAMES, EXPRESSION_NAMES
+
+_CONFIGURATION = "abaw_hf.modeling.configuration_abaw_fusion"
+_MODELING = "abaw_hf.modeling.modeling_abaw_fusion"
+_LAZY_ATTRIBUTES = {
+    "AbawFusionConfig": _CONFIGURATION,
+    "AbawFusionModel": _MODELING,
+    "AbawFusionOutput": _MODELING,
+    "AbawFusionPreTrainedModel": _MODELING,
+}
+
+__all__ = ["AU_NAMES", "EXPRESSION_NAMES", *_LAZY_ATTRIBUTES, "register_auto_classes"]
+
+
+def register_auto_classes() -> None:
+    """Register the config and model with AutoConfig / AutoModel, and for ``save_pretrained``'s remote code.
+
+    Called from import hooks; while one of the modeling modules is still executing (its own import of
+    transformers fired the hook) this returns, and the hook after that module's import registers.
+    """
+    if is_executing(_CONFIGURATION) or is_executing(_MODELING):
+        return
+    from transformers import AutoConfig, AutoModel
+
+    from .configuration_abaw_fusion import AbawFusionConfig
+    from .modeling_abaw_fusion import AbawFusionModel
+
+    AutoConfig.register(AbawFusionConfig.model_type, AbawFusionConfig, exist_ok=True)
+    AutoModel.register(AbawFusionConfig, AbawFusionModel, exist_ok=True)
+    # save_pretrained copies the modeling files and writes `auto_map`, so trust_remote_code works without abaw_hf
+    AbawFusionConfig.register_for_auto_class()
+    AbawFusionModel.register_for_auto_class("AutoModel")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_ATTRIBUTES:
+        value = getattr(importlib.import_module(_LAZY_ATTRIBUTES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'abaw_hf.modeling' has no attribute {name!r}")
