@@ -2,8 +2,8 @@
 
 Everything here is numpy in, numpy out, so that evaluation, submission and the inference pipeline share it.
 
-* :func:`smooth_predictions` — a Gaussian over frame time within each video. Rows of different videos, and
-  rows on either side of a frame-number gap longer than ``max_gap``, never see each other; the weight of a
+* :func:`smooth_predictions` — a Gaussian over frame time within each segment (`abaw_hf.segments`): rows of
+  different videos, and rows on either side of a frame-number gap longer than ``max_gap``, never see each other; the weight of a
   neighbour follows its frame distance, so skipped frames count as time.
 * :func:`tune_au_thresholds` — one probability threshold per AU, the one with the best validation F1
   (0.5 is always a candidate and wins ties, so tuning never lowers validation AU F1).
@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import UserError, check_output_file, non_negative_float, non_negative_int, positive_int
 from .metrics import compute_abaw_metrics
+from .segments import segment_starts
 
 DEFAULT_SIGMAS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
@@ -38,14 +39,9 @@ NEUTRAL_THRESHOLD = 0.5
 # ----- temporal smoothing ------------------------------------------------------------------------------------
 
 
-def _segments(video_ids: np.ndarray, frames: np.ndarray, max_gap: int | None) -> np.ndarray:
-    """Segment id per row (rows sorted by (video, frame)): a new video or a gap > max_gap starts a segment."""
-    new_segment = np.ones(len(frames), dtype=bool)
-    if len(frames) > 1:
-        same_video = video_ids[1:] == video_ids[:-1]
-        within_gap = np.ones(len(frames) - 1, dtype=bool) if max_gap is None else np.diff(frames) <= max_gap
-        new_segment[1:] = ~(same_video & within_gap)
-    return np.cumsum(new_segment) - 1
+def smoothing_radius(sigma: float) -> int:
+    """Frames on either side that smoothing with ``sigma`` reads (3 sigma, rounded up; 0 when off)."""
+    return int(np.ceil(3.0 * sigma)) if sigma > 0 else 0
 
 
 def smooth_predictions(
@@ -79,8 +75,8 @@ def smooth_predictions(
     video_codes = video_codes.reshape(-1)
     order = np.lexsort((frames, video_codes))
     sorted_videos, sorted_frames, sorted_values = video_codes[order], frames[order], matrix[order]
-    segment = _segments(sorted_videos, sorted_frames, max_gap)
-    radius = int(np.ceil(3.0 * sigma))
+    segment = np.cumsum(segment_starts(sorted_videos, sorted_frames, max_gap))
+    radius = smoothing_radius(sigma)
     total = np.zeros_like(sorted_values)
     weight_sum = np.zeros(len(sorted_values))
     # Distinct frames of a run are >= 1 apart, so neighbours within `radius` frames are within `radius` rows.
@@ -377,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _training_max_gap(model_dir: str) -> int | None:
-    from .training import saved_train_config
+    from .model_loading import saved_train_config
 
     return saved_train_config(model_dir).get("max_gap")
 

@@ -27,6 +27,7 @@ import pandas as pd
 import abaw_hf
 from abaw_hf.faces import VideoError, iter_video_frames, probe_video
 from abaw_hf.pipeline import AffectPipeline, PipelineError, read_image
+from abaw_hf.pipeline.table import concat_tables
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # views.py beside this file, wherever it is run from
 import views  # noqa: E402
@@ -140,10 +141,9 @@ class AffectSpace:
     def analyse_video(self, video_path: str | None):
         """A video upload or webcam recording -> every output of the results area, progressively.
 
-        The video is analysed in chunks of whole temporal windows (1, 2, 4, ... windows, at most 16),
-        and the outputs are shown after each chunk, so the first result comes after one window, not
-        after the whole video. Frames are decoded once and streamed; rows keep the video's frame
-        numbers and timestamps.
+        Frames are decoded once and fed to one `pipeline.stream()` as they come; the outputs are shown each time
+        rows become final, and the final table is the one `abaw-hf predict` writes for the same video. A small
+        JPEG of every frame is kept for the frame viewer, so moving the slider never decodes the video again.
         """
         try:
             if not video_path:
@@ -153,28 +153,22 @@ class AffectSpace:
             frames = VideoFrames(video_path, *self._check_video(video_path))
             name, started = Path(video_path).name, time.perf_counter()
             yield self._progress(f"⏳ Analysing {name}…")
-            parts, timings, chunk = [], {}, pipeline.window
+            stream, parts = pipeline.stream(source=name), []
             while frames.has_more():
-                offset = frames.count
                 with self.lock:
-                    part = pipeline.predict_frames(frames.take(chunk), source=name)
-                    for stage, seconds in pipeline.timings.items():
-                        timings[stage] = timings.get(stage, 0.0) + seconds
-                part["frame"] += offset
-                part["time"] = np.asarray(frames.timestamps[offset : offset + len(part)], dtype=float)
-                parts.append(part)
-                chunk = min(2 * chunk, 16 * pipeline.window)
-                table = pd.concat(parts, ignore_index=True)
-                table.attrs["warnings"] = part.attrs.get("warnings", [])
-                if frames.has_more():
-                    yield self._results(table, kind="video", source_path=video_path, timings=timings,
-                                        seconds=time.perf_counter() - started, final=False, expected=frames.expected)
+                    parts.append(stream.feed(frames.take(pipeline.batch_size)))
+                if len(parts[-1]) and frames.has_more():
+                    yield self._results(concat_tables(parts), kind="video", previews=frames.previews,
+                                        timings=stream.timings, seconds=time.perf_counter() - started, final=False,
+                                        expected=frames.expected, source_path=video_path)
             if frames.problem is not None:
-                table.attrs["warnings"].append(
-                    f"{name}: {frames.problem.reason} - the table covers the {len(table)} frames decoded before it"
+                stream.warnings.append(
+                    f"{name}: {frames.problem.reason} - the table covers the {stream.count} frames decoded before it"
                 )
-            yield self._results(table, kind="video", source_path=video_path, timings=timings,
-                                seconds=time.perf_counter() - started)
+            with self.lock:
+                parts.append(stream.finish())
+            yield self._results(concat_tables(parts), kind="video", previews=frames.previews, timings=stream.timings,
+                                seconds=time.perf_counter() - started, source_path=video_path)
         except (InputProblem, VideoError, PipelineError) as error:
             yield self._failure(self._message(error, video_path))
         except Exception as error:  # a message, never a stack trace, and the server stays up
@@ -191,8 +185,10 @@ class AffectSpace:
             started = time.perf_counter()
             with self.lock:
                 table = pipeline.predict_images([image_path])
-            return self._results(table, kind="image", source_path=image_path, timings=dict(pipeline.timings),
-                                 seconds=time.perf_counter() - started)
+            previews = views.FramePreviews()
+            previews.add(read_image(image_path))  # the table names the file; the viewer needs its pixels once
+            return self._results(table, kind="image", previews=previews, timings=dict(pipeline.timings),
+                                 seconds=time.perf_counter() - started, source_path=image_path)
         except (InputProblem, PipelineError) as error:
             return self._failure(self._message(error, image_path))
         except Exception as error:
@@ -233,8 +229,10 @@ class AffectSpace:
         table: pd.DataFrame = result["table"]
         position = int(np.clip(round(frame_number), 0, len(table) - 1))
         row = table.iloc[position]
-        image = self._frame_image(result, position)
-        return (None if image is None else views.draw_face_box(image, row)), views.frame_caption(row)
+        previews: views.FramePreviews = result["previews"]
+        if position >= len(previews):
+            return None, views.frame_caption(row)
+        return views.draw_face_box(previews.image(position), row, scale=previews.scale), views.frame_caption(row)
 
     # ----- outputs -----------------------------------------------------------------------------------------
 
@@ -251,27 +249,16 @@ class AffectSpace:
         gr.Warning(message)
         return (f"❌ {message}", None, "", None, None, None, None, None, None, gr.update(visible=False))
 
-    def _frame_image(self, result: dict, position: int) -> np.ndarray | None:
-        if result["kind"] == "image":
-            return read_image(result["path"])
-        try:
-            for frame in iter_video_frames(result["path"]):
-                if frame.index == int(result["table"]["frame"].iloc[position]):
-                    return frame.image
-        except VideoError:
-            return None  # a damaged tail: the table still covers the frames before it
-        return None
-
     def _progress(self, message: str):
         """Only the status changes; every other output keeps what it shows."""
         return (message, *[gr.update()] * (self.OUTPUT_COUNT - 1))
 
-    def _results(self, table: pd.DataFrame, *, kind: str, source_path: str, timings: dict, seconds: float,
-                 final: bool = True, expected: int | None = None):
+    def _results(self, table: pd.DataFrame, *, kind: str, previews: views.FramePreviews, source_path: str,
+                 timings: dict, seconds: float, final: bool = True, expected: int | None = None):
         temporal = kind == "video"
         self.last_timings = dict(timings)  # seconds per pipeline stage of the latest result (benchmarks read it)
         found = table["face_found"].to_numpy(dtype=bool)
-        result = {"kind": kind, "path": source_path, "table": table}
+        result = {"kind": kind, "table": table, "previews": previews}
         first = int(np.argmax(found)) if found.any() else 0
         frame_image, caption = self.show_frame(result, first)
         csv_path = Path(tempfile.mkdtemp(dir=self.csv_dir)) / f"{Path(source_path).stem}_predictions.csv"
@@ -308,20 +295,21 @@ class AffectSpace:
 
 
 class VideoFrames:
-    """The frames of one video, decoded once and handed out chunk by chunk; remembers timestamps and a broken tail."""
+    """The frames of one video, decoded once and handed out chunk by chunk; keeps a small JPEG of each frame for the
+    frame viewer and remembers a broken tail."""
 
     def __init__(self, path: str, expected: int | None = None, max_frames: int | None = None):
         self._decoded = iter_video_frames(path)
         self.expected = expected if max_frames is None else None
         self.max_frames = max_frames
-        self.timestamps: list[float] = []
+        self.previews = views.FramePreviews()
         self.problem: VideoError | None = None
         self._next = None
         self._done = False
 
     @property
     def count(self) -> int:
-        return len(self.timestamps)
+        return len(self.previews)
 
     def has_more(self) -> bool:
         if self._next is None and not self._done:
@@ -340,13 +328,13 @@ class VideoFrames:
         return self._next is not None
 
     def take(self, count: int):
-        """Up to ``count`` RGB frames, streamed (never held as a list)."""
+        """Up to ``count`` decoded frames (numbers and timestamps included), streamed (never held as a list)."""
         for _ in range(count):
             if not self.has_more():
                 return
             frame, self._next = self._next, None
-            self.timestamps.append(np.nan if frame.timestamp is None else frame.timestamp)
-            yield frame.image
+            self.previews.add(frame.image)
+            yield frame
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -8,11 +8,14 @@ Gradio wiring in ``app.py`` stays thin and these can be tested without a server.
 from __future__ import annotations
 
 import html
+import io
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
+
+from abaw_hf.pipeline.table import PROBABILITY_PREFIX, probability_column
 
 # Russell's circumplex: a few affect words at their usual angle on the valence/arousal plane.
 CIRCUMPLEX_WORDS = {
@@ -22,12 +25,18 @@ CIRCUMPLEX_WORDS = {
 PALETTE = {"valence": "#2563eb", "arousal": "#dc2626"}
 
 
+def _probability_names(table: pd.DataFrame) -> list[str]:
+    return [column[len(PROBABILITY_PREFIX):] for column in table.columns if column.startswith(PROBABILITY_PREFIX)]
+
+
 def expression_names(table: pd.DataFrame) -> list[str]:
-    return [column[len("prob_"):] for column in table.columns if column.startswith("prob_")]
+    """Outputs with a probability column and no decision column (`abaw_hf.pipeline.table`)."""
+    return [name for name in _probability_names(table) if name not in table.columns]
 
 
 def au_names(table: pd.DataFrame) -> list[str]:
-    return [column[: -len("_prob")] for column in table.columns if column.endswith("_prob")]
+    """Outputs with a probability column and a 0/1 decision column of their own name."""
+    return [name for name in _probability_names(table) if name in table.columns]
 
 
 def time_axis(table: pd.DataFrame) -> tuple[np.ndarray, str]:
@@ -90,7 +99,7 @@ def valence_arousal_figure(table: pd.DataFrame, temporal: bool) -> Figure:
 def expression_figure(table: pd.DataFrame, temporal: bool) -> Figure:
     """Expression probabilities (mean over face frames) and, for a video, their timeline as a heat-map."""
     names = expression_names(table)
-    probabilities = table[[f"prob_{name}" for name in names]].to_numpy(dtype=float)
+    probabilities = table[[probability_column(name) for name in names]].to_numpy(dtype=float)
     found = table["face_found"].to_numpy(dtype=bool)
     mean = probabilities[found].mean(axis=0) if found.any() else np.zeros(len(names))
     if not temporal:
@@ -122,7 +131,7 @@ def expression_figure(table: pd.DataFrame, temporal: bool) -> Figure:
 def au_figure(table: pd.DataFrame, temporal: bool, thresholds: list[float] | None = None) -> Figure:
     """AU probabilities over time as a heat-map (video); bars against their thresholds (images)."""
     names = au_names(table)
-    probabilities = table[[f"{name}_prob" for name in names]].to_numpy(dtype=float)
+    probabilities = table[[probability_column(name) for name in names]].to_numpy(dtype=float)
     if not temporal:
         figure = Figure(figsize=(5, 3.6), layout="constrained")
         axes = figure.add_subplot()
@@ -159,13 +168,39 @@ def frame_caption(row: pd.Series) -> str:
     )
 
 
-def draw_face_box(image: np.ndarray, row: pd.Series) -> Image.Image:
-    """The frame with the tracked face's box and its predicted expression."""
+class FramePreviews:
+    """Every analysed frame as a small JPEG (longest side at most ``size`` px), so the frame viewer shows any frame
+    without decoding the video again: a 20 s, 30 fps video keeps about 600 x 50 kB."""
+
+    def __init__(self, size: int = 720, quality: int = 90):
+        self.size, self.quality = size, quality
+        self.scale = 1.0  # preview pixels per frame pixel (one video: one frame size)
+        self._jpegs: list[bytes] = []
+
+    def __len__(self) -> int:
+        return len(self._jpegs)
+
+    def add(self, image: np.ndarray) -> None:
+        picture = Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
+        self.scale = min(1.0, self.size / max(picture.size))
+        if self.scale < 1.0:
+            picture = picture.resize((max(1, round(picture.width * self.scale)), max(1, round(picture.height * self.scale))))
+        buffer = io.BytesIO()
+        picture.save(buffer, format="JPEG", quality=self.quality)
+        self._jpegs.append(buffer.getvalue())
+
+    def image(self, position: int) -> np.ndarray:
+        with Image.open(io.BytesIO(self._jpegs[position])) as picture:
+            return np.asarray(picture.convert("RGB"))
+
+
+def draw_face_box(image: np.ndarray, row: pd.Series, scale: float = 1.0) -> Image.Image:
+    """The frame with the tracked face's box and its predicted expression; ``scale``: image pixels per box pixel."""
     picture = Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
     if not bool(row["face_found"]):
         return picture
     draw = ImageDraw.Draw(picture)
-    box = [float(row["face_x0"]), float(row["face_y0"]), float(row["face_x1"]), float(row["face_y1"])]
+    box = [scale * float(row[column]) for column in ("face_x0", "face_y0", "face_x1", "face_y1")]
     width = max(2, round(max(picture.size) / 200))
     draw.rectangle(box, outline="#22c55e", width=width)
     label = f"{row['expression']}  V {row['valence']:+.2f}  A {row['arousal']:+.2f}"

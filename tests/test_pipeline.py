@@ -71,7 +71,7 @@ def test_photograph_gives_one_row_with_declared_columns(pipeline, astronaut):
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
     assert row.expression == EXPRESSION_NAMES[int(probabilities.argmax())]
     assert -1 <= row.valence <= 1 and -1 <= row.arousal <= 1
-    au_probs = table[[f"{name}_prob" for name in AU_NAMES]].to_numpy(dtype=float)[0]
+    au_probs = table[[f"prob_{name}" for name in AU_NAMES]].to_numpy(dtype=float)[0]
     decisions = table[AU_NAMES].to_numpy(dtype=int)[0]
     np.testing.assert_array_equal(decisions, (au_probs >= np.asarray(pipeline.config.au_thresholds)).astype(int))
 
@@ -121,10 +121,10 @@ def test_face_leaving_the_frame_marks_those_rows(pipeline, astronaut, tmp_path):
     assert list(table["face_found"]) == [True] * 4 + [False] * 3 + [True] * 3
     missing = table[~table["face_found"]]
     assert (missing["note"] == NO_FACE_NOTE).all()
-    assert missing[["valence", "arousal", "prob_Neutral", "AU12_prob"]].isna().all().all()
+    assert missing[["valence", "arousal", "prob_Neutral", "prob_AU12"]].isna().all().all()
     assert missing["expression"].isna().all() and missing["AU12"].isna().all()
     present = table[table["face_found"]]
-    assert present[["valence", "AU12_prob"]].notna().all().all() and present["AU12"].notna().all()
+    assert present[["valence", "prob_AU12"]].notna().all().all() and present["AU12"].notna().all()
 
 
 def test_smoothing_runs_within_face_runs_of_the_video(pipeline, astronaut, tmp_path):
@@ -133,7 +133,7 @@ def test_smoothing_runs_within_face_runs_of_the_video(pipeline, astronaut, tmp_p
     frames = [np.roll(astronaut, 6 * i, axis=1) for i in range(5)] + [no_face(astronaut)] * 3
     frames += [np.roll(astronaut, -6 * i, axis=0) for i in range(4)]
     video = write_video(tmp_path / "moving.mp4", frames, fps=10)
-    columns = ["valence", "arousal", *[f"prob_{n}" for n in EXPRESSION_NAMES], *[f"{n}_prob" for n in AU_NAMES]]
+    columns = ["valence", "arousal", *[f"prob_{n}" for n in EXPRESSION_NAMES], *[f"prob_{n}" for n in AU_NAMES]]
     sigma = pipeline.smoothing_sigma
     try:
         pipeline.smoothing_sigma = 0.0
@@ -169,7 +169,7 @@ def test_batching_does_not_change_predictions(astronaut, tmp_path):
         model, extractors=one_by_one.extractors, window=4, batch_size=16, windows_per_batch=16, smoothing_sigma=0,
         detector=one_by_one.detector,
     )
-    columns = ["valence", "arousal", "AU12_prob", "prob_Happiness"]
+    columns = ["valence", "arousal", "prob_AU12", "prob_Happiness"]
     first, second = one_by_one(video), batched(video)
     assert first["face_found"].sum() == 6
     np.testing.assert_allclose(first[columns].to_numpy(float), second[columns].to_numpy(float), atol=1e-5)

@@ -161,18 +161,18 @@ def test_video_gives_one_row_per_frame_and_a_frame_viewer(client, media):
         assert picture.size == (256, 256)
 
 
-def test_video_results_arrive_progressively_in_whole_windows(client, media, space):
+def test_video_results_arrive_progressively_as_rows_become_final(client, media, space):
+    # one pipeline.stream() fed batch by batch: rows come out once smoothing can no longer change them
+    # (tests/test_one_data_path.py checks partial and final CSVs against `abaw-hf predict` on the example clip)
     job = client.submit(handle_file(media["video"]), api_name="/analyse_video")
     job.result()
     updates = job.outputs()
     assert updates[0][0] == "⏳ Analysing astronaut.mp4…"
-    partial = [outputs(update) for update in updates[1:-1]]
-    window = space.pipeline.window  # 4 in the tiny model's train_config: chunks of 4, then 8 frames
-    assert [len(result["table"]["data"]) for result in partial] == [window]
-    assert partial[0]["status"].startswith(f"⏳ {window} of about 12 frames")
-    assert len(pd.read_csv(partial[0]["csv"])) == window
     final = outputs(updates[-1])
     assert final["status"].startswith("✅ 12 frames") and len(final["table"]["data"]) == 12
+    for update in map(outputs, updates[1:-1]):
+        rows = len(update["table"]["data"])
+        assert 0 < rows < 12 and update["status"].startswith(f"⏳ {rows} of about 12 frames")
 
 
 def test_non_video_upload_gives_message_and_server_keeps_serving(client, media):

@@ -248,7 +248,7 @@ def build_from_extractors(
 ) -> datasets.Dataset:
     """Run extractor-like objects (`.name`, `.dim`, `.extract(list of HxWx3 uint8 RGB) -> [N, dim]`, optional
     `.provenance()`) over the rows' images. Missing images are listed together before anything runs."""
-    from PIL import Image
+    from ..faces.images import ImageProblem, read_image_file
 
     paths = image_paths(rows, image_root, image_pattern)
     by_key = {(v, int(f)): p for v, f, p in zip(rows.video.tolist(), rows.frame.tolist(), paths)}
@@ -263,8 +263,10 @@ def build_from_extractors(
             keys = zip(shard.video[start : start + batch_size].tolist(), shard.frame[start : start + batch_size].tolist())
             images = []
             for key in keys:
-                with Image.open(by_key[key]) as image:
-                    images.append(np.asarray(image.convert("RGB")))
+                try:  # the package's one decoding policy, as `extract` and `predict` decode
+                    images.append(read_image_file(by_key[key]).pixels)
+                except ImageProblem as problem:
+                    raise FeatureError(f"{by_key[key]}: {problem}") from None
             for name, extractor in zip(names, extractors):
                 vectors, present = _extract(extractor, images)
                 if vectors.shape != (len(images), int(extractor.dim)):

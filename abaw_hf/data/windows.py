@@ -1,9 +1,10 @@
 """Temporal windows over a feature dataset: the window index, a torch Dataset of windows, the collator.
 
 A window is a run of consecutive *available* rows of one video (rows are sorted by (video, frame), so a
-window is a slice). A jump in frame numbers larger than `max_gap` starts a new run. Training windows have
-`window_size` rows and start every `stride` rows (the last one of a run is aligned to its end); evaluation
-windows tile every run without overlap, so every row is in exactly one window.
+window is a slice) inside one segment (`abaw_hf.segments`: a jump in frame numbers larger than `max_gap` starts
+a new one). Training windows have `window_size` rows and start every `stride` rows (the last one of a segment is
+aligned to its end); evaluation windows tile every segment without overlap (`tile_segment`, as the inference
+pipeline does), so every row is in exactly one window.
 
 Batches are dicts of tensors, padded to `window_size`:
 `features {name: float32 [B,T,D]}`, `feature_mask {name: bool [B,T]}` (False: missing vector, zeros stored),
@@ -24,18 +25,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..segments import DEFAULT_MAX_GAP, DEFAULT_WINDOW, default_stride, segment_bounds, tile_segment, window_ends
 from .columns import ColumnChunk, column_chunks, require_contiguous
 from .schema import MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_AUS, feature_dims_of
 
-DEFAULT_WINDOW_SIZE = 32
-DEFAULT_MAX_GAP = 30
 WINDOW_MODES = ("train", "eval")
 
 
 def build_window_index(
     videos: np.ndarray,
     frames: np.ndarray,
-    window_size: int = DEFAULT_WINDOW_SIZE,
+    window_size: int = DEFAULT_WINDOW,
     stride: int | None = None,
     max_gap: int = DEFAULT_MAX_GAP,
     mode: str = "train",
@@ -51,7 +51,7 @@ def build_window_index(
         raise ValueError(f"mode must be one of {WINDOW_MODES}, got {mode!r}")
     if window_size < 1 or max_gap < 1 or (max_span is not None and max_span < 1):
         raise ValueError(f"window_size, max_gap and max_span must be >= 1, got {window_size}, {max_gap}, {max_span}")
-    stride = max(1, window_size // 2) if stride is None else int(stride)
+    stride = default_stride(window_size) if stride is None else int(stride)
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     videos, frames = np.asarray(videos), np.asarray(frames, dtype=np.int64)
@@ -63,23 +63,13 @@ def build_window_index(
         raise ValueError("rows must be sorted by (video, frame) with no duplicates (sort the dataset first)")
     if max_span is not None:
         max_gap = min(max_gap, max_span - 1) if max_span > 1 else 0
-    breaks = np.flatnonzero(~same_video | (step > max_gap)) + 1
-    run_starts = np.concatenate([[0], breaks])
-    run_stops = np.concatenate([breaks, [len(frames)]])
     windows: list[tuple[int, int]] = []
-    for start, stop in zip(run_starts.tolist(), run_stops.tolist()):
-        # ends[i]: one past the last row of the longest window starting at row start + i
-        ends = np.minimum(np.arange(start, stop) + window_size, stop)
-        if max_span is not None:
-            run_frames = frames[start:stop]
-            ends = np.minimum(ends, start + np.searchsorted(run_frames, run_frames + max_span, side="left"))
+    for start, stop in zip(*(bounds.tolist() for bounds in segment_bounds(videos, frames, max_gap))):
         if mode == "eval":
-            row = start
-            while row < stop:
-                end = int(ends[row - start])
-                windows.append((row, end - row))
-                row = end
+            windows += [(start + first, count) for first, count in tile_segment(frames[start:stop], window_size, max_span)]
             continue
+        # ends[i]: one past the last row of the longest window starting at row start + i
+        ends = start + window_ends(frames[start:stop], window_size, max_span)
         for row in range(start, stop, stride):
             end = int(ends[row - start])
             if end == stop:  # the last window of a run: the earliest start that still reaches the end
@@ -111,7 +101,7 @@ class FeatureWindows(Dataset):
         self,
         dataset: datasets.Dataset,
         *,
-        window_size: int = DEFAULT_WINDOW_SIZE,
+        window_size: int = DEFAULT_WINDOW,
         stride: int | None = None,
         max_gap: int = DEFAULT_MAX_GAP,
         mode: str = "train",
@@ -181,7 +171,7 @@ class WindowCollator:
     `feature_dims` names the features to serve (e.g. `windows.feature_dims`, or the model's subset of them).
     """
 
-    def __init__(self, feature_dims: dict[str, int], window_size: int = DEFAULT_WINDOW_SIZE):
+    def __init__(self, feature_dims: dict[str, int], window_size: int = DEFAULT_WINDOW):
         self.feature_dims = {str(k): int(v) for k, v in feature_dims.items()}
         self.window_size = int(window_size)
 
@@ -237,7 +227,7 @@ class WindowCollator:
 def window_dataloader(
     dataset: datasets.Dataset,
     *,
-    window_size: int = DEFAULT_WINDOW_SIZE,
+    window_size: int = DEFAULT_WINDOW,
     stride: int | None = None,
     max_gap: int = DEFAULT_MAX_GAP,
     mode: str = "train",

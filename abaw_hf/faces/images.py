@@ -1,8 +1,18 @@
 """Images in: every image file or array becomes a contiguous uint8 RGB array, one way for every command.
 
-`read_image_file` is the one image-file decoder of feature extraction and the inference pipeline, so a face
-looks the same to the extractors in training and in prediction, and a file that cannot be used (empty, not an
-image, truncated, too large, a folder, unreadable) is one `ImageProblem` with a short reason, never a crash.
+`read_image_file` is the one image-file decoder of the package (`build`, `extract`, `predict`, the pipeline and the
+Space), so a face looks the same to the extractors in training and in prediction. The policy:
+
+- EXIF orientation is applied; files above `max_pixels` are refused from their header (decompression bombs).
+- 16-bit gray (PNG/TIFF ``I;16``, and ``I`` holding 16-bit values) is scaled by 255/65535 - the 8-bit copy of
+  the same photo gives the same pixels; wider integers (``I``) scale by 255/(2**32 - 1); float gray (``F``) in
+  [0, 1] by 255, above that by its own peak. Values are never clipped to 255.
+- Palette, CMYK, gray, 1-bit and YCbCr images are converted to RGB by PIL.
+- Alpha (RGBA, LA, PA, a palette's transparency, and RGBA / gray + alpha arrays) is composited over white, as a
+  viewer shows it (`flatten_alpha`, the one alpha rule).
+
+A file that cannot be used (empty, not an image, truncated, too large, a folder, unreadable) is one
+`ImageProblem` with a short reason, never a crash.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import numpy as np
 
 # PIL's own decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS, about 0.25 GB of RGB pixels)
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 
 class ImageProblem(ValueError):
@@ -96,16 +107,25 @@ def _pil_to_rgb(image) -> np.ndarray:
     from PIL import Image
 
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # 16/32-bit integer or float gray: scale to 8 bits rather than clip
         values = np.asarray(image, dtype=np.float64)
-        peak = values.max() if values.size and values.max() > 0 else 1.0
-        image = Image.fromarray((np.clip(values, 0, None) * (255.0 / peak)).round().astype(np.uint8))
+        image = Image.fromarray((np.clip(values, 0, None) * (255.0 / _gray_full_scale(image.mode, values))).round()
+                                .clip(0, 255).astype(np.uint8))
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     try:
         converted = image.convert("RGBA" if has_alpha else "RGB")
     except ValueError as error:
         raise ImageProblem(f"unsupported image mode {image.mode!r} ({error})") from None
     return np.array(flatten_alpha(np.asarray(converted)), dtype=np.uint8)
+
+
+def _gray_full_scale(mode: str, values: np.ndarray) -> float:
+    """The value that maps to white: the format's full scale, so that bit depth does not change the picture."""
+    peak = float(values.max()) if values.size else 0.0
+    if mode.startswith("I;16") or (mode == "I" and peak <= 65535):  # PIL reads some 16-bit files as "I"
+        return 65535.0
+    if mode == "I":
+        return float(2**32 - 1)
+    return 1.0 if peak <= 1.0 else peak  # float gray: [0, 1], else its own range
 
 
 def flatten_alpha(image: np.ndarray) -> np.ndarray:
@@ -122,8 +142,9 @@ def flatten_alpha(image: np.ndarray) -> np.ndarray:
 def as_rgb_uint8(image: np.ndarray, source: str | None = None) -> np.ndarray:
     """Return ``image`` as a contiguous ``uint8 [H, W, 3]`` RGB array.
 
-    Grayscale (``[H, W]`` or ``[H, W, 1]``) is repeated to three channels and RGBA loses its
-    alpha channel; anything else is an error that says what was expected.
+    Grayscale (``[H, W]`` or ``[H, W, 1]``) is repeated to three channels; RGBA and gray + alpha
+    (``[H, W, 2]``) are composited over white (`flatten_alpha`, as image files are); anything else is
+    an error that says what was expected.
     """
     where = f" ({source})" if source else ""
     if not isinstance(image, np.ndarray):
@@ -132,15 +153,13 @@ def as_rgb_uint8(image: np.ndarray, source: str | None = None) -> np.ndarray:
         raise TypeError(f"expected a uint8 image [H, W, 3] (RGB, 0..255), got dtype {image.dtype}{where}")
     if image.ndim == 2:
         image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
         raise ValueError(
-            f"expected an image of shape [H, W, 3] (RGB), [H, W] (gray) or [H, W, 4] (RGBA), "
+            f"expected an image of shape [H, W, 3] (RGB), [H, W] (gray), [H, W, 2] (gray + alpha) or [H, W, 4] (RGBA), "
             f"got shape {tuple(image.shape)}{where}"
         )
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"expected a non-empty image, got shape {tuple(image.shape)}{where}")
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[:, :, :3]
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(flatten_alpha(image))
