@@ -102,21 +102,24 @@ def predict_dataset(
     dataset,
     *,
     window: int | None = None,
-    max_gap: int = 8,
+    max_gap: int | None = None,
     batch_size: int = 64,
 ) -> FramePredictions:
     """Predict every row of a feature dataset; several models are averaged (an ensemble).
 
-    ``window`` defaults to the training window recorded in the model folder (else 16 for ``concat``, 1 for ``tokens``).
+    ``window`` and ``max_gap`` default to the model's own (`abaw_hf.model_files.inference_settings`), as in the pipeline.
     """
     from .data.windows import FeatureWindows, WindowCollator
+    from .model_files import inference_settings, model_source
 
     models = [models] if isinstance(models, AbawFusionModel) else list(models)
     results = []
     for model in models:
-        length = window or default_window(model)
+        settings = inference_settings(model.config, model_source(model.config))
+        length = window or settings.window
         windows = FeatureWindows(
-            dataset, window_size=length, max_gap=max_gap, mode="eval", feature_names=model.config.feature_names,
+            dataset, window_size=length, max_gap=settings.max_gap if max_gap is None else max_gap, mode="eval",
+            feature_names=model.config.feature_names,
             max_span=model.config.max_window,
         )
         loader = torch.utils.data.DataLoader(
@@ -138,15 +141,6 @@ def _to_device(batch, device):
     if isinstance(batch, dict):
         return {k: _to_device(v, device) for k, v in batch.items()}
     return batch
-
-
-def default_window(model: AbawFusionModel) -> int:
-    """The training window saved beside the model, else 16 for ``concat`` and 1 for ``tokens``."""
-    from .training import saved_train_config
-
-    recorded = getattr(model.config, "name_or_path", None) or getattr(model.config, "_name_or_path", "")
-    fallback = 16 if model.config.fusion == "concat" else 1
-    return int(saved_train_config(recorded).get("window", fallback)) if recorded else fallback
 
 
 def dataset_labels(dataset) -> dict[str, np.ndarray]:
@@ -216,6 +210,15 @@ def score_predictions(
     )
 
 
+def format_metrics_table(metrics: dict, title: str = "") -> str:
+    """The per-task scores as a Markdown table (training's best epoch, `abaw-hf evaluate`)."""
+    keys = [("ccc_valence", "CCC valence"), ("ccc_arousal", "CCC arousal"), ("f1_expression", "F1 expression"),
+            ("f1_au", "F1 AU"), ("p_mtl", "P_MTL")]
+    lines = [f"| {title or 'metric'} | value |", "| --- | ---: |"]
+    lines += [f"| {label} | {metrics[key]:.4f} |" for key, label in keys if key in metrics]
+    return "\n".join(lines)
+
+
 # ----- abaw-hf evaluate --------------------------------------------------------------------------------------------
 
 
@@ -238,7 +241,6 @@ def load_split(data: str, split: str):
 
 def run(args: argparse.Namespace) -> int:
     from .model_loading import load_fusion_model
-    from .training import format_metrics_table
 
     if args.output:
         check_output_file(args.output)

@@ -28,11 +28,11 @@ import numpy as np
 
 from .errors import UserError, check_output_file, non_negative_float, non_negative_int, positive_int
 from .metrics import compute_abaw_metrics
+from .model_files import POSTPROCESSING_FILE, read_model_record
 from .segments import segment_starts
 
 DEFAULT_SIGMAS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
-POSTPROCESSING_FILE = "postprocessing.json"
 NEUTRAL_THRESHOLD = 0.5
 
 
@@ -301,8 +301,7 @@ def cross_fit_score(
 
 def read_postprocessing(model_dir: str | Path) -> dict:
     """The tuned choice saved next to a model's config.json ({} when the folder has none)."""
-    path = Path(model_dir) / POSTPROCESSING_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_model_record(model_dir, POSTPROCESSING_FILE)
 
 
 def save_postprocessing(model_dir: str | Path, choice: PostprocessChoice) -> None:
@@ -333,6 +332,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .evaluation import TASK_NAMES, UnlabelledSplitError, dataset_labels, load_split, predict_dataset, require_labels
+    from .model_files import inference_settings
     from .model_loading import load_fusion_model
 
     if not args.dry_run:  # the choice is written into each model folder: check they are writable folders first
@@ -351,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
             f"{where} has no {' / '.join(unlabelled)} labels; tune chooses by P_MTL, which needs all three tasks "
             "labelled (nothing was written)"
         )
-    max_gap = args.max_gap if args.max_gap is not None else _training_max_gap(args.model[0])
+    max_gap = args.max_gap if args.max_gap is not None else inference_settings(models[0].config, args.model[0]).max_gap
     predictions = predict_dataset(models, dataset, batch_size=args.batch_size)
     rows = predictions.row_index
     row_labels = {key: labels[key][rows] for key in ("valence_arousal", "expression", "aus")}
@@ -370,12 +370,6 @@ def run(args: argparse.Namespace) -> int:
             save_postprocessing(name, choice)
         print(f"saved to {', '.join(args.model)} (config.json au_thresholds, {POSTPROCESSING_FILE})")
     return 0
-
-
-def _training_max_gap(model_dir: str) -> int | None:
-    from .model_loading import saved_train_config
-
-    return saved_train_config(model_dir).get("max_gap")
 
 
 if __name__ == "__main__":

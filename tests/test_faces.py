@@ -117,7 +117,9 @@ def test_image_inputs_are_checked_and_converted(detector, photo):
     with pytest.raises(TypeError, match="uint8"):
         detector.detect(photo.astype(np.float32))
     with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
-        detector.detect(np.zeros((4, 4, 2), np.uint8))
+        detector.detect(np.zeros((4, 4, 5), np.uint8))
+    gray_alpha = np.dstack([gray, np.full(gray.shape, 255, np.uint8)])  # gray + alpha: composited like RGBA
+    assert len(detector.detect(gray_alpha)) == 1
     assert detector.detect(np.zeros((16, 16, 3), np.uint8)) == []
     with pytest.raises(ValueError, match="unknown face backend"):
         FaceDetector("retinaface")
