@@ -11,15 +11,15 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import PretrainedConfig
 
-EXPRESSION_NAMES = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
-AU_NAMES = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
-NUM_EXPRESSIONS = len(EXPRESSION_NAMES)
-NUM_AUS = len(AU_NAMES)
-
-# ABAW's missing-label markers. The one definition: datasets, losses, metrics and submissions import these.
-MISSING_VA = -5.0
-MISSING_EXPRESSION = -1
-MISSING_AU = -1
+from .labels_abaw_fusion import (  # noqa: F401  re-exported: the label space is part of the config's API
+    AU_NAMES,
+    EXPRESSION_NAMES,
+    MISSING_AU,
+    MISSING_EXPRESSION,
+    MISSING_VA,
+    NUM_AUS,
+    NUM_EXPRESSIONS,
+)
 
 # The paper's best Table 1 row: ResNet-18 (MS-Celeb) + POSTER V2 + OpenFace AU intensities.
 DEFAULT_FEATURE_DIMS = {"resnet18": 512, "poster2": 768, "fau": 17}
@@ -57,6 +57,9 @@ class AbawFusionConfig(PretrainedConfig):
             width before the encoder; `None` keeps n·hidden_size.
         position_encoding (`str`): `"sinusoidal"`, `"learned"` or `"none"`; follows `frame_index`.
         max_window (`int`): largest frame offset inside a window (size of the learned table; checked for both).
+        window (`int`, *optional*): frames per window the model was trained with; every inference path uses it.
+        max_gap (`int`, *optional*): a frame-number gap above this started a new window in training; inference
+            splits windows and smoothing the same way. Both are set by training (`None`: not recorded).
         num_hidden_layers, num_attention_heads, mlp_ratio, hidden_dropout_prob, attention_dropout_prob: encoder.
         num_expressions, num_aus: head sizes.
         valence_mse_weight, valence_ccc_weight, arousal_mse_weight, arousal_ccc_weight: per-dimension VA losses.
@@ -78,6 +81,8 @@ class AbawFusionConfig(PretrainedConfig):
     concat_projection: int | None = None
     position_encoding: str = "sinusoidal"
     max_window: int = 512
+    window: int | None = None
+    max_gap: int | None = None
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     mlp_ratio: float | int = 4.0
