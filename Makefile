@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	# test and benchmark photos only (a group photo and a face): its wheel, without its heavy dependencies
+	$(PY) -m pip install -q --no-deps "insightface==2.1"
 	touch $(STAMP)
 
 # Debian chromium for the Space's real-browser test (idempotent; no-op when installed)

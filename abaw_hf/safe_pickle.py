@@ -88,3 +88,48 @@ def load_plain_pickle(path: str | Path, *, allow_pickle: bool = False) -> Any:
         if not allow_pickle:
             raise refusal(path, error) from None
     return pickle.loads(data, encoding="latin1")  # the caller said the file is trusted
+
+
+class _JoblibArrayHeader:
+    """Stands in for joblib's NumpyArrayWrapper: only receives its attributes (shape, dtype, order...)."""
+
+
+class _JoblibArrayUnpickler(pickle._Unpickler):
+    """joblib's array format with the restricted rule: a pickle of NumpyArrayWrapper headers, each followed by the
+    array's raw bytes. The pure-Python unpickler is used because the raw bytes are read where BUILD completes a
+    header, as joblib's own reader does; no joblib (or any other) code runs."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("joblib.numpy_pickle", "NumpyArrayWrapper"):
+            return _JoblibArrayHeader
+        if (module, name) in {("numpy", "ndarray"), ("numpy", "dtype")}:
+            return getattr(np, name)
+        raise UnsafePickleError(f"{module}.{name}")
+
+    def load_build(self) -> None:
+        super().load_build()
+        if isinstance(self.stack[-1], _JoblibArrayHeader):
+            self.stack[-1] = self._read_array(self.stack[-1])
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def _read_array(self, header: _JoblibArrayHeader) -> np.ndarray:
+        dtype, shape, order = header.dtype, tuple(header.shape), header.order
+        if header.subclass is not np.ndarray or not isinstance(dtype, np.dtype) or dtype.hasobject or order not in "CF":
+            raise UnsafePickleError(f"a joblib array other than a plain numeric ndarray ({header.subclass}, {dtype})")
+        if getattr(header, "numpy_array_alignment_bytes", None) is not None:
+            self.read(self.read(1)[0])  # joblib pads each array to its alignment: one length byte, then padding
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        data = self.read(size)
+        if len(data) != size:
+            raise pickle.UnpicklingError("joblib file ends inside an array")
+        array = np.frombuffer(data, dtype=dtype).copy()
+        return array.reshape(shape[::-1]).T if order == "F" else array.reshape(shape)
+
+
+def load_joblib_arrays(data: bytes) -> Any:
+    """The numpy arrays of an uncompressed joblib dump (e.g. weights shipped in a package), read with the
+    restricted rule: only joblib's array headers, numpy arrays and dtypes and plain containers."""
+    return _JoblibArrayUnpickler(io.BytesIO(data), encoding="latin1").load()

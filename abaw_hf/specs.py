@@ -1,0 +1,93 @@
+"""How the command line names things, with one syntax and one meaning in every subcommand:
+
+- ``NAME=VALUE`` pairs: ``--annotations SPLIT=FILE``, ``--features NAME=FILE.npy`` (build), ``--input-size
+  NAME=PIXELS`` (extract), ``--checkpoint FEATURE=PATH`` (predict), ``--extractor-checkpoint FEATURE=PATH`` (push);
+- extractor specifications ``--extractor NAME[:VARIANT][=CHECKPOINT]`` (build and extract): a registered
+  extractor, its variant, and the official checkpoint to load; without one, an extractor that needs weights runs
+  only with ``--random-init`` (tests and benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import NamedTuple, Sequence
+
+from .errors import UserError
+
+EXTRACTOR_SPEC = "NAME[:VARIANT][=CHECKPOINT]"
+
+
+class ExtractorSpec(NamedTuple):
+    name: str
+    variant: str | None
+    checkpoint: str | None
+
+
+def parse_assignment(text: str, flag: str, form: str = "NAME=VALUE") -> tuple[str, str]:
+    """``NAME=VALUE`` -> (name, value); both parts must be there."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        shown = "NAME=VALUE" if form == "NAME=VALUE" else f"NAME=VALUE ({form})"
+        raise UserError(f"{flag} expects {shown}, got {text!r}")
+    return name, value
+
+
+def parse_assignments(values: Sequence[str] | None, flag: str, form: str = "NAME=VALUE") -> list[tuple[str, str]]:
+    """Every ``NAME=VALUE`` of a repeated flag, in the order given."""
+    return [parse_assignment(text, flag, form) for text in values or []]
+
+
+def parse_extractor_spec(text: str, flag: str = "--extractor") -> ExtractorSpec:
+    """``name[:variant][=checkpoint]`` -> ExtractorSpec(name, variant or None, checkpoint or None)."""
+    head, _, checkpoint = text.partition("=")
+    name, _, variant = head.partition(":")
+    if not name:
+        raise UserError(f"{flag} expects {EXTRACTOR_SPEC}, got {text!r}")
+    return ExtractorSpec(name, variant or None, checkpoint or None)
+
+
+def add_extractor_arguments(group: argparse._ActionsContainer, *, required: bool) -> None:
+    """``--extractor`` (repeatable, one feature column each) and ``--random-init``, as build and extract take them."""
+    group.add_argument("--extractor", action="append", required=required, metavar=EXTRACTOR_SPEC,
+                       help="a registered extractor and its official checkpoint; repeat for several (one column each)")
+    group.add_argument("--random-init", action="store_true",
+                       help="allow extractors without a checkpoint (random weights: for tests and benchmarks only)")
+
+
+def create_extractors(
+    specs: Sequence[str], *, random_init: bool = False, allow_pickle: bool = False,
+    input_sizes: Sequence[tuple[str, int]] = (), flag: str = "--extractor",
+) -> list:
+    """The extractors ``--extractor`` names, checkpoints loaded; ``input_sizes`` overrides preprocessing sizes by
+    name (recorded in the provenance)."""
+    from .extractors import create_extractor, get_extractor_class
+    from .extractors.registry import random_init_seed
+
+    sizes = dict(input_sizes)
+    extractors = []
+    for name, variant, checkpoint in (parse_extractor_spec(text, flag) for text in specs):
+        if checkpoint is None and not random_init and get_extractor_class(name).needs_checkpoint:
+            raise UserError(
+                f"{flag} {name} has no checkpoint (write {name}=PATH); "
+                "pass --random-init to run it with random weights (tests and benchmarks only)"
+            )
+        # random weights (tests and benchmarks) depend on the extractor only: every process builds the same
+        extractor = create_extractor(name, variant, checkpoint, allow_pickle=allow_pickle,
+                                     random_seed=random_init_seed(name, variant))
+        if name in sizes:
+            extractor.preprocess_cfg = dataclasses.replace(extractor.preprocess_cfg, input_size=sizes.pop(name))
+        extractors.append(extractor)
+    if sizes:
+        raise UserError(f"--input-size names extractors that are not given: {sorted(sizes)}")
+    return extractors
+
+
+def parse_input_sizes(values: Sequence[str] | None, flag: str = "--input-size") -> list[tuple[str, int]]:
+    """``NAME=PIXELS`` pairs with a positive whole number of pixels."""
+    sizes = []
+    for name, value in parse_assignments(values, flag, "NAME=PIXELS"):
+        if not value.isdigit() or int(value) <= 0:
+            raise UserError(f"{flag} {name}={value}: PIXELS must be a positive whole number")
+        sizes.append((name, int(value)))
+    return sizes
