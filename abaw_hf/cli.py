@@ -17,11 +17,13 @@ from .errors import DEBUG_FLAG, run_command, strip_debug_flag
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build": ("abaw_hf.data.cli", "build a feature dataset from annotations and feature files"),
     "extract": ("abaw_hf.extraction.cli", "extract per-frame features from frames or a video into a dataset"),
+    "train": ("abaw_hf.training.cli", "train the fusion model (--config FILE.yaml and flags; also under accelerate launch)"),
     "evaluate": ("abaw_hf.evaluation", "evaluate one or several trained models on a dataset"),
     "predict": ("abaw_hf.pipeline_cli", "per-frame predictions for a video or images, as CSV"),
     "tune": ("abaw_hf.postprocess", "choose the smoothing width and per-AU thresholds on validation"),
     "submit": ("abaw_hf.submission", "write or check an ABAW MTL test submission file"),
     "push": ("abaw_hf.hub", "stage and upload a trained model (and its Space) to the Hub"),
+    "export-onnx": ("abaw_hf.onnx.cli", "export the fusion model and its torch extractors to verified ONNX graphs"),
 }
 
 

@@ -16,6 +16,10 @@ class ModelLoadError(UserError, ValueError):
     """A model folder or Hub id that does not hold a loadable abaw_fusion model."""
 
 
+# the modeling code save_pretrained copies beside the weights (auto_map: loads with trust_remote_code)
+MODELING_FILES = tuple(sorted(path.name for path in (Path(__file__).parent / "modeling").glob("*_abaw_fusion.py")))
+
+
 def load_fusion_model(model_id: str | Path, *, revision: str | None = None, flag: str = "--model"):
     """An `AbawFusionModel` in eval mode, from a local folder or a Hub id."""
     from transformers import AutoModel

@@ -9,6 +9,8 @@ import warnings
 from pathlib import Path
 
 from .errors import UserError, check_output_file, non_negative_float, non_negative_int, positive_int
+from .onnx import add_runtime_arguments
+from .specs import parse_assignments
 
 DEFAULT_MODEL = "outputs/abaw-fusion"  # what `make demo` writes
 
@@ -32,22 +34,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=positive_int, default=None, help="only the first N frames of a video")
     parser.add_argument("--face-backend", default="mediapipe", choices=("mediapipe", "haar"))
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
+    add_runtime_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .pipeline import AffectPipeline, PipelineError
+    from .pipeline import AffectPipeline
 
     check_output_file(args.output)
     for item in args.inputs:  # before the (slow) model load
         if not Path(item).exists():
             raise UserError(f"{item}: no such file or folder")
-    checkpoints = {}
-    for item in args.checkpoint or []:
-        feature, sep, path = item.partition("=")
-        if not sep or not feature or not path:
-            raise PipelineError(f"--checkpoint expects FEATURE=PATH, got {item!r}")
-        checkpoints[feature] = path
-    options = {"batch_size": args.batch_size, "face_backend": args.face_backend, "allow_pickle": args.allow_pickle}
+    checkpoints = dict(parse_assignments(args.checkpoint, "--checkpoint", "FEATURE=PATH"))
+    options = {"batch_size": args.batch_size, "face_backend": args.face_backend, "allow_pickle": args.allow_pickle,
+               "runtime": args.runtime, "onnx_dir": args.onnx_dir}
     for name in ("window", "max_gap", "smoothing_sigma"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)

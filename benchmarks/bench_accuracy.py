@@ -13,19 +13,11 @@ generator's oracle (its own noise-free label function on the true latents):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = ["resnet18", "poster2", "poster", "eac", "fau"]
-
-
-def train_main():
-    spec = importlib.util.spec_from_file_location("abaw_train_script", ROOT / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def main() -> None:
@@ -34,9 +26,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from abaw_hf.data.synthetic import make_synthetic_dataset, synthetic_oracle_score
-    from abaw_hf.training import SYNTHETIC_PRESETS, parse_train_config
+    from abaw_hf.training import SYNTHETIC_PRESETS, parse_train_config, train
 
-    train = train_main()
     oracle = synthetic_oracle_score(make_synthetic_dataset(**SYNTHETIC_PRESETS["small"])["validation"])
     variants = [("concat, all extractors, T=16 (default)", {})]
     variants += [(f"concat, {name} only, T=16", {"features": [name]}) for name in ALL]

@@ -34,7 +34,7 @@ from torchvision import transforms
 from abaw_hf.data import Annotations
 from abaw_hf.extraction import extract_features, extract_video_features
 from abaw_hf.extractors import create_extractor
-from abaw_hf.extractors.profiling import flops_per_frame, mm_flops_per_second
+from profiling import flops_per_frame, mm_flops_per_second
 from abaw_hf.faces import write_video
 
 ABAW_FRAMES = 142_333 + 26_876 + 51_159  # s-Aff-Wild2 train + validation + test frames

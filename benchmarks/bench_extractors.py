@@ -18,7 +18,7 @@ import warnings
 import torch
 
 from abaw_hf.extractors import create_extractor, list_extractors
-from abaw_hf.extractors.profiling import (
+from profiling import (
     PeakMemory,
     current_rss_bytes,
     flops_per_frame,

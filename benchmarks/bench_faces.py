@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from skimage.data import astronaut
 
-from abaw_hf.extractors.profiling import mm_flops_per_second
+from profiling import mm_flops_per_second
 from abaw_hf.extractors import create_extractor
 from abaw_hf.faces import FaceDetector, FaceTracker, align_face, iter_video_frames, write_video
 

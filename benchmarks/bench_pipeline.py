@@ -27,7 +27,7 @@ from PIL import Image
 from skimage.data import astronaut
 from torch.utils.flop_counter import FlopCounterMode
 
-from abaw_hf.extractors.profiling import mm_flops_per_second
+from profiling import mm_flops_per_second
 from abaw_hf import AbawFusionConfig, AbawFusionModel
 from abaw_hf.faces import write_video
 from abaw_hf.pipeline import AffectPipeline

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import resource
 import time
@@ -23,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from abaw_hf.extractors.profiling import mm_flops_per_second
+from profiling import mm_flops_per_second
 from abaw_hf.evaluation import average_predictions, dataset_labels, predict_dataset
 from abaw_hf.postprocess import DEFAULT_SIGMAS, choose_smoothing, cross_fit_score, smooth_predictions, tune_au_thresholds
-from abaw_hf.training import TrainConfig, load_training_data, parse_train_config
+from abaw_hf.training import TrainConfig, load_training_data, parse_train_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,10 +35,7 @@ def trained_model(config: TrainConfig, reuse: bool):
 
     folder = Path(config.output_dir)
     if not (reuse and (folder / "config.json").is_file()):
-        spec = importlib.util.spec_from_file_location("abaw_ablation_script", ROOT / "scripts" / "ablation.py")
-        ablation = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ablation)
-        ablation.train_and_score(dataclasses.replace(config, overwrite=True))  # not reusing: retrain
+        train(dataclasses.replace(config, overwrite=True))  # not reusing: retrain
     return AutoModel.from_pretrained(str(folder))
 
 

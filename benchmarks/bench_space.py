@@ -39,7 +39,7 @@ from PIL import Image  # noqa: E402
 from skimage.data import astronaut  # noqa: E402
 
 from abaw_hf import AbawFusionConfig, AbawFusionModel  # noqa: E402
-from abaw_hf.extractors.profiling import flops_per_frame, mm_flops_per_second  # noqa: E402
+from profiling import flops_per_frame, mm_flops_per_second  # noqa: E402
 from abaw_hf.faces import write_video  # noqa: E402
 
 SPACE_APP = Path(__file__).resolve().parents[1] / "space" / "app.py"

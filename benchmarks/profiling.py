@@ -11,7 +11,7 @@ import psutil
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .base import Extractor
+from abaw_hf.extractors.base import Extractor
 
 
 def _sync(device: torch.device) -> None:

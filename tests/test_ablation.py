@@ -1,28 +1,17 @@
-"""scripts/ablation.py: one trained and evaluated model per feature combination, a Markdown table of them."""
+"""scripts/ablation.py (abaw_hf.training.ablation): one trained and evaluated model per feature combination, a Markdown table of them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-from abaw_hf.errors import UserError
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_ablation_script():
-    spec = importlib.util.spec_from_file_location("abaw_ablation_script", ROOT / "scripts" / "ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from abaw_hf.errors import UserError
+from abaw_hf.training import ablation
 
 
 def test_parse_combos_and_paper_defaults():
-    ablation = load_ablation_script()
     assert ablation.parse_combo("ResNet18+Fau") == ["resnet18", "fau"]
     assert ablation.parse_combo("poster2,resnet18") == ["poster2", "resnet18"]
     assert [ablation.combo_label(ablation.parse_combo(c)) for c in ablation.PAPER_COMBOS] == list(ablation.PAPER_TABLE1)
@@ -31,7 +20,6 @@ def test_parse_combos_and_paper_defaults():
 
 
 def test_two_combos_train_and_fill_the_table(tmp_path):
-    ablation = load_ablation_script()
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({
         "dataset": "synthetic", "synthetic_size": "tiny", "window": 8, "train_stride": 8, "hidden_size": 16,

@@ -122,6 +122,9 @@ def _cases():
                                "fau={ws}/garbage.npy", "--output", "{ws}/b12"], ["garbage.npy"]),
         ("build-missing-openface", ["build", "--annotations", "train={ws}/train.txt", "--openface-dir",
                                     "{ws}/no_such_dir", "--output", "{ws}/b13"], ["no_such_dir"]),
+        # train (the flags of scripts/train.py)
+        ("train-bad-value", ["train", "--epochs", "0", "--output_dir", "{ws}/t1"], ["epochs must be >= 1"]),
+        ("train-missing-config", ["train", "--config", "{ws}/nope.yaml", "--output_dir", "{ws}/t2"], ["nope.yaml"]),
         # extract
         ("extract-no-source", ["extract", *resnet, "--output", "{ws}/e1"], ["--frames", "--video"]),
         ("extract-missing-frames", ["extract", "--frames", "{ws}/nowhere", "--annotations", "{ws}/train.txt", *resnet,

@@ -151,7 +151,7 @@ def test_build_from_extractors_and_missing_images(tmp_path):
     assert probe.batches == []  # listed before any work started
 
 
-def test_parquet_folder_card_and_push(tmp_path, monkeypatch):
+def test_parquet_folder_card_and_push(tmp_path, recording_hub):
     rows = small_rows(num_videos=2, frames=6)
     vectors = {"poster2": np.random.default_rng(3).standard_normal((len(rows), 4))}
     present = {"poster2": np.arange(len(rows)) != 3}
@@ -175,19 +175,13 @@ def test_parquet_folder_card_and_push(tmp_path, monkeypatch):
     assert loaded["train"]["frame"] == train["frame"]
     assert np.array_equal(column_array(loaded["train"], "poster2")[1], column_array(train, "poster2")[1])
 
-    calls = {}
-    monkeypatch.setattr("abaw_hf.data.publish.create_repo", lambda repo_id, **kw: calls.setdefault("create", (repo_id, kw)))
-
-    def fake_upload(**kwargs):
-        uploaded = sorted(str(p.relative_to(kwargs["folder_path"])) for p in Path(kwargs["folder_path"]).rglob("*") if p.is_file())
-        calls["upload"] = (kwargs, uploaded)
-        return "https://huggingface.co/datasets/org/abaw-features/commit/abc"
-
-    monkeypatch.setattr("abaw_hf.data.publish.upload_folder", fake_upload)
+    # through the one Hub seam that models and Spaces use too
+    recording_hub.commit_url = "https://huggingface.co/datasets/org/abaw-features/commit/abc"
     url = push_dataset_to_hub(folder, "org/abaw-features", private=True)
     assert url.endswith("/commit/abc")
-    assert calls["create"] == ("org/abaw-features", {"repo_type": "dataset", "private": True, "token": None, "exist_ok": True})
-    upload_kwargs, uploaded = calls["upload"]
-    assert upload_kwargs["repo_type"] == "dataset" and uploaded == files
+    (create, repo_id, create_kwargs), (upload, _, upload_kwargs) = recording_hub.calls
+    assert (create, repo_id, create_kwargs) == ("create_repo", "org/abaw-features",
+                                                {"repo_type": "dataset", "private": True, "exist_ok": True})
+    assert upload == "upload_folder" and upload_kwargs["repo_type"] == "dataset" and upload_kwargs["files"] == files
     with pytest.raises(FileNotFoundError, match="not a staged dataset folder"):
         push_dataset_to_hub(tmp_path / "train", "org/x")

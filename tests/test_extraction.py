@@ -33,11 +33,10 @@ from abaw_hf.extraction import (
     work_root_for,
 )
 from abaw_hf.extraction import runner as extraction_runner
-from abaw_hf.extraction.cli import parse_extractor_spec
+from abaw_hf.specs import parse_extractor_spec
 from abaw_hf.extractors import PreprocessConfig, create_extractor, file_sha256
 from abaw_hf.faces import write_video
 
-from conftest import free_port
 
 SIZE = 112  # resnet18 runs at 112 px here to keep the tests fast
 SHARD, BATCH = 8, 4
@@ -211,7 +210,7 @@ def _cli(*args: str, launcher: list[str] | None = None, env_extra: dict | None =
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
 
-def test_two_processes_equal_one_process(frames, reference, tmp_path):
+def test_two_processes_equal_one_process(frames, reference, tmp_path, free_port):
     output = tmp_path / "two"
     launcher = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",

@@ -19,40 +19,26 @@ import abaw_hf.hub as hub
 from abaw_hf import AbawFusionConfig, AbawFusionModel
 from abaw_hf.cli import main as cli_main
 from abaw_hf.extractors import file_sha256, get_extractor_class
+from abaw_hf.model_loading import MODELING_FILES
 
 REPO_ID = "org/abaw-fusion"
 METRICS = {"p_mtl": 1.2795, "ccc_valence": 0.503, "ccc_arousal": 0.432, "va": 0.4675, "f1_expression": 0.319, "f1_au": 0.493}
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
-def tiny_model(extractors: dict | None = None) -> AbawFusionModel:
-    config = AbawFusionConfig(
-        feature_dims={"resnet18": 512, "fau": 17}, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-        hidden_dropout_prob=0.0, extractors=extractors or {},
-    )
-    return AbawFusionModel(config).eval()
+@pytest.fixture
+def saved_model(tiny_model):
+    """``saved_model(folder, *, dataset="synthetic", extractors=None)``: a tiny model saved as training saves it."""
 
+    def save(folder: Path, *, dataset: str | None = "synthetic", extractors: dict | None = None) -> AbawFusionModel:
+        model = tiny_model(extractors=extractors, hidden_dropout_prob=0.0)
+        model.save_pretrained(folder)
+        (folder / "eval_results.json").write_text(json.dumps(METRICS))
+        if dataset is not None:
+            (folder / "train_config.yaml").write_text(yaml.safe_dump({"dataset": dataset, "window": 4, "max_gap": 2}))
+        return model
 
-def saved_model(folder: Path, *, dataset: str | None = "synthetic", extractors: dict | None = None) -> AbawFusionModel:
-    model = tiny_model(extractors)
-    model.save_pretrained(folder)
-    (folder / "eval_results.json").write_text(json.dumps(METRICS))
-    if dataset is not None:
-        (folder / "train_config.yaml").write_text(yaml.safe_dump({"dataset": dataset, "window": 4, "max_gap": 2}))
-    return model
-
-
-def write_hub_cache(hf_home: Path, repo_id: str, folder: Path) -> None:
-    """Lay a staged repo out as the Hub cache does, so offline ``from_pretrained(repo_id)`` resolves it."""
-    repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / SHA
-    for file in folder.rglob("*"):
-        if file.is_file():
-            target = snapshot / file.relative_to(folder)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(file.read_bytes())
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(SHA)
+    return save
 
 
 def run_python(code: str, *args: str, env: dict) -> str:
@@ -64,18 +50,18 @@ def run_python(code: str, *args: str, env: dict) -> str:
     return result.stdout
 
 
-def test_staged_repo_loads_from_offline_hub_cache_with_and_without_abaw_hf(tmp_path):
+def test_staged_repo_loads_from_offline_hub_cache_with_and_without_abaw_hf(tmp_path, saved_model, write_hub_cache):
     model = saved_model(tmp_path / "run")
     staged = hub.stage_model_repo(tmp_path / "run", tmp_path / "stage", repo_id=REPO_ID)
     assert set(staged.files) == {
-        "README.md", "config.json", "model.safetensors", "eval_results.json", "train_config.yaml", *hub.MODELING_FILES
+        "README.md", "config.json", "model.safetensors", "eval_results.json", "train_config.yaml", *MODELING_FILES
     }
     config = json.loads((staged.folder / "config.json").read_text())
     assert config["auto_map"]["AutoModel"].startswith("modeling_abaw_fusion.")
     assert "extractors" in config
 
     hf_home = tmp_path / "hf_home"
-    write_hub_cache(hf_home, REPO_ID, staged.folder)
+    write_hub_cache(hf_home, REPO_ID, staged.folder, SHA)
     features = {"resnet18": torch.randn(1, 3, 512), "fau": torch.rand(1, 3, 17)}
     torch.save(features, tmp_path / "features.pt")
     env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
@@ -107,7 +93,7 @@ def test_staged_repo_loads_from_offline_hub_cache_with_and_without_abaw_hf(tmp_p
     torch.testing.assert_close(torch.load(tmp_path / "plain.pt"), expected, atol=1e-6, rtol=0)
 
 
-def test_card_metadata_parses_with_model_index_from_evaluation_json(tmp_path):
+def test_card_metadata_parses_with_model_index_from_evaluation_json(tmp_path, saved_model):
     saved_model(tmp_path / "run", dataset="real")
     staged = hub.stage_model_repo(tmp_path / "run", tmp_path / "stage", repo_id="someone/abaw-paper")
     card = ModelCard.load(staged.folder / "README.md")
@@ -139,42 +125,21 @@ def test_synthetic_weights_are_stated_plainly_and_tagged(tmp_path):
     assert "**No provenance recorded** for `fau`" in card.text
 
 
-def test_card_lists_extractor_provenance_and_random_init(tmp_path):
+def test_card_lists_extractor_provenance_and_random_init(tmp_path, tiny_model):
     provenance = {
         "resnet18": {"name": "resnet18", "variant": "msceleb", "dim": 512, "checkpoint": "resnet18_msceleb.pth",
                      "sha256": "ab" * 32, "random_init": False, "preprocessing": {"input_size": 224, "color_order": "RGB"}},
         "fau": {"name": "fau", "variant": "mediapipe", "dim": 17, "checkpoint": None, "sha256": None, "random_init": True},
     }
-    model = tiny_model(provenance)
+    model = tiny_model(extractors=provenance, hidden_dropout_prob=0.0)
     text = hub.render_model_card(model.config, METRICS, synthetic=False)
     assert "| `resnet18` | resnet18 | msceleb | 512 | 224 px RGB | `resnet18_msceleb.pth` | `abababababababab…` |" in text
     assert "**Random-init extractors:** `fau`" in text
 
 
-class RecordingApi:
-    """Stands in for HfApi at our boundary (hub.hub_api); records each call and the files it would send."""
-
-    def __init__(self):
-        self.calls = []
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-        return f"https://huggingface.co/{repo_id}"
-
-    def upload_folder(self, *, repo_id, folder_path, ignore_patterns=(), **kwargs):
-        import fnmatch
-
-        files = sorted(
-            str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*")
-            if p.is_file() and not any(fnmatch.fnmatch(p.name, pattern) for pattern in ignore_patterns)
-        )
-        self.calls.append(("upload_folder", repo_id, dict(kwargs, files=files)))
-
-
-def test_upload_sends_the_staged_files_through_our_boundary(tmp_path, monkeypatch):
+def test_upload_sends_the_staged_files_through_our_boundary(tmp_path, saved_model, recording_hub):
     saved_model(tmp_path / "run")
-    api = RecordingApi()
-    monkeypatch.setattr(hub, "hub_api", lambda token=None: api)
+    api = recording_hub
     staged = hub.stage_model_repo(tmp_path / "run", tmp_path / "stage", repo_id=REPO_ID)
     (staged.folder / "stale.bin").write_text("from an earlier staging")
     staged = hub.stage_model_repo(tmp_path / "run", tmp_path / "stage", repo_id=REPO_ID)  # replaces it
@@ -185,17 +150,12 @@ def test_upload_sends_the_staged_files_through_our_boundary(tmp_path, monkeypatc
     assert create_kwargs == {"repo_type": "model", "private": True, "exist_ok": True}
     assert upload_kwargs["repo_type"] == "model"
     assert upload_kwargs["files"] == sorted(
-        ["README.md", "config.json", "model.safetensors", "eval_results.json", "train_config.yaml", *hub.MODELING_FILES]
+        ["README.md", "config.json", "model.safetensors", "eval_results.json", "train_config.yaml", *MODELING_FILES]
     )
 
 
-def test_cli_dry_run_lists_files_and_uploads_nothing(tmp_path, monkeypatch, capsys):
+def test_cli_dry_run_lists_files_and_uploads_nothing(tmp_path, capsys, saved_model, no_hub):
     saved_model(tmp_path / "run")
-
-    def no_hub(token=None):
-        raise AssertionError("a dry run must not touch the Hub")
-
-    monkeypatch.setattr(hub, "hub_api", no_hub)
     code = cli_main(["push", str(tmp_path / "run"), "--repo-id", REPO_ID, "--staging-dir", str(tmp_path / "st"), "--dry-run"])
     out = capsys.readouterr().out
     assert code == 0
@@ -204,17 +164,16 @@ def test_cli_dry_run_lists_files_and_uploads_nothing(tmp_path, monkeypatch, caps
         assert f"  {name}  (" in out
 
 
-def test_cli_push_uploads_model_then_space(tmp_path, monkeypatch, capsys):
+def test_cli_push_uploads_model_then_space(tmp_path, monkeypatch, capsys, saved_model, recording_hub):
     saved_model(tmp_path / "run")
     space_source = tmp_path / "space_source"
     space_source.mkdir()
     for name in ("README.md", "requirements.txt"):
         (space_source / name).write_text((hub.SPACE_SOURCE / name).read_text())
     (space_source / "app.py").write_text("print('app')\n")
-    monkeypatch.setattr(hub, "SPACE_SOURCE", space_source)
-    monkeypatch.setattr(hub, "build_wheel", lambda output: _fake_wheel(Path(output)))
-    api = RecordingApi()
-    monkeypatch.setattr(hub, "hub_api", lambda token=None: api)
+    monkeypatch.setattr(hub.staging, "SPACE_SOURCE", space_source)
+    monkeypatch.setattr(hub.staging, "build_wheel", lambda output: _fake_wheel(Path(output)))
+    api = recording_hub
     code = cli_main(["push", str(tmp_path / "run"), "--repo-id", REPO_ID, "--space-id", "org/abaw-demo",
                      "--staging-dir", str(tmp_path / "st")])
     assert code == 0, capsys.readouterr().err
@@ -252,11 +211,11 @@ def test_space_stage_has_gradio_header_and_installs_the_built_wheel(tmp_path):
     wheel = staged.folder / wheel_lines[0]
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    assert {"abaw_hf/pipeline.py", "abaw_hf/hub.py", "abaw_hf/modeling/modeling_abaw_fusion.py"} <= names
+    assert {"abaw_hf/pipeline/__init__.py", "abaw_hf/hub/staging.py", "abaw_hf/hub/model_card.md", "abaw_hf/modeling/modeling_abaw_fusion.py"} <= names
     assert not any(name.startswith("tests/") for name in names)
 
 
-def test_extractor_weights_are_published_as_safetensors_of_the_recorded_checkpoint(tmp_path):
+def test_extractor_weights_are_published_as_safetensors_of_the_recorded_checkpoint(tmp_path, saved_model):
     official = get_extractor_class("resnet18")().eval()
     checkpoint = tmp_path / "resnet18_msceleb.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in official.state_dict().items()}}, checkpoint)
@@ -278,7 +237,7 @@ def test_extractor_weights_are_published_as_safetensors_of_the_recorded_checkpoi
         hub.stage_model_repo(tmp_path / "run", tmp_path / "stage2", extractor_checkpoints={"resnet18": other})
 
 
-def test_bad_model_folders_are_clear_errors(tmp_path):
+def test_bad_model_folders_are_clear_errors(tmp_path, saved_model):
     saved_model(tmp_path / "run", dataset=None)
     with pytest.raises(hub.StagingError, match="no train_config.yaml says which data"):
         hub.stage_model_repo(tmp_path / "run", tmp_path / "stage")

@@ -221,19 +221,7 @@ def test_provenance_naming_an_uninstalled_extractor_is_an_error():
         AffectPipeline(model)
 
 
-def write_hub_cache(hf_home: Path, repo_id: str, folder: Path) -> None:
-    sha = "89abcdef0123456789abcdef0123456789abcdef"
-    repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
-    for file in folder.rglob("*"):
-        if file.is_file():
-            target = repo / "snapshots" / sha / file.relative_to(folder)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(file.read_bytes())
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(sha)
-
-
-def test_from_hub_id_rebuilds_extractors_from_the_published_weights(astronaut, tmp_path, monkeypatch):
+def test_from_hub_id_rebuilds_extractors_from_the_published_weights(astronaut, tmp_path, monkeypatch, write_hub_cache):
     import abaw_hf.hub as hub
     from abaw_hf.extractors import file_sha256, get_extractor_class
 

@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from abaw_hf.training import parse_train_config
+from abaw_hf.training.cli import main as train_py
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
@@ -44,14 +45,6 @@ def assert_message(result, *names: str, status: int = 2) -> None:
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     for name in names:
         assert name in result.stderr, (name, result.stderr)
-
-
-@pytest.fixture(scope="module")
-def train_script():
-    spec = importlib.util.spec_from_file_location("abaw_train_script_cli", TRAIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ----- one run folder through its life (subprocesses) -------------------------------------------------------
@@ -163,7 +156,7 @@ BAD_INPUTS = [  # (arguments, what stderr must name); {tmp} is the test's folder
 ]
 
 
-def test_bad_configs_and_flags_are_one_line_messages(tmp_path, capsys, monkeypatch, train_script):
+def test_bad_configs_and_flags_are_one_line_messages(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ABAW_HF_DEBUG", raising=False)
     for name, content in BAD_YAML.items():
         (tmp_path / name).write_bytes(content)
@@ -178,13 +171,33 @@ def test_bad_configs_and_flags_are_one_line_messages(tmp_path, capsys, monkeypat
         at = TINY.index("--epochs")
         settings = TINY[:at] + TINY[at + 2 :]
         argv = [*settings, "--output_dir", str(tmp_path / "run"), *(a.format(tmp=tmp_path) for a in arguments)]
-        status = train_script.command_line(argv)
+        status = train_py(argv)  # what scripts/train.py runs
         err = capsys.readouterr().err
         assert status == 2, (arguments, err)
         assert named.format(tmp=tmp_path) in err, (arguments, err)
         assert err.startswith("train.py: error: ") and len(err.strip().splitlines()) <= 2, (arguments, err)
         assert "Traceback" not in err
     assert not (tmp_path / "run").exists()  # nothing was written for a refused run
+
+
+def test_abaw_hf_train_runs_the_same_training_and_logs_to_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra: pip install 'abaw_hf[tensorboard]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from abaw_hf.cli import main as cli_main
+
+    run = tmp_path / "run"
+    assert cli_main(["train", *TINY, "--output_dir", str(run), "--tracker", "tensorboard"]) == 0
+    events = sorted((run / "runs").rglob("events.out.tfevents.*"))
+    assert events, sorted(str(path.relative_to(run)) for path in run.rglob("*"))
+    scalars = EventAccumulator(str(events[0].parent)).Reload()
+    assert {"train_loss", "lr", "eval_p_mtl", "eval_f1_au"} <= set(scalars.Tags()["scalars"])
+    logged = json.loads((run / "history.json").read_text())[-1]
+    assert scalars.Scalars("eval_p_mtl")[-1].value == pytest.approx(logged["eval_p_mtl"], rel=1e-5)
+    assert scalars.Scalars("eval_p_mtl")[-1].step == logged["step"]
+    # the event files belong to the run: --overwrite replaces them with the new run's
+    assert train("--output_dir", run, "--overwrite").returncode == 0
+    assert not list((run / "runs").rglob("events.out.tfevents.*"))
 
 
 def test_yaml_values_are_read_like_flags(tmp_path):

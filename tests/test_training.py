@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,18 +20,11 @@ from abaw_hf.training import (
     au_loss_weights_from_labels,
     fold_of_videos,
     parse_train_config,
+    train,
 )
-from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
-
-
-def load_train_script():
-    spec = importlib.util.spec_from_file_location("abaw_train_script", TRAIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_run(tmp_path: Path, **overrides) -> TrainConfig:
@@ -110,7 +102,7 @@ def test_training_learns_most_of_the_oracle(tmp_path):
     config = tiny_run(tmp_path, synthetic_size="small", features=["resnet18", "poster2", "poster", "eac", "fau"],
                       hidden_size=32, window=16, epochs=4, batch_size=32, learning_rate=2e-3, feature_noise_prob=0.0,
                       plot=True)
-    result = load_train_script().main(config)
+    result = train(config)
     oracle = synthetic_oracle_score(make_synthetic_dataset(**SYNTHETIC_PRESETS["small"])["validation"])["p_mtl"]
     best = result["best"]["p_mtl"]
     assert best >= 0.8 * oracle, (best, oracle)
@@ -130,12 +122,11 @@ def test_training_learns_most_of_the_oracle(tmp_path):
 
 
 def test_resume_mid_epoch_equals_uninterrupted_run(tmp_path):
-    train = load_train_script()
-    full = train.main(tiny_run(tmp_path / "full"))
+    full = train(tiny_run(tmp_path / "full"))
     interrupted = tiny_run(tmp_path / "resumed", max_steps=5)  # epoch 1 has more than 5 steps
-    stop = train.main(interrupted)
+    stop = train(interrupted)
     assert stop["stopped_at_step"] == 5
-    resumed = train.main(tiny_run(tmp_path / "resumed", resume="latest"))
+    resumed = train(tiny_run(tmp_path / "resumed", resume="latest"))
     a = load_file(Path(full["output_dir"]) / "model.safetensors")
     b = load_file(Path(resumed["output_dir"]) / "model.safetensors")
     for key in a:
@@ -144,7 +135,7 @@ def test_resume_mid_epoch_equals_uninterrupted_run(tmp_path):
     assert [r["train_loss"] for r in resumed["history"]] == pytest.approx([r["train_loss"] for r in full["history"]], abs=1e-5)
 
 
-def test_two_process_ddp_keeps_parameters_identical(tmp_path):
+def test_two_process_ddp_keeps_parameters_identical(tmp_path, free_port):
     run = tmp_path / "ddp"
     env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
     command = [
@@ -168,7 +159,7 @@ def test_two_process_ddp_keeps_parameters_identical(tmp_path):
 
 def test_missing_feature_columns_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"lacks feature column\(s\) \['openface'\]"):
-        load_train_script().main(tiny_run(tmp_path, features=["resnet18", "openface"]))
+        train(tiny_run(tmp_path, features=["resnet18", "openface"]))
 
 
 def test_label_less_validation_split_is_rejected_before_training(tmp_path):
@@ -182,15 +173,14 @@ def test_label_less_validation_split_is_rejected_before_training(tmp_path):
     data["validation"] = unlabelled
     data.save_to_disk(str(tmp_path / "data"))
     with pytest.raises(ValueError, match="has no labels"):
-        load_train_script().main(tiny_run(tmp_path, dataset=str(tmp_path / "data")))
+        train(tiny_run(tmp_path, dataset=str(tmp_path / "data")))
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_nan_loss_stops_naming_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     from abaw_hf import AbawFusionModel
 
-    train = load_train_script()
-    first = train.main(tiny_run(tmp_path, epochs=1))
+    first = train(tiny_run(tmp_path, epochs=1))
     checkpoint = Path(first["output_dir"]) / "checkpoints"
     before = sorted(p.name for p in checkpoint.iterdir())
     original = AbawFusionModel.forward
@@ -205,22 +195,21 @@ def test_nan_loss_stops_naming_step_and_keeps_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(AbawFusionModel, "forward", poisoned)
     with pytest.raises(FloatingPointError, match=r"epoch 1, batch 2"):
-        train.main(tiny_run(tmp_path, epochs=2, resume="latest"))
+        train(tiny_run(tmp_path, epochs=2, resume="latest"))
     assert sorted(p.name for p in checkpoint.iterdir()) == before
 
 
 def test_resume_from_missing_or_foreign_checkpoint(tmp_path):
-    train = load_train_script()
     with pytest.raises(UserError, match="no such checkpoint"):
-        train.main(tiny_run(tmp_path, resume=str(tmp_path / "nowhere")))
+        train(tiny_run(tmp_path, resume=str(tmp_path / "nowhere")))
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "model.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match="not an abaw_hf training checkpoint"):
-        train.main(tiny_run(tmp_path, resume=str(foreign)))
-    stop = train.main(tiny_run(tmp_path, max_steps=2))
+        train(tiny_run(tmp_path, resume=str(foreign)))
+    stop = train(tiny_run(tmp_path, max_steps=2))
     with pytest.raises(ValueError, match="hidden_size"):
-        train.main(tiny_run(tmp_path, hidden_size=24, resume=stop["checkpoint"]))
+        train(tiny_run(tmp_path, hidden_size=24, resume=stop["checkpoint"]))
 
 
 def test_folds_follow_the_run_folder_rules(tmp_path):
@@ -228,17 +217,16 @@ def test_folds_follow_the_run_folder_rules(tmp_path):
     have a checkpoint and (re)starts those that have none; a finished fold says so."""
     import shutil
 
-    train = load_train_script()
     folds = dict(folds=2, epochs=1, window=4, train_stride=16, batch_size=16)
-    stopped = train.main(tiny_run(tmp_path, max_steps=1, **folds))
+    stopped = train(tiny_run(tmp_path, max_steps=1, **folds))
     assert [stopped[f"fold-{k}"]["stopped_at_step"] for k in (0, 1)] == [1, 1]
     run = tmp_path / "run"
     shutil.rmtree(run / "fold-1" / "checkpoints")  # fold 1 interrupted before its first checkpoint
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     with pytest.raises(UserError, match=r"fold-0 holds another training run.*--overwrite.*--resume latest"):
-        train.main(tiny_run(tmp_path, **folds))
+        train(tiny_run(tmp_path, **folds))
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
-    resumed = train.main(tiny_run(tmp_path, resume="latest", **folds))
+    resumed = train(tiny_run(tmp_path, resume="latest", **folds))
     assert all(resumed[f"fold-{k}"]["best"] for k in (0, 1))
-    again = train.main(tiny_run(tmp_path, resume="latest", **folds))
+    again = train(tiny_run(tmp_path, resume="latest", **folds))
     assert again["fold-0"]["finished"] and again["fold-1"]["finished"]

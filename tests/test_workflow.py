@@ -202,7 +202,7 @@ def test_readme_workflow_runs_end_to_end(tmp_path, workflow_env, capsys):
         (work / name).symlink_to(REPO / name, target_is_directory=True)
     try:
         steps = {step_name(command): command for command in commands}
-        from abaw_hf.extraction.cli import parse_extractor_spec
+        from abaw_hf.specs import parse_extractor_spec
 
         train_extract = steps["extract train"]
         specs = [parse_extractor_spec(train_extract[i + 1]) for i, t in enumerate(train_extract) if t == "--extractor"]

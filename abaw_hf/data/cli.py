@@ -20,20 +20,11 @@ from pathlib import Path
 import datasets
 
 from ..errors import UserError, check_output_folder, mark_output_folder, positive_int, remove_own_folder
+from ..specs import add_extractor_arguments, create_extractors, parse_assignments
 from .storage import check_split_name, register_split
 from .annotations import Annotations, merge_annotations, read_mtl_annotations, read_mtl_test_list, read_single_task_folder
 from .builder import build_from_arrays, build_from_extractors, image_paths
 from .converters import join_features, read_feature_dict_npy, read_openface_folder
-
-
-def _pairs(values: list[str] | None, flag: str) -> list[tuple[str, str]]:
-    pairs = []
-    for value in values or []:
-        key, sep, rest = value.partition("=")
-        if not sep or not key or not rest:
-            raise UserError(f"{flag} expects NAME=VALUE, got {value!r}")
-        pairs.append((key, rest))
-    return pairs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,9 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     features = parser.add_argument_group("features")
     features.add_argument("--features", action="append", metavar="NAME=FILE.npy", help="authors' {video:{frame:vec}} file")
     features.add_argument("--openface-dir", metavar="DIR", help="OpenFace CSVs (<video>.csv) as the 'fau' column")
-    features.add_argument(
-        "--extractor", action="append", metavar="NAME[:VARIANT]=CHECKPOINT", help="run a registered extractor"
-    )
+    add_extractor_arguments(features, required=False)
     features.add_argument("--images", metavar="DIR", help="cropped_aligned/ root for --extractor")
     features.add_argument("--allow-pickle", action="store_true",
                           help="fully unpickle trusted feature files and checkpoints that need more than numpy arrays")
@@ -72,14 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _read_rows(args: argparse.Namespace) -> dict[str, Annotations]:
     rows: dict[str, Annotations] = {}
-    for split, path in _pairs(args.annotations, "--annotations"):
+    for split, path in parse_assignments(args.annotations, "--annotations", "SPLIT=FILE"):
         check_split_name(split, "--annotations")
         rows[split] = read_mtl_annotations(path, skip_bad_rows=args.skip_bad_rows)
     if args.test_list:
         rows["test"] = read_mtl_test_list(args.test_list)
     task_tables = [
         read_single_task_folder(folder, task, skip_bad_rows=args.skip_bad_rows)
-        for task, folder in _pairs(args.task_dir, "--task-dir")
+        for task, folder in parse_assignments(args.task_dir, "--task-dir", "TASK=DIR")
     ]
     if task_tables:
         rows[args.split] = merge_annotations(task_tables)
@@ -90,16 +79,6 @@ def _read_rows(args: argparse.Namespace) -> dict[str, Annotations]:
         for message in table.skipped:
             print(f"  skipped {message}")
     return rows
-
-
-def _extractors(args: argparse.Namespace) -> list:
-    from ..extractors import create_extractor
-
-    extractors = []
-    for spec, checkpoint in _pairs(args.extractor, "--extractor"):
-        name, _, variant = spec.partition(":")
-        extractors.append(create_extractor(name, variant or None, checkpoint, allow_pickle=args.allow_pickle))
-    return extractors
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError("--extractor needs --images (the cropped_aligned/ root)")
             for table in rows.values():  # every missing image of every split, before any work starts
                 image_paths(table, args.images)
-            extractors = _extractors(args)
+            extractors = create_extractors(args.extractor, random_init=args.random_init, allow_pickle=args.allow_pickle)
             for split, table in rows.items():
                 built[split] = build_from_extractors(
                     table, extractors, args.images, output / split, batch_size=args.batch_size,
@@ -143,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                 )  # fmt: skip
         else:
             tables = [read_feature_dict_npy(path, name, allow_pickle=args.allow_pickle)
-                      for name, path in _pairs(args.features, "--features")]
+                      for name, path in parse_assignments(args.features, "--features", "NAME=FILE.npy")]
             if args.openface_dir:
                 tables.append(read_openface_folder(args.openface_dir))
             joined = {}

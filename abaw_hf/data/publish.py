@@ -1,4 +1,4 @@
-"""Publish a feature dataset the Hub way: a Parquet folder with a dataset card, then `upload_folder`.
+"""Publish a feature dataset the Hub way: a Parquet folder with a dataset card, then `abaw_hf.hub.upload`.
 
 The staged folder is exactly a Hub dataset repo (`data/<split>-XXXXX-of-NNNNN.parquet` + `README.md` whose
 YAML names the configs, features and splits), so `datasets.load_dataset(<folder>)` reads it offline.
@@ -14,8 +14,10 @@ from typing import Any, Mapping
 import datasets
 from datasets.info import DatasetInfo, DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
-from huggingface_hub import DatasetCard, DatasetCardData, create_repo, upload_folder
+from huggingface_hub import DatasetCard, DatasetCardData
 
+from ..hub.repo import StagedRepo
+from ..hub.upload import upload_folder
 from .schema import AU_NAMES, EXPRESSION_NAMES, read_metadata
 
 DEFAULT_SHARD_ROWS = 50_000
@@ -142,14 +144,7 @@ def push_dataset_to_hub(
     folder = Path(folder)
     if not (folder / "README.md").is_file() or not any((folder / "data").glob("*.parquet")):
         raise FileNotFoundError(f"{folder} is not a staged dataset folder (README.md + data/*.parquet)")
-    create_repo(repo_id, repo_type="dataset", private=private, token=token, exist_ok=True)
-    commit = upload_folder(
-        repo_id=repo_id,
-        repo_type="dataset",
-        folder_path=str(folder),
-        token=token,
-        revision=revision,
-        commit_message=commit_message,
-        allow_patterns=["README.md", "data/*.parquet"],
-    )
-    return str(getattr(commit, "commit_url", commit))
+    staged = StagedRepo(folder, repo_id, "dataset", allow_patterns=["README.md", "data/*.parquet"])
+    repo_url, commit_url = upload_folder(staged, token=token, private=private, revision=revision,
+                                         commit_message=commit_message)
+    return commit_url or repo_url

@@ -22,28 +22,12 @@ from pathlib import Path
 from ..data import read_mtl_annotations, read_mtl_test_list
 from ..data.storage import check_new_split, check_split_name, register_split
 from ..errors import UserError, check_output_folder, positive_int
-from ..extractors import PreprocessConfig, create_extractor, get_extractor_class
-from ..extractors.registry import random_init_seed
 from ..faces import BACKENDS
+from ..onnx import add_runtime_arguments
+from ..specs import add_extractor_arguments, create_extractors, parse_input_sizes
 from .frames import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MIN_IMAGE_SIZE
 from .runner import DEFAULT_SHARD_SIZE, PRECISIONS, extract_features, rows_from_frames_folder
 from .video import extract_video_features
-
-
-def parse_extractor_spec(spec: str) -> tuple[str, str | None, str | None]:
-    """`name[:variant][=checkpoint]` -> (name, variant, checkpoint)."""
-    head, _, checkpoint = spec.partition("=")
-    name, _, variant = head.partition(":")
-    if not name:
-        raise argparse.ArgumentTypeError(f"bad --extractor {spec!r}; expected NAME[:VARIANT][=CHECKPOINT]")
-    return name, variant or None, checkpoint or None
-
-
-def _name_value(text: str) -> tuple[str, int]:
-    name, sep, value = text.partition("=")
-    if not sep or not value.isdigit():
-        raise argparse.ArgumentTypeError(f"expected NAME=PIXELS, got {text!r}")
-    return name, int(value)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,12 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--detector", choices=BACKENDS, default="mediapipe", help="face detector for --video")
     source.add_argument("--face-size", type=positive_int, default=112, help="aligned crop size for --video")
     models = parser.add_argument_group("extractors")
-    models.add_argument("--extractor", action="append", type=parse_extractor_spec, required=True,
-                        metavar="NAME[:VARIANT][=CHECKPOINT]", help="repeat for several extractors (one column each)")
-    models.add_argument("--random-init", action="store_true",
-                        help="allow extractors without a checkpoint (random weights: for tests and benchmarks only)")
+    add_extractor_arguments(models, required=True)
     models.add_argument("--allow-pickle", action="store_true", help="allow checkpoints that need full unpickling")
-    models.add_argument("--input-size", action="append", type=_name_value, default=[], metavar="NAME=PIXELS",
+    models.add_argument("--input-size", action="append", metavar="NAME=PIXELS",
                         help="override an extractor's input size (recorded in the provenance)")
     run = parser.add_argument_group("run")
     run.add_argument("--output", type=Path, required=True,
@@ -74,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes for decoding/preprocessing")
     run.add_argument("--precision", choices=PRECISIONS, default="auto", help="autocast on GPU; CPU runs fp32")
     run.add_argument("--device", help="torch device (default: this process's accelerate device)")
+    add_runtime_arguments(run)
     run.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                      help="channels-last memory format (default: on GPU only)")
     run.add_argument("--min-image-size", type=positive_int, default=DEFAULT_MIN_IMAGE_SIZE, help="smaller images are failures")
@@ -86,27 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--no-progress", action="store_true")
 
 
-def build_extractors(args: argparse.Namespace) -> list:
-    sizes = dict(args.input_size)
-    extractors = []
-    for name, variant, checkpoint in args.extractor:
-        if checkpoint is None and not args.random_init and get_extractor_class(name).needs_checkpoint:
-            raise UserError(
-                f"--extractor {name} has no checkpoint (write {name}=PATH); "
-                "pass --random-init to run it with random weights (tests and benchmarks only)"
-            )
-        # random weights (tests and benchmarks) depend on the extractor only: every process builds the same
-        extractor = create_extractor(name, variant, checkpoint, allow_pickle=args.allow_pickle,
-                                     random_seed=random_init_seed(name, variant))
-        if name in sizes:
-            cfg = extractor.preprocess_cfg
-            extractor.preprocess_cfg = PreprocessConfig(sizes.pop(name), cfg.mean, cfg.std, cfg.color_order, cfg.interpolation)
-        extractors.append(extractor)
-    if sizes:
-        raise UserError(f"--input-size names extractors that are not given: {sorted(sizes)}")
-    return extractors
-
-
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if bool(args.frames) == bool(args.video):
@@ -115,7 +76,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give --annotations or --test-list, not both")
     check_output_folder(args.output)
     output = args.output / check_split_name(args.split) if args.split else args.output
-    extractors = build_extractors(args)
+    extractors = create_extractors(args.extractor, random_init=args.random_init, allow_pickle=args.allow_pickle,
+                                   input_sizes=parse_input_sizes(args.input_size))
+    if args.runtime == "onnx":  # the same extractors, their networks run by onnxruntime
+        from ..onnx.runtime import onnx_extractor
+
+        extractors = [onnx_extractor(extractor, args.onnx_dir, extractor.name) for extractor in extractors]
     if args.split:  # a split that disagrees with the others of this feature set is refused before any work
         check_new_split(args.output, args.split, {e.name: e.dim for e in extractors},
                         {e.name: e.provenance() for e in extractors})

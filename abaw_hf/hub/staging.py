@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from ..model_loading import MODELING_FILES, TRAIN_CONFIG_FILE, saved_train_config
+from ..model_files import TRAIN_CONFIG_FILE, read_model_record
+from ..model_loading import MODELING_FILES
 from ..modeling import AbawFusionConfig
 from .card import load_model_config, read_metrics, render_model_card
 from .repo import STAGING_MARKER, StagedRepo, StagingError
@@ -26,7 +27,7 @@ SPACE_FILES = ("README.md", "requirements.txt", "app.py")
 
 def trained_on_synthetic_data(model_dir: str | Path) -> bool | None:
     """True/False from the ``train_config.yaml`` saved with the model; None when it does not say."""
-    dataset = saved_train_config(model_dir).get("dataset")
+    dataset = read_model_record(model_dir, TRAIN_CONFIG_FILE).get("dataset")
     return None if dataset is None else dataset == "synthetic"
 
 

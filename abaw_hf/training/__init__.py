@@ -10,7 +10,6 @@
 """
 
 from ..data.synthetic import SYNTHETIC_PRESETS
-from ..model_loading import saved_train_config
 from .config import (
     PAPER_TABLE1_FEATURES,
     SettingError,
@@ -28,6 +27,6 @@ from .runs import latest_checkpoint, training_outputs
 __all__ = [
     "PAPER_TABLE1_FEATURES", "SYNTHETIC_PRESETS", "SettingError", "TrainConfig", "au_loss_weights_from_labels",
     "fold_of_videos", "latest_checkpoint", "load_training_data", "model_config_from_train_config",
-    "parse_train_config", "read_train_config_file", "save_train_config", "saved_train_config", "select_fold",
+    "parse_train_config", "read_train_config_file", "save_train_config", "select_fold",
     "train", "train_config_from_args", "training_outputs",
 ]

@@ -213,9 +213,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--config", metavar="FILE.yaml", nargs="?", const="", default=argparse.SUPPRESS,
                         help="settings file: its values are the defaults, flags override them")
-    # what ArgumentParser(parents=[...]) does, for a parser that already exists (the `abaw-hf train` subcommand)
-    parser._add_container_actions(HfArgumentParser(TrainConfig, add_help=False))
-    parser.set_defaults(**{name: argparse.SUPPRESS for name in _FIELD_TYPES})
+    fields = HfArgumentParser(TrainConfig, add_help=False)
+    for action in fields._actions:
+        action.default = argparse.SUPPRESS  # absent unless given (set_defaults would put the marker in the namespace)
+    # what ArgumentParser(parents=[fields]) does, for a parser that already exists (the `abaw-hf train` subcommand)
+    parser._add_container_actions(fields)
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ..data.windows import FeatureWindows, WindowCollator
 from ..errors import ConfigError
 from ..evaluation import format_metrics_table, predict_with_accelerator, score_predictions
-from ..model_loading import TRAIN_CONFIG_FILE
+from ..model_files import TRAIN_CONFIG_FILE
 from ..modeling import AbawFusionModel
 from .config import TrainConfig, model_config_from_train_config, save_train_config
 from .data import (

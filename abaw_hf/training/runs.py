@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..errors import ConfigError, UserError, check_output_folder, read_text_file
 from ..hub.card import render_model_card
-from ..model_loading import MODELING_FILES, TRAIN_CONFIG_FILE
+from ..model_files import TRAIN_CONFIG_FILE
+from ..model_loading import MODELING_FILES
 from .config import TrainConfig, save_train_config
 
 RUN_STATE_FILE = "abaw_run_state.json"

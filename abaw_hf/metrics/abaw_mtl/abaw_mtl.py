@@ -5,8 +5,8 @@ Usage (offline)::
     import evaluate
     from abaw_hf.metrics import EVALUATE_MODULE_PATH
     metric = evaluate.load(EVALUATE_MODULE_PATH)
-    metric.compute(valence=..., arousal=..., expression=..., aus=...,
-                   valence_ref=..., arousal_ref=..., expression_ref=..., aus_ref=...)
+    frame = {"valence": 0.2, "arousal": -0.1, "expression": 3, "aus": [0] * 12}   # one dict per frame
+    metric.compute(predictions=[frame, ...], references=[frame, ...])         # references: missing markers allowed
 """
 
 import datasets
