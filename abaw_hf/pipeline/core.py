@@ -53,6 +53,8 @@ class AffectPipeline:
         smoothing_sigma: float = DEFAULT_SMOOTHING_SIGMA,
         device: str | torch.device | None = None,
         allow_pickle: bool = False,
+        runtime: str = "torch",
+        onnx_dir: str | Path | None = None,
     ):
         from ..faces import FaceDetector
 
@@ -67,6 +69,10 @@ class AffectPipeline:
         else:
             weights = report_given_extractors(self.config, extractors)
         self.extractors = {name: extractors[name].to(self.device).eval() for name in self.config.feature_names}
+        if runtime != "torch":  # onnxruntime objects with the torch call signatures (abaw_hf.onnx.runtime)
+            from ..onnx.runtime import use_runtime
+
+            use_runtime(self, runtime, onnx_dir)
         self.weights_report = WeightsReport(str(model_id or getattr(self.config, "_name_or_path", "") or "(in memory)"),
                                             synthetic_training, weights)
         self.detector = detector if detector is not None else FaceDetector(face_backend, max_faces=4)

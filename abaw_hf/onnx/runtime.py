@@ -1,0 +1,216 @@
+"""ONNX Runtime objects with the torch call signatures, and the one switch between the runtimes.
+
+`OnnxFusionModel(...)` is called like `AbawFusionModel` (features dict or keyword tensors, attention_mask,
+feature_mask, frame_index) and returns the same three output tensors; `OnnxExtractor` keeps the torch extractor's
+preprocessing, metadata and provenance and runs its network in onnxruntime (`extract`, `inference_module`).
+`onnx_runtime_objects` builds both from torch objects, through a verified export cached by weights fingerprint
+or from an `abaw-hf export-onnx` folder; `use_runtime` swaps them into a pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from . import RUNTIMES
+
+CACHE_ENV = "ABAW_HF_ONNX_CACHE"
+
+
+def require_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError("--runtime onnx needs onnxruntime: pip install 'abaw_hf[onnx]'") from None
+    return onnxruntime
+
+
+def execution_providers() -> list[str]:
+    """CUDA when this onnxruntime build has it, then CPU."""
+    available = require_onnxruntime().get_available_providers()
+    return [name for name in ("CUDAExecutionProvider", "CPUExecutionProvider") if name in available]
+
+
+def create_session(path: str | Path, threads: int | None = None):
+    """An InferenceSession on `path` with all graph optimisations and torch's thread count (same budget)."""
+    ort = require_onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.log_severity_level = 3  # errors only: unused-input notices are expected
+    return ort.InferenceSession(str(path), options, providers=execution_providers())
+
+
+@dataclass
+class FusionOutputs:
+    """The three prediction tensors of `AbawFusionOutput`, as the pipeline and evaluation read them."""
+
+    valence_arousal: torch.Tensor
+    expression_logits: torch.Tensor
+    au_logits: torch.Tensor
+
+
+class OnnxFusionModel:
+    """An exported fusion model, called like `AbawFusionModel.forward` (inference only, no labels/loss)."""
+
+    def __init__(self, session, config):
+        self.session = session
+        self.config = config
+
+    def eval(self) -> OnnxFusionModel:
+        return self
+
+    def to(self, *args, **kwargs) -> OnnxFusionModel:
+        return self
+
+    def __call__(self, features=None, attention_mask=None, feature_mask=None, frame_index=None, return_dict=None,
+                 **feature_kwargs) -> FusionOutputs:
+        from .export import FUSION_OUTPUTS, feature_mask_input
+
+        features = self._checked_features({**(features or {}), **feature_kwargs})
+        batch, length = next(iter(features.values())).shape[:2]
+        feed = {name: _array(value, np.float32) for name, value in features.items()}
+        feed["attention_mask"] = _array(attention_mask, bool) if attention_mask is not None else np.ones((batch, length), bool)
+        for name in self.config.feature_names:
+            given = (feature_mask or {}).get(name)
+            feed[feature_mask_input(name)] = _array(given, bool) if given is not None else np.ones((batch, length), bool)
+        if frame_index is None:
+            frame_index = np.broadcast_to(np.arange(length), (batch, length))
+        index = np.where(feed["attention_mask"], _array(frame_index, np.int64), 0)
+        if self.config.position_encoding != "none" and (index.min() < 0 or index.max() >= self.config.max_window):
+            raise ValueError(f"frame_index must lie in [0, max_window={self.config.max_window}); got [{index.min()}, {index.max()}]")
+        feed["frame_index"] = np.ascontiguousarray(index)
+        outputs = self.session.run(list(FUSION_OUTPUTS), feed)
+        return FusionOutputs(*(torch.from_numpy(output) for output in outputs))
+
+    def _checked_features(self, features: dict) -> dict:
+        expected = self.config.feature_dims
+        if set(features) != set(expected):
+            raise ValueError(f"features {sorted(features)} given; this model takes {list(expected)}")
+        for name, dim in expected.items():
+            shape = tuple(features[name].shape)
+            if len(shape) != 3 or shape[-1] != dim:
+                raise ValueError(f"extractor {name!r}: expected shape [B, T, {dim}], got {list(shape)}")
+            if not np.isfinite(_array(features[name], np.float32)).all():
+                raise ValueError(f"extractor {name!r}: features contain NaN or Inf; give missing vectors through feature_mask")
+        return {name: features[name] for name in expected}
+
+
+class OnnxExtractor:
+    """A torch extractor whose network runs in onnxruntime; name, dim, preprocessing and provenance are its own."""
+
+    def __init__(self, extractor, session):
+        self.torch_extractor = extractor
+        self.session = session
+
+    def __getattr__(self, name):  # everything but the network: the torch extractor's
+        return getattr(self.__dict__["torch_extractor"], name)
+
+    def to(self, *args, **kwargs) -> OnnxExtractor:
+        return self
+
+    def eval(self) -> OnnxExtractor:
+        return self
+
+    def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Preprocessed [N, 3, S, S] -> features [N, dim] (float32)."""
+        pixels = np.ascontiguousarray(pixel_values.detach().float().cpu().numpy())
+        return torch.from_numpy(self.session.run(["features"], {"pixel_values": pixels})[0])
+
+    def inference_module(self):
+        return self.features
+
+    def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.features(pixel_values)
+
+    def extract(self, images, batch_size: int = 32) -> torch.Tensor:
+        pixel_values = self.torch_extractor.preprocess(images)
+        return torch.cat([self.features(pixel_values[start : start + batch_size])
+                          for start in range(0, len(pixel_values), batch_size)])
+
+
+def _array(value, dtype) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.ascontiguousarray(np.asarray(value, dtype=dtype))
+
+
+# ----- building the ONNX objects ------------------------------------------------------------------------------
+
+
+def cache_folder() -> Path:
+    """Where verified exports are kept, by weights fingerprint (``$ABAW_HF_ONNX_CACHE``, else ~/.cache/abaw_hf/onnx)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "abaw_hf" / "onnx"
+
+
+def _cached_graph(kind: str, fingerprint: str, export, parity) -> Path:
+    from .export import _check_parity
+
+    path = cache_folder() / f"{kind}-{fingerprint[:24]}.onnx"
+    if not path.is_file():
+        export(path)
+        _check_parity(kind, parity(create_session(path)))  # verified once, when it enters the cache
+    return path
+
+
+def _exported_graph(folder: Path, entry: dict | None, kind: str, fingerprint: str) -> Path:
+    if entry is None:
+        raise UserError(f"{folder}: the export has no {kind}; export this model again with `abaw-hf export-onnx`")
+    if entry.get("fingerprint") != fingerprint:
+        raise UserError(f"{folder}: its {kind} was exported from other weights; export this model again")
+    return folder / entry["file"]
+
+
+def onnx_extractor(extractor, onnx_dir: str | Path | None = None, feature: str | None = None):
+    """The ONNX Runtime version of one torch extractor (itself when it has no torch network, e.g. fau)."""
+    from .export import exportable, export_extractor, extractor_fingerprint, extractor_parity, read_manifest
+
+    if isinstance(extractor, OnnxExtractor) or not exportable(extractor):
+        return extractor
+    require_onnxruntime()
+    fingerprint = extractor_fingerprint(extractor)
+    if onnx_dir is not None:
+        entry = read_manifest(onnx_dir)["extractors"].get(feature or extractor.name)
+        path = _exported_graph(Path(onnx_dir), entry, f"extractor {feature or extractor.name!r}", fingerprint)
+    else:
+        path = _cached_graph(f"extractor-{extractor.name}", fingerprint, lambda p: export_extractor(extractor, p),
+                             lambda session: extractor_parity(extractor, session))
+    return OnnxExtractor(extractor, create_session(path))
+
+
+def onnx_fusion_model(model, onnx_dir: str | Path | None = None) -> OnnxFusionModel:
+    from .export import export_fusion, fusion_fingerprint, fusion_parity, read_manifest
+
+    if isinstance(model, OnnxFusionModel):
+        return model
+    require_onnxruntime()
+    fingerprint = fusion_fingerprint(model)
+    if onnx_dir is not None:
+        path = _exported_graph(Path(onnx_dir), read_manifest(onnx_dir).get("fusion"), "fusion model", fingerprint)
+    else:
+        path = _cached_graph("fusion", fingerprint, lambda p: export_fusion(model, p), lambda s: fusion_parity(model, s))
+    return OnnxFusionModel(create_session(path), model.config)
+
+
+def check_runtime(runtime: str) -> str:
+    if runtime not in RUNTIMES:
+        raise UserError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "onnx":
+        require_onnxruntime()
+    return runtime
+
+
+def use_runtime(pipeline, runtime: str, onnx_dir: str | Path | None = None):
+    """Run `pipeline`'s fusion model and torch extractors under `runtime` ('torch' leaves it as it is)."""
+    if check_runtime(runtime) == "onnx":
+        pipeline.model = onnx_fusion_model(pipeline.model, onnx_dir)
+        pipeline.extractors = {feature: onnx_extractor(extractor, onnx_dir, feature)
+                               for feature, extractor in pipeline.extractors.items()}
+    return pipeline
