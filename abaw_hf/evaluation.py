@@ -71,18 +71,17 @@ def _batch_outputs(model, batch: dict) -> dict[str, torch.Tensor]:
 
 
 def _collect(chunks: list[dict[str, np.ndarray]], num_rows: int) -> FramePredictions:
-    """Flatten window outputs to rows, drop padding, keep each row once, and check that every row is covered."""
+    """Window outputs to rows (`rows_from_windows`: padding dropped, every row covered; a repeat from DDP's
+    even-batch padding keeps its first copy)."""
+    from .data.windows import rows_from_windows
+
     rows = np.concatenate([c["row_index"].reshape(-1) for c in chunks])
-    keep = rows >= 0
-    rows = rows[keep]
-    fields = {}
-    for key in ("valence_arousal", "expression_probs", "au_probs"):
-        values = np.concatenate([c[key].reshape(-1, c[key].shape[-1]) for c in chunks])[keep]
-        fields[key] = values
-    unique_rows, first = np.unique(rows, return_index=True)  # duplicates come from DDP's even-batch padding
-    if len(unique_rows) != num_rows:
-        raise RuntimeError(f"evaluation covered {len(unique_rows)} of {num_rows} rows; windows must cover every frame once")
-    return FramePredictions(row_index=unique_rows, **{k: v[first] for k, v in fields.items()})
+    fields = {
+        key: rows_from_windows(rows, np.concatenate([c[key].reshape(-1, c[key].shape[-1]) for c in chunks]),
+                               num_rows, repeats="first")
+        for key in ("valence_arousal", "expression_probs", "au_probs")
+    }
+    return FramePredictions(row_index=np.arange(num_rows), **fields)
 
 
 @torch.inference_mode()

@@ -27,7 +27,8 @@ import numpy as np
 from .errors import UserError, check_output_file, non_negative_float, non_negative_int, positive_int, read_text_file
 from .data.annotations import TEST_LIST_HEADER, read_mtl_test_list
 from .modeling.configuration_abaw_fusion import NUM_AUS, NUM_EXPRESSIONS
-from .postprocess import decide, read_postprocessing, smooth_frame_predictions
+from .model_files import inference_settings
+from .postprocess import decide, smooth_frame_predictions
 
 SUBMISSION_HEADER = ",".join(TEST_LIST_HEADER)
 SHOWN_PROBLEMS = 10
@@ -198,8 +199,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="split of --data (ignored for a single-split dataset)")
     parser.add_argument("--output", "-o", help="submission file to write")
     parser.add_argument("--smoothing-sigma", type=non_negative_float, default=None,
-                        help="temporal smoothing in frames (default: the first model's tuned value, else 0 = off)")
-    parser.add_argument("--max-gap", type=non_negative_int, default=None, help="frame gap that stops smoothing (default: as tuned)")
+                        help="temporal smoothing in frames, 0 = off (default: the first model's tuned value, else the "
+                             "pipeline's default, as `abaw-hf predict` uses)")
+    parser.add_argument("--max-gap", type=non_negative_int, default=None, help="frame gap that stops smoothing (default: the model's own)")
     parser.add_argument("--window", type=positive_int, default=None, help="frames per window (default: the training window)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
 
@@ -230,9 +232,9 @@ def run(args: argparse.Namespace) -> int:
     video = np.asarray(dataset.with_format(None)["video"])
     frame = np.asarray(dataset.with_format("numpy")["frame"])
     listed_rows(test_list, video, frame, present)  # fail before the (long) prediction
-    tuned = read_postprocessing(args.model[0])
-    sigma = args.smoothing_sigma if args.smoothing_sigma is not None else float(tuned.get("smoothing_sigma", 0.0))
-    max_gap = args.max_gap if args.max_gap is not None else tuned.get("max_gap")
+    settings = inference_settings(models[0].config, args.model[0])  # the same settings the pipeline uses
+    sigma = args.smoothing_sigma if args.smoothing_sigma is not None else settings.smoothing_sigma
+    max_gap = args.max_gap if args.max_gap is not None else settings.max_gap
     thresholds = np.mean([model.config.au_thresholds for model in models], axis=0)
     predictions = predict_dataset(models, dataset, window=args.window, batch_size=args.batch_size)
     text = submission_text(test_list, predictions, video, frame, au_thresholds=thresholds,

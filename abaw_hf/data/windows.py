@@ -256,23 +256,30 @@ def window_dataloader(
     )
 
 
-def rows_from_windows(row_index: np.ndarray, values: np.ndarray, num_rows: int) -> np.ndarray:
+def rows_from_windows(row_index: np.ndarray, values: np.ndarray, num_rows: int, *, repeats: str = "error") -> np.ndarray:
     """Per-row values from per-window outputs: `row_index [W,T]`, `values [W,T,...]` -> `[num_rows, ...]`.
 
-    Every row must appear exactly once (eval-mode windows, gathered with `gather_for_metrics`); a row seen
-    twice or never raises, naming how many.
+    Every row must be predicted; a row never seen raises. A row seen twice raises too, unless
+    ``repeats="first"`` — for outputs gathered across processes, where DDP's even-batch padding repeats
+    whole windows (identical values), and the first copy is kept.
     """
-    row_index = np.asarray(row_index).reshape(-1)
-    values = np.asarray(values)
-    values = values.reshape(len(row_index), *values.shape[2:])
+    if repeats not in ("error", "first"):
+        raise ValueError(f"repeats must be 'error' or 'first', got {repeats!r}")
+    row_index, values = np.asarray(row_index), np.asarray(values)
+    # the leading dims of values are row_index's ([W, T] windows, or [N] rows already flat)
+    values = values.reshape(row_index.size, *values.shape[row_index.ndim :])
+    row_index = row_index.reshape(-1)
     valid = row_index >= 0
-    rows = row_index[valid]
+    rows, kept = row_index[valid], values[valid]
+    if repeats == "first":
+        rows, first = np.unique(rows, return_index=True)
+        kept = kept[first]
     counts = np.bincount(rows, minlength=num_rows)
     if len(counts) > num_rows or (counts != 1).any():
         raise ValueError(
             f"windows cover rows unevenly: {int((counts[:num_rows] == 0).sum())} rows never predicted, "
             f"{int((counts > 1).sum())} predicted more than once (out of {num_rows})"
         )
-    out = np.empty((num_rows, *values.shape[1:]), dtype=values.dtype)
-    out[rows] = values[valid]
+    out = np.empty((num_rows, *kept.shape[1:]), dtype=kept.dtype)
+    out[rows] = kept
     return out
