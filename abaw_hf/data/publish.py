@@ -55,7 +55,7 @@ from datasets import load_dataset
 from abaw_hf.data import window_dataloader
 
 splits = load_dataset("{repo_id}")
-loader = window_dataloader(splits["train"], window_size=32, batch_size=64)
+loader = window_dataloader(splits["train"], window_size=16, batch_size=64)  # the training default
 ```
 """
 

@@ -18,6 +18,7 @@ import yaml
 from ..errors import ConfigError, UserError, read_text_file, strip_debug_flag
 from ..modeling import AbawFusionConfig
 from ..modeling.configuration_abaw_fusion import FUSION_MODES, POSITION_ENCODINGS
+from ..segments import DEFAULT_MAX_GAP, DEFAULT_WINDOW, default_stride
 
 PAPER_TABLE1_FEATURES = ["resnet18", "poster2", "fau"]
 
@@ -47,9 +48,9 @@ class TrainConfig:
     eval_split: str = "validation"
     features: list[str] = field(default_factory=lambda: list(PAPER_TABLE1_FEATURES))
     # temporal windows
-    window: int = field(default=16, metadata={"help": "frames per window (T); 1 = per-frame model"})
-    train_stride: int = field(default=8, metadata={"help": "step between training windows"})
-    max_gap: int = field(default=8, metadata={"help": "a frame-number gap larger than this starts a new window"})
+    window: int = field(default=DEFAULT_WINDOW, metadata={"help": "frames per window (T); 1 = per-frame model"})
+    train_stride: int = field(default=default_stride(DEFAULT_WINDOW), metadata={"help": "step between training windows"})
+    max_gap: int = field(default=DEFAULT_MAX_GAP, metadata={"help": "a frame-number gap larger than this starts a new window"})
     # model
     fusion: str = field(default="concat", metadata={"help": "concat (paper eq. 2, temporal) or tokens (released code)"})
     hidden_size: int = 128

@@ -23,17 +23,13 @@ def au_loss_weights_from_labels(aus: np.ndarray) -> list[float]:
 
 
 def check_eval_split(split, name: str) -> None:
-    """An empty or label-less validation split is an error before training starts."""
+    """An empty or label-less validation split is an error before training starts (the same rule as evaluate)."""
     from ..data.storage import DatasetLayoutError
+    from ..evaluation import dataset_labels, require_labels
 
     if split is None or len(split) == 0:
         raise DatasetLayoutError(f"evaluation split {name!r} is empty: training needs labelled validation frames")
-    columns = split.with_format("numpy")
-    va = np.asarray(columns["valence"])
-    expr = np.asarray(columns["expression"])
-    aus = np.asarray(columns["aus"])
-    if not ((va != -5).any() or (expr != -1).any() or (aus != -1).any()):
-        raise DatasetLayoutError(f"evaluation split {name!r} has no labels (all VA -5, expression -1, AU -1)")
+    require_labels(dataset_labels(split), f"evaluation split {name!r}", "training")
 
 
 def check_feature_columns(split, features: list[str], split_name: str) -> dict[str, int]:
