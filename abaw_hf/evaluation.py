@@ -13,13 +13,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import functools
+
 import numpy as np
-import torch
 
 from .errors import UserError, check_output_file, positive_int
 from .metrics import compute_abaw_metrics
-from .modeling.configuration_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA
-from .modeling import AbawFusionModel
+from .modeling.labels_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA
+
+
+def _inference_mode(function):
+    """``torch.inference_mode()`` as a decorator that imports torch at call time (`evaluate --help` stays light)."""
+
+    @functools.wraps(function)
+    def run_without_autograd(*args, **kwargs):
+        import torch
+
+        with torch.inference_mode():
+            return function(*args, **kwargs)
+
+    return run_without_autograd
 
 
 @dataclass
@@ -84,7 +97,7 @@ def _collect(chunks: list[dict[str, np.ndarray]], num_rows: int) -> FramePredict
     return FramePredictions(row_index=np.arange(num_rows), **fields)
 
 
-@torch.inference_mode()
+@_inference_mode
 def predict_with_accelerator(accelerator, model, loader, num_rows: int) -> FramePredictions:
     """Predict every row of an evaluation loader across processes (``gather_for_metrics``)."""
     model.eval()
@@ -95,7 +108,7 @@ def predict_with_accelerator(accelerator, model, loader, num_rows: int) -> Frame
     return _collect(chunks, num_rows)
 
 
-@torch.inference_mode()
+@_inference_mode
 def predict_dataset(
     models: AbawFusionModel | Sequence[AbawFusionModel],
     dataset,
@@ -108,8 +121,11 @@ def predict_dataset(
 
     ``window`` and ``max_gap`` default to the model's own (`abaw_hf.model_files.inference_settings`), as in the pipeline.
     """
+    import torch
+
     from .data.windows import FeatureWindows, WindowCollator
     from .model_files import inference_settings, model_source
+    from .modeling import AbawFusionModel
 
     models = [models] if isinstance(models, AbawFusionModel) else list(models)
     results = []
@@ -135,6 +151,8 @@ def predict_dataset(
 
 
 def _to_device(batch, device):
+    import torch
+
     if isinstance(batch, torch.Tensor):
         return batch.to(device)
     if isinstance(batch, dict):

@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import UserError, check_output_file, non_negative_float, non_negative_int, positive_int, read_text_file
 from .data.annotations import TEST_LIST_HEADER, read_mtl_test_list
-from .modeling.configuration_abaw_fusion import NUM_AUS, NUM_EXPRESSIONS
+from .modeling.labels_abaw_fusion import NUM_AUS, NUM_EXPRESSIONS
 from .model_files import inference_settings
 from .postprocess import decide, smooth_frame_predictions
 

@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import UserError, read_text_file
-from .schema import AU_NAMES, MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_AUS, NUM_EXPRESSIONS
+from ..modeling.labels_abaw_fusion import AU_NAMES, MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_AUS, NUM_EXPRESSIONS
 
 MTL_HEADER = ["image", "valence", "arousal", "expression", *AU_NAMES]
 TEST_LIST_HEADER = ["image", "valence", "arousal", "expression", "aus"]

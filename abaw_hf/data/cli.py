@@ -17,14 +17,9 @@ import argparse
 import json
 from pathlib import Path
 
-import datasets
-
 from ..errors import UserError, check_output_folder, mark_output_folder, positive_int, remove_own_folder
 from ..specs import add_extractor_arguments, create_extractors, parse_assignments
 from .storage import check_split_name, register_split
-from .annotations import Annotations, merge_annotations, read_mtl_annotations, read_mtl_test_list, read_single_task_folder
-from .builder import build_from_arrays, build_from_extractors, image_paths
-from .converters import join_features, read_feature_dict_npy, read_openface_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_rows(args: argparse.Namespace) -> dict[str, Annotations]:
+    from .annotations import merge_annotations, read_mtl_annotations, read_mtl_test_list, read_single_task_folder
+
     rows: dict[str, Annotations] = {}
     for split, path in parse_assignments(args.annotations, "--annotations", "SPLIT=FILE"):
         check_split_name(split, "--annotations")
@@ -82,6 +79,11 @@ def _read_rows(args: argparse.Namespace) -> dict[str, Annotations]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import datasets  # here, not at the top: `abaw-hf build --help` stays light
+
+    from .builder import build_from_arrays, build_from_extractors, image_paths
+    from .converters import join_features, read_feature_dict_npy, read_openface_folder
+
     output = check_output_folder(args.output)
     if args.synthetic:
         from .synthetic import make_synthetic_dataset

@@ -8,8 +8,8 @@ from typing import Any, Mapping
 import datasets
 
 # re-exported: the dataset keeps ABAW's names and missing markers as the model defines them
-from ..modeling.configuration_abaw_fusion import AU_NAMES, EXPRESSION_NAMES, NUM_AUS, NUM_EXPRESSIONS  # noqa: F401
-from ..modeling.configuration_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA  # noqa: F401
+from ..modeling.labels_abaw_fusion import AU_NAMES, EXPRESSION_NAMES, NUM_AUS, NUM_EXPRESSIONS  # noqa: F401
+from ..modeling.labels_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA  # noqa: F401
 LABEL_COLUMNS = ("video", "frame", "valence", "arousal", "expression", "aus")
 
 # The extractors of the paper and their output dims (POSTER V1 is 512 in its official code).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..modeling import AU_NAMES, EXPRESSION_NAMES, AbawFusionConfig
+from ..modeling import AU_NAMES, EXPRESSION_NAMES
 from .repo import StagingError
 
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().with_name("model_card.md")
@@ -30,6 +30,8 @@ SYNTHETIC_DATASET = "abaw_hf synthetic demo data"
 
 
 def load_model_config(model_dir_or_config) -> tuple[AbawFusionConfig, Path | None]:
+    from ..modeling import AbawFusionConfig  # here, not at the top: `abaw-hf push --help` loads no torch
+
     if isinstance(model_dir_or_config, AbawFusionConfig):
         return model_dir_or_config, None
     folder = Path(model_dir_or_config)

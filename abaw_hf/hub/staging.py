@@ -9,14 +9,18 @@ import re
 import shutil
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import yaml
 
 from ..model_files import TRAIN_CONFIG_FILE, read_model_record
 from ..model_loading import MODELING_FILES
-from ..modeling import AbawFusionConfig
 from .card import load_model_config, read_metrics, render_model_card
 from .repo import STAGING_MARKER, StagedRepo, StagingError
 from .wheel import PROJECT_ROOT, build_wheel
+
+if TYPE_CHECKING:  # `abaw-hf push --help` loads no torch
+    from ..modeling import AbawFusionConfig
 
 SPACE_SOURCE = PROJECT_ROOT / "space"
 REQUIRED_MODEL_FILES = ("config.json", "model.safetensors", *MODELING_FILES)

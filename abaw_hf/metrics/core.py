@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..modeling.configuration_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_EXPRESSIONS
+from ..modeling.labels_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_EXPRESSIONS
 
 
 def ccc(prediction, target) -> float:
