@@ -223,7 +223,8 @@ class MtcnnDetector:
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
         for network, name in zip((self.pnet, self.rnet, self.onet), WEIGHT_FILES):
             _load_keras_weights(network, _read_keras_weights(self.weight_paths[name]), name)
-            network.to(self.device).eval()
+            # channels-last runs these small convolutions and poolings several times faster on CPU
+            network.to(self.device, memory_format=torch.channels_last).eval()
 
     # -- public API ---------------------------------------------------------------------------------------
 
@@ -275,7 +276,7 @@ class MtcnnDetector:
 
     def _detect_same_size(self, images: list[np.ndarray]) -> list[list[Face]]:
         batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float()
-        batch = (batch - 127.5) / 128.0  # the networks' input range, about [-1, 1]
+        batch = ((batch - 127.5) / 128.0).contiguous(memory_format=torch.channels_last)  # input range about [-1, 1]
         height, width = images[0].shape[:2]
         boxes, image_ids = self._propose(batch, height, width)
         if len(boxes):
@@ -287,9 +288,12 @@ class MtcnnDetector:
 
     def _propose(self, batch: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         all_boxes, all_scores, all_ids = [], [], []
+        scaled = batch
         for scale in self._pyramid_scales(height, width):
             scaled_h, scaled_w = math.ceil(height * scale), math.ceil(width * scale)
-            scaled = F.interpolate(batch, size=(scaled_h, scaled_w), mode="area")
+            # Each level from the previous, smaller one (a third of the cost of resizing the frame each time);
+            # antialiased bilinear is close to area averaging, and faster.
+            scaled = F.interpolate(scaled, size=(scaled_h, scaled_w), mode="bilinear", antialias=True, align_corners=False)
             offsets, probability = self.pnet(scaled)
             image_ids, rows, cols = torch.nonzero(probability > self.thresholds[0], as_tuple=True)
             if not len(image_ids):

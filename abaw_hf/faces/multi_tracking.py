@@ -1,6 +1,6 @@
 """Every face of a video, each with a ``face`` id that stays the same while the person is visible.
 
-Tracking by detection, SORT-style: each track keeps its last box and a smoothed velocity; in a new frame the
+Tracking by detection, SORT-style: each track keeps its face's centre, smoothed size and velocity; in a new frame the
 detections are assigned to the tracks' predicted boxes by ``scipy.optimize.linear_sum_assignment`` on a cost
 of box overlap and centre distance, with gates (enough overlap or a small centre shift, a similar size) so
 that a face is never handed to a track it does not plausibly continue. A track survives ``max_missed``
@@ -77,21 +77,41 @@ class FrameFaces:
 
 @dataclass
 class _Track:
+    """Centre, smoothed size and smoothed centre velocity of one face."""
+
     face_id: int
-    box: np.ndarray  # float64 [4]
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box change per frame, smoothed
+    center: np.ndarray  # float64 [2]
+    size: np.ndarray  # float64 [2]: width, height
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # centre change per frame
     missed: int = 0
     frames: int = 1
 
-    def predicted_box(self) -> np.ndarray:
-        return self.box + self.velocity * (self.missed + 1)
+    @classmethod
+    def start(cls, face_id: int, box: np.ndarray) -> _Track:
+        return cls(face_id, (box[:2] + box[2:]) / 2, box[2:] - box[:2])
 
-    def update(self, box: np.ndarray, velocity_smoothing: float) -> None:
-        observed = (box - self.box) / (self.missed + 1)
-        # The first step has no velocity to smooth yet.
-        weight = velocity_smoothing if self.frames > 1 else 0.0
-        self.velocity = weight * self.velocity + (1 - weight) * observed
-        self.box, self.missed, self.frames = box, 0, self.frames + 1
+    def predicted_center(self) -> np.ndarray:
+        return self.center + self.velocity * (self.missed + 1)
+
+    def predicted_box(self) -> np.ndarray:
+        center = self.predicted_center()
+        return np.concatenate([center - self.size / 2, center + self.size / 2])
+
+    def update(self, box: np.ndarray, smoothing: float, max_size_jump: float) -> None:
+        center, size = (box[:2] + box[2:]) / 2, box[2:] - box[:2]
+        jump = np.maximum(size / self.size, self.size / np.maximum(size, 1e-6)).max()
+        if jump > max_size_jump:
+            # A box that changed size abruptly is most likely a face partly hidden (by another face passing
+            # in front, by a hand): it is the face, but its centre would bend the motion, so the track keeps
+            # its predicted course.
+            self.center = self.predicted_center()
+        else:
+            observed = (center - self.center) / (self.missed + 1)
+            weight = smoothing if self.frames > 1 else 0.0  # the first step has no velocity to smooth yet
+            self.velocity = weight * self.velocity + (1 - weight) * observed
+            self.center = center
+            self.size = smoothing * self.size + (1 - smoothing) * size
+        self.missed, self.frames = 0, self.frames + 1
 
 
 @dataclass
@@ -127,6 +147,7 @@ class MultiFaceTracker:
         min_iou: float = 0.2,
         max_center_shift: float = 0.6,
         max_size_change: float = 1.6,
+        max_size_jump: float = 1.2,
         max_missed: int = 25,
         velocity_smoothing: float = 0.6,
         coast_widening: float = 0.05,
@@ -140,6 +161,7 @@ class MultiFaceTracker:
         self.min_iou = min_iou
         self.max_center_shift = max_center_shift
         self.max_size_change = max_size_change
+        self.max_size_jump = max_size_jump
         self.max_missed = max_missed
         self.velocity_smoothing = velocity_smoothing
         self.coast_widening = coast_widening
@@ -180,7 +202,7 @@ class MultiFaceTracker:
             for row, col in zip(*linear_sum_assignment(costs)):
                 if costs[row, col] < _NO_MATCH:
                     track = self._tracks[row]
-                    track.update(detected[col], self.velocity_smoothing)
+                    track.update(detected[col], self.velocity_smoothing, self.max_size_jump)
                     matched[track.face_id] = faces[col]
                     unmatched.discard(col)
         for track in self._tracks:
@@ -188,7 +210,7 @@ class MultiFaceTracker:
                 track.missed += 1
         self._tracks = [track for track in self._tracks if track.missed <= self.max_missed]
         for col in sorted(unmatched, key=lambda c: faces[c].area, reverse=True):
-            track = _Track(self._next_id, detected[col])
+            track = _Track.start(self._next_id, detected[col])
             self._next_id += 1
             self._tracks.append(track)
             matched[track.face_id] = faces[col]
