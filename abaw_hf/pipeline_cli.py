@@ -9,10 +9,22 @@ import warnings
 from pathlib import Path
 
 from .errors import UserError, check_output_file, non_negative_float, non_negative_int, positive_int
+from .faces.detection import BACKENDS, DEFAULT_BACKEND
 from .onnx import add_runtime_arguments
 from .specs import parse_assignments
 
 DEFAULT_MODEL = "outputs/abaw-fusion"  # what `make demo` writes
+
+
+def face_selection(value: str) -> str:
+    """``--faces``: all, largest or a positive number (`abaw_hf.faces.multi_tracking.parse_face_selection`)."""
+    from .faces.multi_tracking import parse_face_selection
+
+    try:
+        parse_face_selection(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoothing-sigma", type=non_negative_float, default=None, help="temporal smoothing in frames (0 = off)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="face crops per extractor batch")
     parser.add_argument("--max-frames", type=positive_int, default=None, help="only the first N frames of a video")
-    parser.add_argument("--face-backend", default="mediapipe", choices=("mediapipe", "haar"))
+    parser.add_argument("--face-backend", default=DEFAULT_BACKEND, choices=BACKENDS,
+                        help="face detector (default %(default)s: every face, in the wild)")
+    parser.add_argument("--faces", type=face_selection, default="all",
+                        help="which tracked faces get rows: all, largest, or a number N (the N largest; default all)")
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
     add_runtime_arguments(parser)
 
@@ -45,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         if not Path(item).exists():
             raise UserError(f"{item}: no such file or folder")
     checkpoints = dict(parse_assignments(args.checkpoint, "--checkpoint", "FEATURE=PATH"))
-    options = {"batch_size": args.batch_size, "face_backend": args.face_backend, "allow_pickle": args.allow_pickle,
+    options = {"batch_size": args.batch_size, "face_backend": args.face_backend, "faces": args.faces,
+               "allow_pickle": args.allow_pickle,
                "runtime": args.runtime, "onnx_dir": args.onnx_dir}
     for name in ("window", "max_gap", "smoothing_sigma"):
         if getattr(args, name) is not None:
@@ -67,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
         if message not in pipeline.weights_report.warnings:
             print(f"warning: {message}", file=sys.stderr)
     found = int(table["face_found"].sum())
-    print(f"wrote {output}: {len(table)} rows, a face in {found}; stage seconds {_rounded(pipeline.timings)}")
+    people = int(table["face"].nunique())
+    print(f"wrote {output}: {len(table)} rows, a face in {found} ({people} tracked face{'s' * (people != 1)}); "
+          f"stage seconds {_rounded(pipeline.timings)}")
     pipeline.close()
     return 0
 

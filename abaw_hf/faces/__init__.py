@@ -8,12 +8,19 @@
         tracker = FaceTracker(detector, size=112)
         for tracked in tracker.track(iter_video_frames("clip.mp4")):
             tracked.missing, tracked.aligned               # one result per frame, never dropped
+
+Every face, in the wild, each with a stable id (``abaw_hf.faces.mtcnn``, ``.wild``, ``.multi_tracking``;
+imported on use, they need torch and scipy):
+
+    tracker = MultiFaceTracker(FaceDetector("mtcnn", max_faces=16), faces="all")
+    for frame in tracker.track(iter_video_frames("clip.mp4")):
+        [(tracked.face_id, tracked.aligned) for tracked in frame.faces]   # empty when no face
 """
 
 from __future__ import annotations
 
 from .alignment import LANDMARK5_NAMES, TEMPLATE_112, align_face, alignment_matrix, similarity_transform, transform_points
-from .detection import BACKENDS, Face, FaceDetector, box_iou, bundled_landmarker_path
+from .detection import BACKENDS, DEFAULT_BACKEND, Face, FaceDetector, box_iou, bundled_landmarker_path
 from .images import as_rgb_uint8
 from .tracking import FaceTracker, TrackedFace, TrackingSummary
 from .video import (
@@ -31,6 +38,7 @@ from .video import (
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_BACKEND",
     "LANDMARK5_NAMES",
     "TEMPLATE_112",
     "CorruptVideoError",

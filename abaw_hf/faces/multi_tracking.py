@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .alignment import align_face
 from .detection import Face
@@ -193,6 +192,8 @@ class MultiFaceTracker:
 
     def _associate(self, faces: list[Face]) -> dict[int, Face]:
         """Match detections to tracks, start tracks for the rest; returns face id -> face for this frame."""
+        from scipy.optimize import linear_sum_assignment
+
         detected = np.array([face.box for face in faces], dtype=np.float64).reshape(-1, 4)
         matched: dict[int, Face] = {}
         unmatched = set(range(len(faces)))

@@ -25,6 +25,9 @@ from .table import concat_tables
 from .weights import WeightsReport, build_extractors, report_given_extractors
 
 
+MAX_FACES = 16  # faces tracked per frame (the reported ones are chosen among them by ``faces``)
+
+
 class AffectPipeline:
     """Video, images or frames -> faces -> extractors -> windows -> fusion model -> per-frame table.
 
@@ -33,6 +36,8 @@ class AffectPipeline:
     as one padded batch; ``batch_size`` face crops go through each extractor together; ``smoothing_sigma``
     (frames, 0 = off) smooths the predictions of a video over time before the expression argmax and the per-AU
     thresholds of the model config. `from_pretrained` takes window, gap and smoothing from the model itself.
+    ``faces`` (``"all"``, ``"largest"`` or a number) says which of the tracked faces get rows; ``face_backend``
+    picks the detector (`abaw_hf.faces.BACKENDS`; ``"mtcnn"`` finds faces in the wild).
     """
 
     def __init__(
@@ -45,7 +50,8 @@ class AffectPipeline:
         revision: str | None = None,
         synthetic_training: bool | None = None,
         detector=None,
-        face_backend: str = "mediapipe",
+        face_backend: str | None = None,
+        faces: str | int = "all",
         window: int = DEFAULT_WINDOW,
         max_gap: int = DEFAULT_MAX_GAP,
         batch_size: int = 32,
@@ -56,7 +62,8 @@ class AffectPipeline:
         runtime: str = "torch",
         onnx_dir: str | Path | None = None,
     ):
-        from ..faces import FaceDetector
+        from ..faces import DEFAULT_BACKEND, FaceDetector
+        from ..faces.multi_tracking import parse_face_selection
 
         self.model = model.eval()
         self.config = model.config
@@ -75,7 +82,12 @@ class AffectPipeline:
             use_runtime(self, runtime, onnx_dir)
         self.weights_report = WeightsReport(str(model_id or getattr(self.config, "_name_or_path", "") or "(in memory)"),
                                             synthetic_training, weights)
-        self.detector = detector if detector is not None else FaceDetector(face_backend, max_faces=4)
+        try:
+            parse_face_selection(faces)
+        except ValueError as error:
+            raise PipelineError(str(error)) from None
+        self.faces = faces
+        self.detector = detector if detector is not None else FaceDetector(face_backend or DEFAULT_BACKEND, max_faces=MAX_FACES)
         self.window = max(1, min(int(window), self.config.max_window))
         self.max_gap = max(0, int(max_gap))
         self.batch_size = max(1, int(batch_size))

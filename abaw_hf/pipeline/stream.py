@@ -9,8 +9,10 @@ Tracker, windows and smoothing state persist across feeds, and work is batched b
 crops, then the windows they closed), never by feed, so any way of cutting the frames into feeds gives the same
 table as one feed of all of them: `predict_video`, `abaw-hf predict` and the Space agree row for row.
 
-A face row is final once its window went through the model and every face frame within the smoothing radius
-after it has too (or the stream has seen a later frame beyond that radius); rows come out in input order.
+Every face is tracked (`abaw_hf.faces.multi_tracking`: a ``face`` id per person) and gets one row per frame;
+windows and smoothing run along each face's track. A face row is final once its window went through the model and
+every face frame within the smoothing radius after it has too (or the stream has seen a later frame beyond that
+radius); rows come out in input order.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class _FaceRow:
 
     row: int
     frame: int
+    face: int  # track id
     features: dict[str, torch.Tensor]  # extractor -> [D]
     present: dict[str, torch.Tensor]  # extractor -> bool []
 
@@ -53,11 +56,11 @@ class PredictionStream:
     """
 
     def __init__(self, pipeline, *, source: str = "frames", temporal: bool = True, fps: float | None = None):
-        from ..faces import FaceTracker
+        from ..faces.multi_tracking import MultiFaceTracker
 
         self.pipeline = pipeline
         self.source, self.temporal, self.fps = source, temporal, fps
-        self.tracker = FaceTracker(pipeline.detector, size=FACE_SIZE)
+        self.tracker = MultiFaceTracker(pipeline.detector, size=FACE_SIZE, faces=pipeline.faces)
         self.timings = dict.fromkeys(STAGES, 0.0)  # seconds per stage so far
         self.extractor_timings = dict.fromkeys(pipeline.extractors, 0.0)
         self.warnings = list(pipeline.weights_report.warnings)
@@ -67,7 +70,7 @@ class PredictionStream:
         self._emitted = 0  # rows [0, _emitted) were handed out
         self._crop_rows: list[int] = []  # face crops waiting for the extractors
         self._crops: list[np.ndarray] = []
-        self._open: list[_FaceRow] = []  # the current segment's rows not yet in a complete window
+        self._open: dict[int, list[_FaceRow]] = {}  # per face: its current segment's rows not yet in a complete window
         self._ready: list[list[_FaceRow]] = []  # complete windows waiting for the fusion model
         self._awaiting: deque[int] = deque()  # face rows without a prediction yet, in order
         self._values: dict[int, np.ndarray] = {}  # face row -> VA, expression probs, AU probs (before smoothing)
@@ -116,7 +119,7 @@ class PredictionStream:
         return array_frame(item.image, self.source, int(item.index), item.timestamp)  # a decoded video frame
 
     def _add(self, frame: Frame) -> None:
-        row, seconds = len(self._rows), np.nan if frame.timestamp is None else float(frame.timestamp)
+        seconds = np.nan if frame.timestamp is None else float(frame.timestamp)
         self._last_frame, self._next_index = frame.index, frame.index + 1
         if frame.image is None:
             self._unreadable.append(frame.unreadable)
@@ -127,15 +130,17 @@ class PredictionStream:
             self.tracker.reset()  # independent images: no track carries over
         tracked = self.tracker.update(frame.image, frame.index, frame.timestamp)
         self.timings["faces"] += time.perf_counter() - started
-        box = None if tracked.aligned is None else np.asarray(tracked.face.box, dtype=np.float32)
-        self._rows.append(RowInfo(frame.source, frame.index, seconds, box))
-        if box is not None:
-            self._crop_rows.append(row)
-            self._crops.append(tracked.aligned)
-            self._awaiting.append(row)
-            if len(self._crops) >= self.pipeline.batch_size:
-                self._extract()
-                self._run_fusion()
+        if tracked.missing:
+            self._rows.append(RowInfo(frame.source, frame.index, seconds, None))
+        for face in tracked.faces:
+            self._crop_rows.append(len(self._rows))
+            self._awaiting.append(len(self._rows))
+            self._crops.append(face.aligned)
+            box = np.asarray(face.face.box, dtype=np.float32)
+            self._rows.append(RowInfo(frame.source, frame.index, seconds, box, face=face.face_id))
+        if len(self._crops) >= self.pipeline.batch_size:
+            self._extract()
+            self._run_fusion()
 
     # ----- faces -> features -> windows -> predictions ----------------------------------------------------------
 
@@ -157,25 +162,36 @@ class PredictionStream:
             self.extractor_timings[name] += time.perf_counter() - extractor_started
         self.timings["extractors"] += time.perf_counter() - started
         for position, row in enumerate(rows):
-            face = _FaceRow(row, self._rows[row].frame, {name: value[position] for name, value in features.items()},
+            face = _FaceRow(row, self._rows[row].frame, self._rows[row].face,
+                            {name: value[position] for name, value in features.items()},
                             {name: mask[position] for name, mask in present.items()})
             self._add_to_window(face)
+        if self.temporal:
+            # A face unseen for longer than the gap limit cannot continue its segment: close it now, so that its
+            # rows do not wait for the end of the video.
+            for face_id, rows in list(self._open.items()):
+                if segment_starts([0, 0], [rows[-1].frame, self._last_frame], self.pipeline.max_gap)[1]:
+                    self._close_segment(face_id)
 
     def _add_to_window(self, face: _FaceRow) -> None:
         if not self.temporal:
             self._ready.append([face])  # an image is its own window
             return
-        if self._open and segment_starts([0, 0], [self._open[-1].frame, face.frame], self.pipeline.max_gap)[1]:
-            self._close_segment()
-        self._open.append(face)
-        windows = self._tile(self._open)
+        track = self._open.get(face.face, [])
+        if track and segment_starts([0, 0], [track[-1].frame, face.frame], self.pipeline.max_gap)[1]:
+            self._close_segment(face.face)
+        track = self._open.setdefault(face.face, [])
+        track.append(face)
+        windows = self._tile(track)
         if len(windows) > 1:  # all but the last window are complete: the next frame cannot join them
-            self._ready += [self._open[first : first + count] for first, count in windows[:-1]]
-            self._open = self._open[windows[-1][0] :]
+            self._ready += [track[first : first + count] for first, count in windows[:-1]]
+            self._open[face.face] = track[windows[-1][0] :]
 
-    def _close_segment(self) -> None:
-        self._ready += [self._open[first : first + count] for first, count in self._tile(self._open)]
-        self._open = []
+    def _close_segment(self, face_id: int | None = None) -> None:
+        """Close the open segment of one face (``None``: of every face) into windows."""
+        for key in list(self._open) if face_id is None else [face_id]:
+            track = self._open.pop(key, [])
+            self._ready += [track[first : first + count] for first, count in self._tile(track)]
 
     def _tile(self, faces: list[_FaceRow]) -> list[tuple[int, int]]:
         return tile_segment([face.frame for face in faces], self.pipeline.window, self.pipeline.config.max_window)
@@ -265,7 +281,8 @@ class PredictionStream:
         high = self._rows[faces[-1]].frame + self._radius
         context = [row for row in sorted(self._values) if low <= self._rows[row].frame <= high]
         frames = np.array([self._rows[row].frame for row in context], dtype=np.int64)
-        smoothed = smooth_predictions(np.stack([self._values[row] for row in context]), np.zeros(len(context)), frames,
+        tracks = np.array([self._rows[row].face for row in context], dtype=np.int64)  # each face smoothed on its own
+        smoothed = smooth_predictions(np.stack([self._values[row] for row in context]), tracks, frames,
                                       sigma=self.pipeline.smoothing_sigma, max_gap=self.pipeline.max_gap)
         position = {row: i for i, row in enumerate(context)}
         return smoothed[[position[row] for row in faces]]

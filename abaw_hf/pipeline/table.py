@@ -1,13 +1,15 @@
 """The per-frame output table: one schema for the pipeline, `abaw-hf predict` (its CSV) and the Space.
 
-One row per input frame or image, in input order; frames without a face are rows too, with empty predictions.
+One row per (frame, face), in input order and, within a frame, largest face first; a frame or image without a
+face is one row too, with empty predictions.
 
 | column | type | meaning |
 | --- | --- | --- |
 | `source` | str | video file name, image file name, or the name given to the frames |
 | `frame` | int | frame number in the video (position for images) |
+| `face` | Int64 | the face's track id: the same person keeps it while visible (ids from 0; NA without a face) |
 | `time` | float | seconds from the video's start (NaN when unknown) |
-| `face_found` | bool | a face was tracked in this frame |
+| `face_found` | bool | the row is a face (False: the frame had none) |
 | `face_x0`, `face_y0`, `face_x1`, `face_y1` | float32 | the face box in pixels of the frame |
 | `valence`, `arousal` | float32 | in [-1, 1] |
 | `expression` | str | the most probable expression |
@@ -17,7 +19,7 @@ One row per input frame or image, in input order; frames without a face are rows
 | `note` | str | empty, `no face found`, or `unreadable image: <reason>` |
 
 Probabilities follow one naming rule: `prob_` + the output's name. Predictions are smoothed over time (videos and
-frame sequences) before the decisions; empty cells are NaN / NA.
+frame sequences, along each face's track) before the decisions; empty cells are NaN / NA.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def probability_column(name: str) -> str:
 def prediction_columns(expression_names: list[str], au_names: list[str]) -> list[str]:
     """The per-frame table's columns, in order."""
     return [
-        "source", "frame", "time", "face_found", *BOX_COLUMNS,
+        "source", "frame", "face", "time", "face_found", *BOX_COLUMNS,
         "valence", "arousal", "expression",
         *[probability_column(name) for name in expression_names],
         *[probability_column(name) for name in au_names],
@@ -59,6 +61,7 @@ class RowInfo:
     time: float  # NaN when unknown
     box: np.ndarray | None  # float32 [4] (x0, y0, x1, y1) of the tracked face, None without one
     unreadable: str | None = None  # why the image file could not be used
+    face: int | None = None  # the face's track id, None without a face
 
 
 def prediction_table(rows: list[RowInfo], values: np.ndarray, config) -> pd.DataFrame:
@@ -89,6 +92,7 @@ def prediction_table(rows: list[RowInfo], values: np.ndarray, config) -> pd.Data
     columns = {
         "source": [row.source for row in rows],
         "frame": np.array([row.frame for row in rows], dtype=np.int64),
+        "face": pd.array([row.face for row in rows], dtype="Int64"),
         "time": np.array([row.time for row in rows], dtype=np.float64),
         "face_found": face_found,
         **{name: boxes[:, i] for i, name in enumerate(BOX_COLUMNS)},

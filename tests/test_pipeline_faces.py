@@ -1,0 +1,121 @@
+"""Every face through the pipeline: rows per (frame, face), stable face ids, per-face windows and smoothing,
+--faces, and extract --video writing one video per face track; on a video made from real faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from abaw_hf.faces import write_video
+from abaw_hf.pipeline import AffectPipeline
+from abaw_hf.postprocess import smooth_predictions
+from real_faces import multi_face_scene, person_of
+
+FRAMES = 30  # phoebe is away for frames 10-19; joey passes in front of ross around frames 12-17
+PROVENANCE = {"resnet18": {"name": "resnet18", "variant": "msceleb", "dim": 512, "random_init": False}}
+
+
+def tiny_model():
+    from abaw_hf import AbawFusionConfig, AbawFusionModel
+
+    torch.manual_seed(0)
+    config = AbawFusionConfig(feature_dims={"resnet18": 512}, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                              hidden_dropout_prob=0.0, max_window=64, extractors=PROVENANCE)
+    return AbawFusionModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return multi_face_scene(frames=FRAMES)
+
+
+@pytest.fixture(scope="module")
+def video(scene, tmp_path_factory):
+    blank = np.full_like(scene.frames[0], 110)
+    frames = scene.frames[:25] + [blank, blank] + scene.frames[25:]  # two frames without any face
+    return write_video(tmp_path_factory.mktemp("multi") / "people.mp4", frames, fps=10)
+
+
+def truth_of(scene, frame: int) -> dict:
+    """The true faces of a frame of the video (which has two blank frames after frame 24)."""
+    return {} if frame in (25, 26) else scene.truth[frame if frame < 25 else frame - 2]
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        pipe = AffectPipeline(tiny_model(), window=4, max_gap=2, smoothing_sigma=0.0)
+    yield pipe
+    pipe.close()
+
+
+@pytest.fixture(scope="module")
+def table(pipeline, video):
+    return pipeline(video)
+
+
+def test_one_row_per_frame_and_face_with_stable_ids(table, scene):
+    assert list(table.columns[:4]) == ["source", "frame", "face", "time"]
+    assert sorted(set(table.frame)) == list(range(FRAMES + 2))
+    faces = table[table.face_found]
+    people: dict[str, set] = {}
+    for row in faces.itertuples():
+        person = person_of((row.face_x0, row.face_y0, row.face_x1, row.face_y1), truth_of(scene, row.frame))
+        assert person is not None
+        people.setdefault(person, set()).add(int(row.face))
+    assert set(people) == {"ross", "joey", "phoebe"}
+    assert len(people["ross"]) == len(people["joey"]) == 1 and people["ross"] != people["joey"]
+    assert not people["phoebe"] & (people["ross"] | people["joey"])
+    per_frame = faces.groupby("frame").size()
+    assert per_frame.max() == 3 and (per_frame >= 1).all()
+    # rows of a frame: largest face first, each id once
+    assert not faces.duplicated(["frame", "face"]).any()
+
+
+def test_faceless_frames_are_one_marked_row(table):
+    blank = table[table.frame.isin([25, 26])]
+    assert len(blank) == 2 and not blank.face_found.any() and blank.face.isna().all()
+    assert (blank.note == "no face found").all() and blank.valence.isna().all()
+
+
+def test_smoothing_runs_along_each_face(pipeline, video, table):
+    pipeline.smoothing_sigma = 2.0
+    try:
+        smoothed = pipeline(video)
+    finally:
+        pipeline.smoothing_sigma = 0.0
+    raw = table[table.face_found]
+    expected = smooth_predictions(raw[["valence", "arousal"]].to_numpy(np.float64), raw.face.to_numpy(np.int64),
+                                  raw.frame.to_numpy(), sigma=2.0, max_gap=pipeline.max_gap)
+    got = smoothed[smoothed.face_found][["valence", "arousal"]].to_numpy(np.float64)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_any_cut_of_feeds_gives_the_same_table(pipeline, video, table):
+    from abaw_hf.faces import iter_video_frames
+
+    frames = [frame for frame in iter_video_frames(video)]
+    stream = pipeline.stream(source=video.name)
+    parts = [stream.feed(frames[start : start + 7]) for start in range(0, len(frames), 7)] + [stream.finish()]
+    streamed = pd.concat([part for part in parts if len(part)], ignore_index=True)
+    pd.testing.assert_frame_equal(streamed, table)
+    assert sum(len(part) for part in parts[:-1]) > 0  # rows came out before the end
+
+
+def test_largest_and_n_faces(pipeline, scene):
+    frames = scene.frames[:8]
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        largest = AffectPipeline(tiny_model(), window=4, max_gap=2, faces="largest", detector=pipeline.detector)
+        two = AffectPipeline(tiny_model(), window=4, max_gap=2, faces="2", detector=pipeline.detector)
+    one_table, two_table = largest.predict_frames(frames), two.predict_frames(frames)
+    assert (one_table.groupby("frame").size() == 1).all() and one_table.face.nunique() == 1
+    assert (two_table.groupby("frame").size() == 2).all() and two_table.face.nunique() == 2
+
+
+def test_bad_faces_value_is_a_user_error():
+    from abaw_hf.pipeline import PipelineError
+
+    with pytest.raises(PipelineError, match="faces must be"), pytest.warns(UserWarning):
+        AffectPipeline(tiny_model(), faces="everyone")
