@@ -334,7 +334,7 @@ def test_video_to_dataset_keeps_faceless_frames_as_missing(frames, tmp_path):
     assert result.report["frames_without_face"] == [{"video": "clip", "frame": 4}, {"video": "clip", "frame": 5}]
     assert result.report["failed_files"] == [] and result.report["videos_decoded"][0]["frames"] == 10
     faces = read_metadata(dataset)["extractors"]["resnet18"]["faces"]
-    assert faces["backend"] == "mediapipe" and faces["face_size"] == 112
+    assert faces["backend"] == "mtcnn" and faces["face_size"] == 112
     assert dataset["valence"] == [-5.0] * 10 and dataset["expression"] == [-1] * 10  # unlabelled rows
 
 

@@ -119,3 +119,33 @@ def test_bad_faces_value_is_a_user_error():
 
     with pytest.raises(PipelineError, match="faces must be"), pytest.warns(UserWarning):
         AffectPipeline(tiny_model(), faces="everyone")
+
+
+def test_extract_video_writes_one_video_per_face_track(video, scene, tmp_path):
+    import json
+    import warnings
+
+    from abaw_hf.data import column_array
+    from abaw_hf.extraction import extract_video_features
+    from abaw_hf.extractors import PreprocessConfig, create_extractor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random weights: the layout is what is tested
+        extractor = create_extractor("resnet18", random_seed=0)
+    extractor.preprocess_cfg = PreprocessConfig(input_size=32)
+    result = extract_video_features([video], [extractor], tmp_path / "features", shard_size=64, batch_size=16,
+                                    num_workers=0, progress=False, keep_work=True)
+    dataset = result.dataset
+    names = sorted(set(dataset["video"]))
+    assert len(names) == 3 and all(name.startswith("people_face") for name in names)
+    record = json.loads((tmp_path / "features.work" / "faces" / "people" / "faces.json").read_text())
+    assert [track["video"] for track in record["tracks"]] == [f"people_face{t['face']}" for t in record["tracks"]]
+    assert record["frames_without_face"] == [26, 27]  # the two blank frames, numbered from 1
+    _, present = column_array(dataset, "resnet18")
+    videos = np.array(dataset["video"])
+    for track in record["tracks"]:
+        rows = videos == track["video"]
+        assert rows.sum() == FRAMES + 2  # every frame of the video, the face's or not
+        assert present[rows].sum() == track["frames_with_face"] == FRAMES + 2 - len(track["frames_without_face"])
+    phoebe = min(record["tracks"], key=lambda track: track["frames_with_face"])
+    assert set(range(11, 21)) <= set(phoebe["frames_without_face"])  # away for frames 10-19 (0-based)
