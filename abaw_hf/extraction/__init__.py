@@ -12,28 +12,12 @@
 
 from __future__ import annotations
 
-from .frames import ImageProblem, LoadedImage, read_face_image
-from .runner import (
-    REPORT_NAME,
-    ExtractionResult,
-    MissingImagesError,
-    extract_features,
-    rows_from_frames_folder,
-    work_root_for,
-)
-from .video import NoFaceError, extract_video_features, track_video_faces
+from .._lazy import lazy_exports
 
-__all__ = [
-    "REPORT_NAME",
-    "ExtractionResult",
-    "ImageProblem",
-    "LoadedImage",
-    "MissingImagesError",
-    "NoFaceError",
-    "extract_features",
-    "extract_video_features",
-    "read_face_image",
-    "rows_from_frames_folder",
-    "track_video_faces",
-    "work_root_for",
-]
+# names load from their modules on first use, so `abaw-hf extract --help` imports no torch
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".frames": ["ImageProblem", "LoadedImage", "read_face_image"],
+    ".runner": ["REPORT_NAME", "ExtractionResult", "MissingImagesError", "extract_features", "rows_from_frames_folder",
+                "work_root_for"],
+    ".video": ["NoFaceError", "extract_video_features", "track_video_faces"],
+})

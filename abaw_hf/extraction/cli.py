@@ -25,9 +25,8 @@ from ..errors import UserError, check_output_folder, positive_int
 from ..faces import BACKENDS
 from ..onnx import add_runtime_arguments
 from ..specs import add_extractor_arguments, create_extractors, parse_input_sizes
-from .frames import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MIN_IMAGE_SIZE
-from .runner import DEFAULT_SHARD_SIZE, PRECISIONS, extract_features, rows_from_frames_folder
-from .video import extract_video_features
+from ..faces.images import DEFAULT_MAX_IMAGE_PIXELS
+from .settings import DEFAULT_MIN_IMAGE_SIZE, DEFAULT_SHARD_SIZE, PRECISIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .runner import extract_features, rows_from_frames_folder
+    from .video import extract_video_features
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if bool(args.frames) == bool(args.video):
         raise UserError("give either --frames (a frames folder) or --video")

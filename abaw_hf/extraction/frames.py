@@ -15,8 +15,7 @@ import torch
 
 from ..extractors import Extractor, PreprocessConfig
 from ..faces.images import DEFAULT_MAX_IMAGE_PIXELS, ImageProblem, LoadedImage, read_image_file
-
-DEFAULT_MIN_IMAGE_SIZE = 16
+from .settings import DEFAULT_MIN_IMAGE_SIZE
 
 __all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "DEFAULT_MIN_IMAGE_SIZE", "FaceFrames", "ImageProblem", "LoadedImage",
            "Preprocessor", "preprocess_groups", "read_face_image"]

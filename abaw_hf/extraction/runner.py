@@ -36,12 +36,11 @@ from ..data import Annotations, write_sharded_dataset
 from ..data.builder import FeatureError
 from ..extractors import Extractor
 from .frames import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MIN_IMAGE_SIZE, FaceFrames, preprocess_groups
+from .settings import DEFAULT_SHARD_SIZE, PRECISIONS
 
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "extraction_report.json"
-DEFAULT_SHARD_SIZE = 4096
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _SHOWN_MISSING = 20
 NO_IMAGE_REASON = "no image file"
 NO_FACE_REASON = "no face detected"

@@ -14,18 +14,18 @@ from transformers import PretrainedConfig
 from .labels_abaw_fusion import (  # noqa: F401  re-exported: the label space is part of the config's API
     AU_NAMES,
     EXPRESSION_NAMES,
+    FUSION_MODES,
     MISSING_AU,
     MISSING_EXPRESSION,
     MISSING_VA,
     NUM_AUS,
     NUM_EXPRESSIONS,
+    POSITION_ENCODINGS,
 )
 
 # The paper's best Table 1 row: ResNet-18 (MS-Celeb) + POSTER V2 + OpenFace AU intensities.
 DEFAULT_FEATURE_DIMS = {"resnet18": 512, "poster2": 768, "fau": 17}
 
-FUSION_MODES = ("concat", "tokens")
-POSITION_ENCODINGS = ("sinusoidal", "learned", "none")
 
 # Keys that transformers itself reads or writes in config.json; any other unknown key is an error.
 _TRANSFORMERS_KEYS = {

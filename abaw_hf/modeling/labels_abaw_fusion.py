@@ -1,7 +1,7 @@
-"""The ABAW label space: class and AU names, and the missing-label markers.
+"""The ABAW label space (class and AU names, the missing-label markers) and the model's option names.
 
-Plain Python on purpose: data, metrics and command-line modules import these without loading torch or
-transformers. Self-contained (it ships as remote code with the modeling files).
+Plain Python on purpose: data, metrics, training settings and command-line modules import these without loading
+torch or transformers. Self-contained (it ships as remote code with the modeling files).
 """
 
 EXPRESSION_NAMES = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
@@ -13,3 +13,7 @@ NUM_AUS = len(AU_NAMES)
 MISSING_VA = -5.0
 MISSING_EXPRESSION = -1
 MISSING_AU = -1
+
+# The config's choices, named here so training settings can check them without transformers.
+FUSION_MODES = ("concat", "tokens")
+POSITION_ENCODINGS = ("sinusoidal", "learned", "none")

@@ -9,24 +9,14 @@
 - ``loop``: ``train`` itself; ``cli``: the command line; ``ablation``: the paper's Table 1
 """
 
-from ..data.synthetic import SYNTHETIC_PRESETS
-from .config import (
-    PAPER_TABLE1_FEATURES,
-    SettingError,
-    TrainConfig,
-    model_config_from_train_config,
-    parse_train_config,
-    read_train_config_file,
-    save_train_config,
-    train_config_from_args,
-)
-from .data import au_loss_weights_from_labels, fold_of_videos, load_training_data, select_fold
-from .loop import train
-from .runs import latest_checkpoint, training_outputs
+from .._lazy import lazy_exports
 
-__all__ = [
-    "PAPER_TABLE1_FEATURES", "SYNTHETIC_PRESETS", "SettingError", "TrainConfig", "au_loss_weights_from_labels",
-    "fold_of_videos", "latest_checkpoint", "load_training_data", "model_config_from_train_config",
-    "parse_train_config", "read_train_config_file", "save_train_config", "select_fold",
-    "train", "train_config_from_args", "training_outputs",
-]
+# names load from their modules on first use, so `abaw-hf train --help` imports no torch or datasets
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "..data.synthetic": ["SYNTHETIC_PRESETS"],
+    ".config": ["PAPER_TABLE1_FEATURES", "SettingError", "TrainConfig", "model_config_from_train_config",
+                "parse_train_config", "read_train_config_file", "save_train_config", "train_config_from_args"],
+    ".data": ["au_loss_weights_from_labels", "fold_of_videos", "load_training_data", "select_fold"],
+    ".loop": ["train"],
+    ".runs": ["latest_checkpoint", "training_outputs"],
+})

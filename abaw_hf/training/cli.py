@@ -8,12 +8,13 @@ import sys
 
 from ..errors import run_command
 from .config import add_arguments, parse_train_config, train_config_from_args
-from .loop import train
 
 __all__ = ["add_arguments", "run", "main"]
 
 
 def run(args: argparse.Namespace) -> int:
+    from .loop import train  # torch and accelerate load here, not for --help
+
     train(train_config_from_args(args))
     return 0
 
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
 
     def parse_and_train() -> int:
+        from .loop import train
+
         train(parse_train_config(argv))
         return 0
 

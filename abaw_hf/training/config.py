@@ -10,15 +10,18 @@ import math
 import os
 import sys
 import typing
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from ..errors import ConfigError, UserError, read_text_file, strip_debug_flag
-from ..modeling import AbawFusionConfig
-from ..modeling.configuration_abaw_fusion import FUSION_MODES, POSITION_ENCODINGS
+from ..modeling.labels_abaw_fusion import FUSION_MODES, POSITION_ENCODINGS
 from ..segments import DEFAULT_MAX_GAP, DEFAULT_WINDOW, default_stride
+
+if TYPE_CHECKING:
+    from ..modeling import AbawFusionConfig
 
 PAPER_TABLE1_FEATURES = ["resnet18", "poster2", "fau"]
 
@@ -208,17 +211,38 @@ _FIELD_TYPES = typing.get_type_hints(TrainConfig)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--config FILE.yaml`` and one ``--flag`` per TrainConfig field (HfArgumentParser's types and help) on
-    ``parser``; a flag that is not given stays out of the namespace, so the YAML value (or the default) holds."""
-    from transformers import HfArgumentParser
-
+    """``--config FILE.yaml`` and one ``--flag`` per TrainConfig field on ``parser`` (the flag forms of
+    transformers' HfArgumentParser, built here so ``--help`` needs no transformers); a flag that is not given
+    stays out of the namespace, so the YAML value (or the default) holds."""
     parser.add_argument("--config", metavar="FILE.yaml", nargs="?", const="", default=argparse.SUPPRESS,
                         help="settings file: its values are the defaults, flags override them")
-    fields = HfArgumentParser(TrainConfig, add_help=False)
-    for action in fields._actions:
-        action.default = argparse.SUPPRESS  # absent unless given (set_defaults would put the marker in the namespace)
-    # what ArgumentParser(parents=[fields]) does, for a parser that already exists (the `abaw-hf train` subcommand)
-    parser._add_container_actions(fields)
+    for item in dataclasses.fields(TrainConfig):
+        _add_field_flag(parser, item, _FIELD_TYPES[item.name])
+
+
+def _add_field_flag(parser: argparse.ArgumentParser, item: dataclasses.Field, hint) -> None:
+    names = [f"--{item.name}"] + ([f"--{item.name.replace('_', '-')}"] if "_" in item.name else [])
+    common = {"help": item.metadata.get("help"), "default": argparse.SUPPRESS}
+    if typing.get_origin(hint) in (typing.Union, _UnionType):  # X | None: the flag takes X
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if hint is bool:
+        parser.add_argument(*names, type=_flag_bool, nargs="?", const=True, metavar="true|false", **common)
+        if item.default is True:
+            parser.add_argument(f"--no_{item.name}", f"--no-{item.name.replace('_', '-')}", action="store_false",
+                                dest=item.name, help=f"turn off --{item.name}", default=argparse.SUPPRESS)
+    elif typing.get_origin(hint) is list:
+        parser.add_argument(*names, type=typing.get_args(hint)[0], nargs="+", **common)
+    else:
+        parser.add_argument(*names, type=hint, **common)
+
+
+def _flag_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "1", "t", "y"):
+        return True
+    if lowered in ("false", "no", "0", "f", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -298,6 +322,8 @@ def model_config_from_train_config(
 
 
 def _fusion_config(config: TrainConfig, feature_dims, au_weights, extractors, gaps: int) -> AbawFusionConfig:
+    from ..modeling import AbawFusionConfig  # transformers loads here, not for --help
+
     return AbawFusionConfig(
         feature_dims=feature_dims,
         feature_names=list(feature_dims),
