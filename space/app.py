@@ -203,7 +203,8 @@ class AffectSpace:
         try:
             pipeline = self._require_model()
             with self.lock:
-                row = pipeline.predict_images([frame]).iloc[0].copy()
+                faces = pipeline.predict_images([frame])
+            row = faces.iloc[0].copy()  # the largest face
         except (InputProblem, PipelineError) as error:
             return f"❌ {error}", gr.update(), gr.update(), gr.update(), gr.update(), history
         now = time.monotonic()
@@ -215,7 +216,7 @@ class AffectSpace:
         status = "🎥 " + views.frame_caption(row)
         return (
             status,
-            views.draw_face_box(frame, row),
+            views.draw_face_boxes(frame, faces),
             views.valence_arousal_figure(table, temporal=True),
             views.expression_figure(table, temporal=True),
             views.au_figure(table, temporal=True),
@@ -223,20 +224,39 @@ class AffectSpace:
         )
 
     def show_frame(self, result: dict | None, frame_number: float | None):
-        """The chosen frame of the last result with its face box and predictions."""
+        """The chosen frame of the last result with every face's box and id, and the selected face's predictions."""
         if not result or frame_number is None:
             return gr.update(), gr.update()
         table: pd.DataFrame = result["table"]
-        position = int(np.clip(round(frame_number), 0, len(table) - 1))
-        row = table.iloc[position]
+        position = int(np.clip(round(frame_number), 0, table["frame"].nunique() - 1))
+        result["position"] = position
+        rows = views.frame_rows(table, position)
+        chosen = rows[rows["face"].eq(result.get("face")).fillna(False).to_numpy(dtype=bool)]
+        caption = views.frame_caption((chosen if len(chosen) else rows).iloc[0], faces_in_frame=len(rows))
         previews: views.FramePreviews = result["previews"]
         if position >= len(previews):
-            return None, views.frame_caption(row)
-        return views.draw_face_box(previews.image(position), row, scale=previews.scale), views.frame_caption(row)
+            return None, caption
+        return views.draw_face_boxes(previews.image(position), rows, scale=previews.scale, selected=result.get("face")), caption
+
+    def select_face(self, result: dict | None, face: int | None):
+        """Another face chosen: its plots, and the current frame with that face highlighted."""
+        if not result or face is None:
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), result
+        result["face"] = int(face)
+        frame_image, caption = self.show_frame(result, result.get("position", 0))
+        return (frame_image, caption, *self._figures(result), result)
+
+    def _figures(self, result: dict) -> tuple:
+        """The three plots of the selected face (one row per frame: `views.face_rows`)."""
+        temporal = result["kind"] == "video"
+        shown = views.face_rows(result["table"], result.get("face"))
+        thresholds = list(self.pipeline.config.au_thresholds) if self.pipeline.config.au_thresholds else None
+        return (views.valence_arousal_figure(shown, temporal), views.expression_figure(shown, temporal),
+                views.au_figure(shown, temporal, thresholds))
 
     # ----- outputs -----------------------------------------------------------------------------------------
 
-    OUTPUT_COUNT = 10  # status, frame, caption, VA plot, expression plot, AU plot, table, CSV, state, slider
+    OUTPUT_COUNT = 11  # status, frame, caption, VA plot, expression plot, AU plot, table, CSV, state, slider, face
 
     @staticmethod
     def _message(error: Exception, path: str | None) -> str:
@@ -247,7 +267,8 @@ class AffectSpace:
 
     def _failure(self, message: str):
         gr.Warning(message)
-        return (f"❌ {message}", None, "", None, None, None, None, None, None, gr.update(visible=False))
+        return (f"❌ {message}", None, "", None, None, None, None, None, None, gr.update(visible=False),
+                gr.update(visible=False))
 
     def _progress(self, message: str):
         """Only the status changes; every other output keeps what it shows."""
@@ -257,40 +278,42 @@ class AffectSpace:
                  timings: dict, seconds: float, final: bool = True, expected: int | None = None):
         temporal = kind == "video"
         self.last_timings = dict(timings)  # seconds per pipeline stage of the latest result (benchmarks read it)
-        found = table["face_found"].to_numpy(dtype=bool)
-        result = {"kind": kind, "table": table, "previews": previews}
+        found = table.groupby("frame", sort=False)["face_found"].any().to_numpy(dtype=bool)  # per frame
+        faces = views.face_ids(table)
+        result = {"kind": kind, "table": table, "previews": previews, "face": faces[0] if faces else None}
         first = int(np.argmax(found)) if found.any() else 0
         frame_image, caption = self.show_frame(result, first)
         csv_path = Path(tempfile.mkdtemp(dir=self.csv_dir)) / f"{Path(source_path).stem}_predictions.csv"
         table.to_csv(csv_path, index=False)
         notes = [message for message in table.attrs.get("warnings", [])
                  if message not in self.banner_messages and not message.startswith("no face found in any")]
-        frames = f"{len(table)} frame{'s' if len(table) != 1 else ''}"
+        frames = f"{len(found)} frame{'s' if len(found) != 1 else ''}"
         if not final:
-            frames = f"{len(table)} of {'about ' + str(expected) if expected else 'the'} frames"
+            frames = f"{len(found)} of {'about ' + str(expected) if expected else 'the'} frames"
+        people = f", {len(faces)} faces" if len(faces) > 1 else ""
         status = (
-            f"{'✅' if final else '⏳'} {frames} ({int(found.sum())} with a face) in {seconds:.1f} s"
+            f"{'✅' if final else '⏳'} {frames} ({int(found.sum())} with a face{people}) in {seconds:.1f} s"
             f" — decode {timings.get('decode', 0):.1f} s · faces {timings.get('faces', 0):.1f} s · extractors "
             f"{timings.get('extractors', 0):.1f} s · fusion {timings.get('fusion', 0):.2f} s"
             + ("" if final else " · still analysing…")
         )
         if final and not found.any():
             gr.Warning(f"No face found in {Path(source_path).name}.")
-            status = f"⚠️ No face found in {'any of the ' + str(len(table)) + ' frames' if temporal else 'the image'}. " + status
+            status = f"⚠️ No face found in {'any of the ' + str(len(found)) + ' frames' if temporal else 'the image'}. " + status
         status += "".join(f"\n\n⚠️ {note}" for note in notes)
-        thresholds = list(self.pipeline.config.au_thresholds) if self.pipeline.config.au_thresholds else None
-        slider = gr.update(visible=temporal and len(table) > 1, minimum=0, maximum=max(len(table) - 1, 1), value=first)
+        slider = gr.update(visible=temporal and len(found) > 1, minimum=0, maximum=max(len(found) - 1, 1), value=first)
+        selector = gr.update(choices=[(f"face {face}", face) for face in faces], value=result["face"],
+                             visible=len(faces) > 1)
         return (
             status,
             frame_image,
             caption,
-            views.valence_arousal_figure(table, temporal),
-            views.expression_figure(table, temporal),
-            views.au_figure(table, temporal, thresholds),
+            *self._figures(result),
             display_table(table),
             str(csv_path),
             result,
             slider,
+            selector,
         )
 
 
@@ -338,7 +361,7 @@ class VideoFrames:
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The per-frame table rounded for reading, empty cells where no face was found."""
+    """The per-frame, per-face table rounded for reading, empty cells where no face was found."""
     shown = table.drop(columns=["source"])
     floats = shown.select_dtypes("floating").columns
     rounded = shown.astype({column: "float64" for column in floats}).round(3)  # float32 would print 180.71600341796875
@@ -357,8 +380,9 @@ def build_app(space: AffectSpace) -> gr.Blocks:
     with gr.Blocks(title="ABAW affect recognition") as app:
         gr.Markdown(
             "# ABAW affect recognition\nPer-frame **valence/arousal**, **8 expressions** and **12 action units** "
-            "from a video, an image or your webcam (abaw_hf fusion model). Faces are detected and tracked; frames "
-            "without a face are marked, not dropped."
+            "from a video, an image or your webcam (abaw_hf fusion model). Every face is detected and tracked with "
+            "its own id (boxes on the frame, a selector for the face whose plots are shown, the `face` column); "
+            "frames without a face are marked, not dropped."
         )
         gr.HTML(views.banner_html(space.banner_messages), elem_id="banner", visible=bool(space.banner_messages))
         with gr.Accordion("Loaded model and extractor weights", open=space.pipeline is None or bool(space.banner_messages)):
@@ -394,6 +418,8 @@ def build_app(space: AffectSpace) -> gr.Blocks:
                 frame_image = gr.Image(label="Frame with face box", type="pil", interactive=False, elem_id="frame-image")
                 frame_caption = gr.Markdown(label="frame caption", elem_id="frame-caption")
                 frame_slider = gr.Slider(label="Frame", minimum=0, maximum=1, step=1, value=0, visible=False)
+                face_selector = gr.Dropdown(label="Face shown in the plots", choices=[], visible=False,
+                                            elem_id="face-selector")
             with gr.Column(scale=2):
                 va_plot = gr.Plot(label="Valence / arousal", elem_id="va-plot")
         expression_plot = gr.Plot(label="Expressions", elem_id="expression-plot")
@@ -404,7 +430,7 @@ def build_app(space: AffectSpace) -> gr.Blocks:
         webcam_history = gr.State([])
 
         outputs = [status, frame_image, frame_caption, va_plot, expression_plot, au_plot, table, csv_file,
-                   result_state, frame_slider]
+                   result_state, frame_slider, face_selector]
         video_button.click(space.analyse_video, [video_input], outputs, api_name="analyse_video",
                            concurrency_id="model", concurrency_limit=1)
         image_button.click(space.analyse_image, [image_input], outputs, api_name="analyse_image",
@@ -415,6 +441,9 @@ def build_app(space: AffectSpace) -> gr.Blocks:
                             concurrency_id="model", concurrency_limit=1)
         frame_slider.release(space.show_frame, [result_state, frame_slider], [frame_image, frame_caption],
                              api_name="show_frame")
+        face_selector.input(space.select_face, [result_state, face_selector],
+                            [frame_image, frame_caption, va_plot, expression_plot, au_plot, result_state],
+                            api_name="select_face")
     return app
 
 

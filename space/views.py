@@ -1,8 +1,9 @@
 """What the Space shows: figures of a per-frame prediction table, the frame with its face box, the header.
 
-Everything here takes the table ``abaw_hf.pipeline.AffectPipeline`` returns (one row per frame, NaN
-predictions where no face was found) and returns matplotlib figures, images or Markdown, so the
-Gradio wiring in ``app.py`` stays thin and these can be tested without a server.
+Everything here takes the table ``abaw_hf.pipeline.AffectPipeline`` returns (one row per frame and face, with
+the face's track id in ``face``; one row with NaN predictions where a frame has no face) and returns matplotlib
+figures, images or Markdown, so the Gradio wiring in ``app.py`` stays thin and these can be tested without a
+server. The plots show one face at a time: ``face_rows`` gives that face's table, one row per frame.
 """
 
 from __future__ import annotations
@@ -23,6 +24,33 @@ CIRCUMPLEX_WORDS = {
     "sad": -155, "angry": 125, "afraid": 150,
 }
 PALETTE = {"valence": "#2563eb", "arousal": "#dc2626"}
+
+
+def face_ids(table: pd.DataFrame) -> list[int]:
+    """The faces of a table, the one with the most frames first (ties: the lower id)."""
+    counts = table["face"].dropna().astype(int).value_counts()
+    return sorted(counts.index.tolist(), key=lambda face: (-counts[face], face))
+
+
+def face_rows(table: pd.DataFrame, face: int | None) -> pd.DataFrame:
+    """One row per frame for the plots of one face: its row where it was seen, an empty no-face row elsewhere."""
+    if face is None or "face" not in table.columns:
+        return table.drop_duplicates("frame").reset_index(drop=True)
+    mine = table["face"].eq(face).fillna(False).to_numpy(dtype=bool)
+    first_of_frame = ~table.duplicated("frame").to_numpy()
+    others = table[first_of_frame & ~table["frame"].isin(table.loc[mine, "frame"]).to_numpy()].copy()
+    empty = [c for c in others.columns if c not in ("source", "frame", "time", "face_found", "note")]
+    others[empty] = None
+    others["note"] = np.where(others["face_found"].to_numpy(dtype=bool), "face not seen", others["note"])
+    others["face_found"] = False
+    rows = pd.concat([table[mine], others]).sort_values("frame", kind="stable")
+    return rows.astype(table.dtypes.to_dict()).reset_index(drop=True)
+
+
+def frame_rows(table: pd.DataFrame, position: int) -> pd.DataFrame:
+    """The rows of the ``position``-th frame of the table (frames in order, each with one row per face)."""
+    frames = table["frame"].drop_duplicates().to_numpy()
+    return table[table["frame"] == frames[position]]
 
 
 def _probability_names(table: pd.DataFrame) -> list[str]:
@@ -158,12 +186,13 @@ def au_figure(table: pd.DataFrame, temporal: bool, thresholds: list[float] | Non
     return figure
 
 
-def frame_caption(row: pd.Series) -> str:
+def frame_caption(row: pd.Series, faces_in_frame: int = 1) -> str:
     if not bool(row["face_found"]):
-        return f"frame {int(row['frame'])}: no face found"
+        return f"frame {int(row['frame'])}: {row['note'] if row.get('note') else 'no face found'}"
     active = [name for name in au_names(row.to_frame().T) if name in row.index and row[name] == 1]
+    who = f" · face {int(row['face'])} of {faces_in_frame}" if faces_in_frame > 1 and pd.notna(row.get("face")) else ""
     return (
-        f"frame {int(row['frame'])}: {row['expression']} · valence {row['valence']:+.2f} · arousal {row['arousal']:+.2f}"
+        f"frame {int(row['frame'])}{who}: {row['expression']} · valence {row['valence']:+.2f} · arousal {row['arousal']:+.2f}"
         f" · AUs on: {', '.join(active) or 'none'}"
     )
 
@@ -194,22 +223,35 @@ class FramePreviews:
             return np.asarray(picture.convert("RGB"))
 
 
-def draw_face_box(image: np.ndarray, row: pd.Series, scale: float = 1.0) -> Image.Image:
-    """The frame with the tracked face's box and its predicted expression; ``scale``: image pixels per box pixel."""
+def draw_face_boxes(image: np.ndarray, rows: pd.DataFrame, scale: float = 1.0, selected: int | None = None) -> Image.Image:
+    """The frame with every face's box and id; the ``selected`` face (default: the first row's) in green with its
+    predicted expression, the others in amber. ``scale``: image pixels per box pixel."""
     picture = Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
-    if not bool(row["face_found"]):
+    faces = rows[rows["face_found"].astype(bool)]
+    if faces.empty:
         return picture
+    if selected is None or selected not in set(faces["face"].dropna().astype(int)):
+        selected = int(faces["face"].iloc[0]) if "face" in faces and pd.notna(faces["face"].iloc[0]) else None
     draw = ImageDraw.Draw(picture)
-    box = [scale * float(row[column]) for column in ("face_x0", "face_y0", "face_x1", "face_y1")]
     width = max(2, round(max(picture.size) / 200))
-    draw.rectangle(box, outline="#22c55e", width=width)
-    label = f"{row['expression']}  V {row['valence']:+.2f}  A {row['arousal']:+.2f}"
     font = ImageFont.load_default(size=max(11, round(max(picture.size) / 40)))
-    text_height = draw.textbbox((0, 0), label, font=font)[3]
-    left, top = box[0], max(0.0, box[1] - text_height - 2 * width)
-    text_box = draw.textbbox((left, top), label, font=font)
-    draw.rectangle([text_box[0] - 2, text_box[1] - 2, text_box[2] + 2, text_box[3] + 2], fill="#22c55e")
-    draw.text((left, top), label, fill="#052e16", font=font)
+    for _, row in faces.iterrows():
+        face = int(row["face"]) if "face" in row and pd.notna(row["face"]) else None
+        chosen = face == selected
+        colour, ink = ("#22c55e", "#052e16") if chosen else ("#f59e0b", "#451a03")
+        box = [scale * float(row[column]) for column in ("face_x0", "face_y0", "face_x1", "face_y1")]
+        draw.rectangle(box, outline=colour, width=width)
+        label = "" if face is None else f"face {face}"
+        if chosen:
+            label += f"  {row['expression']}  V {row['valence']:+.2f}  A {row['arousal']:+.2f}"
+        label = label.strip()
+        if not label:
+            continue
+        text_height = draw.textbbox((0, 0), label, font=font)[3]
+        left, top = box[0], max(0.0, box[1] - text_height - 2 * width)
+        text_box = draw.textbbox((left, top), label, font=font)
+        draw.rectangle([text_box[0] - 2, text_box[1] - 2, text_box[2] + 2, text_box[3] + 2], fill=colour)
+        draw.text((left, top), label, fill=ink, font=font)
     return picture
 
 

@@ -149,3 +149,32 @@ def test_extract_video_writes_one_video_per_face_track(video, scene, tmp_path):
         assert present[rows].sum() == track["frames_with_face"] == FRAMES + 2 - len(track["frames_without_face"])
     phoebe = min(record["tracks"], key=lambda track: track["frames_with_face"])
     assert set(range(11, 21)) <= set(phoebe["frames_without_face"])  # away for frames 10-19 (0-based)
+
+
+def test_space_shows_every_face_with_a_selector(pipeline, video, table):
+    from test_space import OUTPUT_NAMES, load_space_app
+
+    app = load_space_app()
+    space = app.AffectSpace("in-memory", pipeline=pipeline)
+    *_, last = space.analyse_video(str(video))
+    result = dict(zip(["status", "frame", "caption", "va_plot", "expression_plot", "au_plot", "table", "csv",
+                       "state", "slider", "faces"], last))
+    assert len(last) == len(OUTPUT_NAMES) + 1  # the state is not sent to clients
+    assert result["status"].startswith(f"✅ {FRAMES + 2} frames ({FRAMES} with a face, 3 faces)")
+    assert "face" in result["table"].columns and len(result["table"]) == len(table)
+    ids = sorted(int(face) for face in table.face.dropna().unique())
+    assert result["faces"]["visible"] and sorted(value for _, value in result["faces"]["choices"]) == ids
+    assert result["slider"]["maximum"] == FRAMES + 1  # frames, not rows
+    state = result["state"]
+    # the frame viewer draws every face of the frame; the caption names the selected one
+    frame_image, caption = space.show_frame(state, 0)
+    assert caption.startswith(f"frame 0 · face {state['face']} of 3: ")
+    assert frame_image.size == (640, 360)
+    other = next(face for face in ids if face != state["face"])
+    frame_image, caption, va_plot, *_, state = space.select_face(state, other)
+    assert state["face"] == other and f"face {other} of 3" in caption and va_plot is not None
+    shown = app.views.face_rows(table, other)
+    assert len(shown) == FRAMES + 2 and shown["frame"].is_monotonic_increasing
+    mine = table[table.face == other]
+    assert shown.face_found.sum() == len(mine)
+    np.testing.assert_allclose(shown[shown.face_found].valence.to_numpy(float), mine.valence.to_numpy(float))

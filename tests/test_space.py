@@ -27,7 +27,7 @@ PROVENANCE = {
     "fau": {"name": "fau", "variant": "mediapipe", "dim": 17},
 }
 MAX_VIDEO_SECONDS = 3.0
-OUTPUT_NAMES = ["status", "frame", "caption", "va_plot", "expression_plot", "au_plot", "table", "csv", "slider"]
+OUTPUT_NAMES = ["status", "frame", "caption", "va_plot", "expression_plot", "au_plot", "table", "csv", "slider", "faces"]
 
 
 def load_space_app():
