@@ -111,6 +111,17 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def face_selection(text: str) -> str:
+    """``--faces``: all, largest or a number N >= 1 (`abaw_hf.faces.multi_tracking.parse_face_selection`)."""
+    from .faces.multi_tracking import parse_face_selection
+
+    try:
+        parse_face_selection(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def _int(text: str) -> int:
     try:
         return int(text)

@@ -8,23 +8,12 @@ import sys
 import warnings
 from pathlib import Path
 
-from .errors import UserError, check_output_file, non_negative_float, non_negative_int, positive_int
+from .errors import UserError, check_output_file, face_selection, non_negative_float, non_negative_int, positive_int
 from .faces.detection import BACKENDS, DEFAULT_BACKEND
 from .onnx import add_runtime_arguments
 from .specs import parse_assignments
 
 DEFAULT_MODEL = "outputs/abaw-fusion"  # what `make demo` writes
-
-
-def face_selection(value: str) -> str:
-    """``--faces``: all, largest or a positive number (`abaw_hf.faces.multi_tracking.parse_face_selection`)."""
-    from .faces.multi_tracking import parse_face_selection
-
-    try:
-        parse_face_selection(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

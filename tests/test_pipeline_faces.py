@@ -178,3 +178,20 @@ def test_space_shows_every_face_with_a_selector(pipeline, video, table):
     mine = table[table.face == other]
     assert shown.face_found.sum() == len(mine)
     np.testing.assert_allclose(shown[shown.face_found].valence.to_numpy(float), mine.valence.to_numpy(float))
+
+
+def test_predict_cli_faces_option(video, tmp_path, capsys):
+    from abaw_hf.cli import main as cli_main
+
+    model_dir = tmp_path / "model"
+    tiny_model().save_pretrained(model_dir)
+    output = tmp_path / "largest.csv"
+    code = cli_main(["predict", str(video), "-o", str(output), "--model", str(model_dir), "--faces", "largest",
+                     "--max-frames", "6", "--window", "4"])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    csv = pd.read_csv(output)
+    assert list(csv.frame) == list(range(6)) and csv.face.nunique() == 1
+    assert "(1 tracked face)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        cli_main(["predict", str(video), "-o", str(tmp_path / "x.csv"), "--model", str(model_dir), "--faces", "0"])
+    assert refused.value.code == 2 and "faces must be" in capsys.readouterr().err

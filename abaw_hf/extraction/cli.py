@@ -21,8 +21,8 @@ from pathlib import Path
 
 from ..data import read_mtl_annotations, read_mtl_test_list
 from ..data.storage import check_new_split, check_split_name, register_split
-from ..errors import UserError, check_output_folder, positive_int
-from ..faces import BACKENDS
+from ..errors import UserError, check_output_folder, face_selection, positive_int
+from ..faces import BACKENDS, DEFAULT_BACKEND
 from ..onnx import add_runtime_arguments
 from ..specs import add_extractor_arguments, create_extractors, parse_input_sizes
 from ..faces.images import DEFAULT_MAX_IMAGE_PIXELS
@@ -38,7 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--image-pattern", default="{video}/{frame:05d}.jpg", help="image path under --frames")
     source.add_argument("--allow-missing-images", action="store_true",
                         help="annotated frames without an image become missing vectors instead of an error")
-    source.add_argument("--detector", choices=BACKENDS, default="mediapipe", help="face detector for --video")
+    source.add_argument("--detector", choices=BACKENDS, default=DEFAULT_BACKEND,
+                        help="face detector for --video (default %(default)s: every face, in the wild)")
+    source.add_argument("--faces", type=face_selection, default="all",
+                        help="--video: all, largest or N faces; a video with several face tracks gives one dataset "
+                             "video per track, <video>_face<k>")
     source.add_argument("--face-size", type=positive_int, default=112, help="aligned crop size for --video")
     models = parser.add_argument_group("extractors")
     add_extractor_arguments(models, required=True)
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.video:
         result = extract_video_features(args.video, extractors, output, detector=args.detector,
-                                        face_size=args.face_size, **options)
+                                        face_size=args.face_size, faces=args.faces, **options)
     else:
         if args.annotations:
             rows = read_mtl_annotations(args.annotations)
