@@ -200,6 +200,11 @@ def _cases():
         ("submit-output-is-dir", ["submit", "--model", model, "--data", "{ws}/test_only", "--test-list",
                                   "{ws}/MTL.txt", "-o", "{ws}/out_dir"], ["out_dir"]),
         ("submit-missing-flags", ["submit", "--test-list", "{ws}/MTL.txt"], ["--model"]),
+        # export-onnx
+        ("export-onnx-missing-model", ["export-onnx", "{ws}/nope", "-o", "{ws}/onnx1"], ["nope"]),
+        ("export-onnx-output-is-file", ["export-onnx", model, "-o", "{ws}/a_file"], ["a_file"]),
+        ("export-onnx-checkpoint-syntax", ["export-onnx", model, "-o", "{ws}/onnx2", "--checkpoint", "resnet18"],
+         ["--checkpoint"]),
         # push (staging only: nothing here reaches the Hub)
         ("push-missing-model", ["push", "{ws}/nope", "--repo-id", "org/x", "--dry-run"], ["nope"]),
         ("push-bad-repo-id", ["push", model, "--repo-id", "not a repo id", "--dry-run",

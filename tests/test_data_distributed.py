@@ -68,7 +68,7 @@ def score(dataset, windows: dict[str, np.ndarray]) -> dict[str, float]:
     )
 
 
-def test_two_process_evaluation_covers_each_frame_once(tmp_path):
+def test_two_process_evaluation_covers_each_frame_once(free_port, tmp_path):
     import datasets
 
     from abaw_hf.data import make_synthetic_dataset
@@ -79,9 +79,6 @@ def test_two_process_evaluation_covers_each_frame_once(tmp_path):
     single = score(split, predict(split))
     num_windows = len(window_dataloader(split, window_size=WINDOW, batch_size=BATCH, mode="eval", max_span=SPAN).dataset)
     assert num_windows % (2 * BATCH) != 0  # the last global batch is uneven: accelerate pads, gather drops
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import free_port
 
     env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
     command = [
