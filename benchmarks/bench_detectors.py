@@ -2,7 +2,8 @@
 
 The real set (``tests/real_faces.py``): the insightface wheel's six-person group photo (colour, grayscale,
 and at 0.3x with faces of 30-40 px), scikit-image's astronaut and cameraman (three-quarter profile, gray),
-a 112-px aligned face on a canvas, 100 LFW faces (25-px grayscale, enlarged to 60 px) and as negatives the
+a 112-px aligned face on a canvas, video frames (the Space's H.264 example clip; a video of three real faces),
+100 LFW faces (25-px grayscale, enlarged to 60 px) and as negatives the
 100 LFW non-face patches plus 14 photos without faces. Detectors: MediaPipe's FaceLandmarker (the old
 default), the same searching tiles when it finds nothing, OpenCV's Haar cascade, and our MTCNN at two
 O-Net thresholds. Speed: 640x360 frames made from real faces, through the old single-face ``FaceTracker``
@@ -31,7 +32,7 @@ from abaw_hf.faces.mtcnn import MtcnnDetector  # noqa: E402
 from abaw_hf.faces.multi_tracking import MultiFaceTracker  # noqa: E402
 from abaw_hf.faces.wild import WildFaceDetector  # noqa: E402
 
-KINDS = ("group", "grayscale", "small", "frontal", "turned", "lfw")
+KINDS = ("group", "grayscale", "small", "frontal", "turned", "video", "lfw")
 
 
 def detection_table(photos) -> list[str]:

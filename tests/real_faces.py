@@ -6,6 +6,7 @@ Sources (all inside installed packages, nothing downloaded):
   ``Tom_Hanks_54745.png``, a 112-px aligned face.
 - scikit-image: ``astronaut`` (one face), ``camera`` (grayscale, a man in three-quarter profile behind a camera),
   ``lfw_subset`` (100 tight 25-px grayscale LFW faces and 100 non-face patches), and photos without faces.
+- video frames: the Space's example clip (H.264) and a multi-face video made here from t1.jpg's faces.
 
     from real_faces import labelled_photos, multi_face_scene
 """
@@ -96,10 +97,30 @@ def labelled_photos(lfw_count: int = 100) -> list[LabelledPhoto]:
     for index in range(lfw_count):
         photos.append(LabelledPhoto(f"lfw face {index}", "lfw", _lfw_on_canvas(lfw[index]),
                                     ((inner, inner, inner + 60, inner + 60),)))
+    scene = multi_face_scene(frames=60)
+    for index in (0, 10, 19, 22, 40, 50, 59):  # frames where no face hides another
+        photos.append(LabelledPhoto(f"multi-face video frame {index}", "video", scene.frames[index],
+                                    tuple(scene.truth[index].values())))
+    photos += astronaut_clip_frames()
     for index in range(100, 100 + lfw_count):
         photos.append(LabelledPhoto(f"lfw non-face {index - 100}", "none", _lfw_on_canvas(lfw[index]), ()))
     for name in NO_FACE_PHOTOS:
         photos.append(LabelledPhoto(name, "none", _rgb(getattr(data, name)()), ()))
+    return photos
+
+
+def astronaut_clip_frames(indices=(0, 10, 20)) -> list[LabelledPhoto]:
+    """Decoded frames of the Space's example clip (H.264; a 320-px window panning across the astronaut photo
+    by ``round(150 * i / 21)`` px at frame i < 22)."""
+    from abaw_hf.faces import iter_video_frames
+
+    clip = Path(__file__).resolve().parents[1] / "space" / "examples" / "astronaut_clip.mp4"
+    frames = {frame.index: frame.image for frame in iter_video_frames(clip)}
+    photos = []
+    for index in indices:
+        shift = round(150 * index / 21)
+        x0, y0, x1, y1 = ASTRONAUT_FACE
+        photos.append(LabelledPhoto(f"astronaut clip frame {index}", "video", frames[index], ((x0 - shift, y0, x1 - shift, y1),)))
     return photos
 
 
