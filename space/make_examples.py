@@ -1,6 +1,6 @@
 """Write the Space's offline examples from scikit-image's astronaut photograph (run once; the files are committed).
 
-    python space/make_examples.py        # -> space/examples/astronaut.jpg, space/examples/astronaut_clip.mp4
+    python space/make_examples.py        # -> abaw_hf/space/examples/astronaut.jpg, astronaut_clip.mp4
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+from abaw_hf.space import EXAMPLES_DIR  # shipped in the wheel: the Space shows them from the installed package
 
 
 def astronaut_clip_frames(size: int = 320, frames: int = 30) -> list[np.ndarray]:

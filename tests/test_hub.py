@@ -253,3 +253,54 @@ def test_bad_model_folders_are_clear_errors(tmp_path, saved_model):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(hub.StagingError, match="bad.json: cannot read the evaluation JSON"):
         hub.read_metrics(tmp_path / "bad.json")
+
+
+PUSH_FROM_WHEEL = """
+import json, sys
+import abaw_hf, abaw_hf.hub.upload
+from abaw_hf.cli import main
+
+site, model, staging = sys.argv[1:4]
+assert abaw_hf.__file__.startswith(site + "/"), abaw_hf.__file__  # only the wheel's abaw_hf is importable
+push = ["push", model, "--repo-id", "org/abaw-fusion", "--space-id", "org/abaw-demo", "--staging-dir", staging]
+assert main([*push, "--dry-run"]) == 0
+
+class RecordingApi:  # the one Hub seam, as tests/conftest.py's RecordingHubApi, without pytest in this process
+    uploads = []
+    def create_repo(self, repo_id, **kwargs):
+        return "https://huggingface.co/" + repo_id
+    def upload_folder(self, *, repo_id, folder_path, repo_type, **kwargs):
+        self.uploads.append([repo_id, repo_type])
+
+abaw_hf.hub.upload.hub_api = lambda token=None: RecordingApi()
+assert main(push) == 0
+print("UPLOADS " + json.dumps(RecordingApi.uploads))
+"""
+
+
+def test_push_with_space_works_from_the_installed_wheel_outside_any_checkout(tmp_path, saved_model):
+    wheel = hub.build_wheel(tmp_path / "dist")  # from this checkout, with pip
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site),
+                    str(wheel)], check=True)
+    saved_model(tmp_path / "run")
+    out = run_python(PUSH_FROM_WHEEL, str(site), str(tmp_path / "run"), str(tmp_path / "staging"),
+                     env={"PYTHONPATH": str(site)})
+    assert "dry run: nothing uploaded" in out
+    assert json.loads(out.split("UPLOADS ", 1)[1]) == [["org/abaw-fusion", "model"], ["org/abaw-demo", "space"]]
+    space = tmp_path / "staging" / "space"
+    header = yaml.safe_load((space / "README.md").read_text().split("---")[1])
+    assert header["sdk"] == "gradio" and header["app_file"] == "app.py" and header["models"] == [REPO_ID]
+    assert "from abaw_hf.space.app import main" in (space / "app.py").read_text()
+    requirements = (space / "requirements.txt").read_text().splitlines()
+    repacked = [line for line in requirements if line.endswith(".whl")]
+    assert repacked == [f"./wheels/{wheel.name}"] and not any(line.startswith("abaw_hf") for line in requirements)
+    with zipfile.ZipFile(space / repacked[0]) as archive:  # repacked from the installed files: the same package
+        names = set(archive.namelist())
+    with zipfile.ZipFile(wheel) as archive:
+        assert names == set(archive.namelist())
+    assert {"abaw_hf/space/app.py", "abaw_hf/space/template/requirements.txt", "abaw_hf/space/examples/astronaut.jpg"} <= names
+    reinstalled = tmp_path / "reinstalled"  # and pip takes it (its RECORD checks out)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(reinstalled),
+                    str(space / repacked[0])], check=True)
+    assert (reinstalled / "abaw_hf" / "space" / "template" / "app.py").is_file()

@@ -15,14 +15,15 @@ import yaml
 
 from ..model_files import TRAIN_CONFIG_FILE, read_model_record
 from ..model_loading import MODELING_FILES
+from ..space import SPACE_TEMPLATE_DIR
 from .card import load_model_config, read_metrics, render_model_card
 from .repo import STAGING_MARKER, StagedRepo, StagingError
-from .wheel import PROJECT_ROOT, build_wheel
+from .wheel import build_wheel
 
 if TYPE_CHECKING:  # `abaw-hf push --help` loads no torch
     from ..modeling import AbawFusionConfig
 
-SPACE_SOURCE = PROJECT_ROOT / "space"
+SPACE_SOURCE = SPACE_TEMPLATE_DIR  # package data: staging works from an installed wheel
 REQUIRED_MODEL_FILES = ("config.json", "model.safetensors", *MODELING_FILES)
 OPTIONAL_MODEL_FILES = ("eval_results.json", TRAIN_CONFIG_FILE, "postprocessing.json")
 EXTRACTOR_WEIGHTS_DIR = "extractors"
@@ -164,7 +165,8 @@ def stage_space_repo(
     source: str | Path | None = None,
     wheel: str | Path | bool = True,
 ) -> StagedRepo:
-    """Copy ``space/`` into ``output_dir`` as a Gradio Space repo that serves ``model_id``.
+    """Copy the Space template (``abaw_hf/space/template``) into ``output_dir`` as a Gradio Space repo that serves
+    ``model_id``; its ``app.py`` runs ``abaw_hf.space.app`` from the installed wheel.
 
     The Space installs abaw_hf as a package: with ``wheel=True`` the wheel is built into
     ``wheels/`` and ``requirements.txt`` points at it (a path to an existing wheel also works);

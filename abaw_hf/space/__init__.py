@@ -1,0 +1,15 @@
+"""The Gradio Space, shipped in the wheel so that ``abaw-hf push --space-id`` works from an installed package:
+
+- ``app``: the request handlers (``AffectSpace``), the Blocks page (``build_app``), ``launch`` and ``main``
+- ``views``: what the page shows (figures, the frame with its face boxes, the header), testable without a server
+- ``template/``: the files of the Space repo itself (the thin ``app.py`` a Space runs, ``README.md`` with the
+  Space's YAML header, ``requirements.txt``), copied by ``abaw_hf.hub.stage_space_repo``
+- ``examples/``: the offline example photo and clip (written by ``space/make_examples.py``)
+
+Importing this package is light (no gradio); ``abaw_hf.space.app`` imports gradio and torch.
+"""
+
+from pathlib import Path
+
+SPACE_TEMPLATE_DIR = Path(__file__).resolve().parent / "template"
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"

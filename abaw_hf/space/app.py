@@ -1,0 +1,481 @@
+"""The abaw_hf Gradio Space: per-frame valence/arousal, expressions and action units of a video, an image or a webcam.
+
+    python space/app.py [--model outputs/abaw-fusion] [--port 7860] [--host 127.0.0.1]   # from a checkout
+    python app.py [...]                                                                  # in a staged Space
+
+The model is ``--model``, else ``$ABAW_MODEL_ID`` (a Hub id or a local folder), else the ``make demo``
+output ``outputs/abaw-fusion``. Without a loadable model the app still starts and says why in a
+banner. Bad input (not a video, too large, too long, no face) gives a message in the status box, never
+a stack trace, and the server stays up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+import abaw_hf
+from abaw_hf.faces import VideoError, iter_video_frames, probe_video
+from abaw_hf.pipeline import AffectPipeline, PipelineError, read_image
+from abaw_hf.pipeline.table import concat_tables
+
+from . import EXAMPLES_DIR, views
+
+logger = logging.getLogger("abaw_space")
+
+DEFAULT_MODEL = "outputs/abaw-fusion"
+DEFAULT_MAX_UPLOAD_MB = 50.0
+DEFAULT_MAX_VIDEO_SECONDS = 20.0
+WEBCAM_HISTORY = 120  # streamed frames kept for the webcam plots
+
+
+@dataclass
+class Limits:
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        return cls(
+            float(os.environ.get("ABAW_SPACE_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB)),
+            float(os.environ.get("ABAW_SPACE_MAX_SECONDS", DEFAULT_MAX_VIDEO_SECONDS)),
+        )
+
+
+class InputProblem(Exception):
+    """Input the Space declines, with the message the user sees."""
+
+
+def package_line() -> str:
+    return f"abaw_hf {abaw_hf.__version__} · gradio {gr.__version__}"
+
+
+def load_pipeline(model_id: str) -> tuple[AffectPipeline | None, str | None]:
+    """The pipeline for ``model_id``, or None and the reason it could not be loaded."""
+    # "org/name" may be a Hub id; the default (the `make demo` output) and paths are folders
+    looks_local = (model_id == DEFAULT_MODEL or model_id.startswith((".", "/", "~")) or model_id.count("/") != 1
+                   or Path(model_id).exists())
+    if looks_local and not Path(model_id).expanduser().is_dir():
+        return None, (
+            f"No model loaded: the model folder '{model_id}' does not exist. Run `make demo` to train the demo "
+            "model, or set ABAW_MODEL_ID to a Hub id or a model folder."
+        )
+    try:
+        return AffectPipeline.from_pretrained(str(Path(model_id).expanduser()) if looks_local else model_id), None
+    except Exception as error:  # any failure must leave a running app that says why
+        logger.exception("loading %s failed", model_id)
+        return None, f"No model loaded: '{model_id}' could not be loaded ({type(error).__name__}: {error})."
+
+
+class AffectSpace:
+    """The Space's request handlers around one pipeline (one request at a time; the pipeline is not thread-safe)."""
+
+    def __init__(self, model_id: str, *, pipeline: AffectPipeline | None = None, limits: Limits | None = None):
+        self.model_id = model_id
+        self.limits = limits or Limits()
+        if pipeline is None:
+            self.pipeline, self.load_error = load_pipeline(model_id)
+        else:
+            self.pipeline, self.load_error = pipeline, None
+        self.lock = threading.Lock()
+        self.csv_dir = Path(tempfile.mkdtemp(prefix="abaw_space_csv_"))
+        self.last_timings: dict[str, float] = {}
+
+    # ----- header ------------------------------------------------------------------------------------------
+
+    @property
+    def banner_messages(self) -> list[str]:
+        if self.pipeline is None:
+            return [self.load_error]
+        return list(self.pipeline.weights_report.warnings)
+
+    def header(self) -> str:
+        report = None if self.pipeline is None else self.pipeline.weights_report
+        return views.header_markdown(self.model_id, report, package_line())
+
+    # ----- checks ------------------------------------------------------------------------------------------
+
+    def _require_model(self) -> AffectPipeline:
+        if self.pipeline is None:
+            raise InputProblem(self.load_error)
+        return self.pipeline
+
+    def _check_size(self, path: str) -> None:
+        megabytes = Path(path).stat().st_size / 2**20
+        if megabytes > self.limits.max_upload_mb:
+            raise InputProblem(
+                f"{Path(path).name} is {megabytes:.1f} MB; this Space takes files up to {self.limits.max_upload_mb:g} MB."
+            )
+
+    def _check_video(self, path: str) -> tuple[int | None, int | None]:
+        """Refuse unreadable or too-long videos before decoding; (frames announced, frame cap when the length is unknown)."""
+        name = Path(path).name
+        try:
+            info = probe_video(path)
+        except VideoError as error:
+            raise InputProblem(f"{name}: {error.reason}. Upload a video file (mp4, webm, mov, mkv, avi).") from None
+        seconds = info.duration
+        if seconds is None and info.frames_expected and info.fps:
+            seconds = info.frames_expected / info.fps
+        limit = self.limits.max_video_seconds
+        if seconds is not None and seconds > limit + 0.5 / (info.fps or 25):
+            raise InputProblem(
+                f"{name} is {seconds:.1f} s long; this Space analyses videos up to {limit:g} s. Trim it and upload again."
+            )
+        return info.frames_expected, None if seconds is not None else int(limit * (info.fps or 30))
+
+    # ----- handlers ----------------------------------------------------------------------------------------
+
+    def analyse_video(self, video_path: str | None):
+        """A video upload or webcam recording -> every output of the results area, progressively.
+
+        Frames are decoded once and fed to one `pipeline.stream()` as they come; the outputs are shown each time
+        rows become final, and the final table is the one `abaw-hf predict` writes for the same video. A small
+        JPEG of every frame is kept for the frame viewer, so moving the slider never decodes the video again.
+        """
+        try:
+            if not video_path:
+                raise InputProblem("Upload a video (or record one with the webcam) first.")
+            pipeline = self._require_model()
+            self._check_size(video_path)
+            frames = VideoFrames(video_path, *self._check_video(video_path))
+            name, started = Path(video_path).name, time.perf_counter()
+            yield self._progress(f"⏳ Analysing {name}…")
+            stream, parts = pipeline.stream(source=name), []
+            while frames.has_more():
+                with self.lock:
+                    parts.append(stream.feed(frames.take(pipeline.batch_size)))
+                if len(parts[-1]) and frames.has_more():
+                    yield self._results(concat_tables(parts), kind="video", previews=frames.previews,
+                                        timings=stream.timings, seconds=time.perf_counter() - started, final=False,
+                                        expected=frames.expected, source_path=video_path)
+            if frames.problem is not None:
+                stream.warnings.append(
+                    f"{name}: {frames.problem.reason} - the table covers the {stream.count} frames decoded before it"
+                )
+            with self.lock:
+                parts.append(stream.finish())
+            yield self._results(concat_tables(parts), kind="video", previews=frames.previews, timings=stream.timings,
+                                seconds=time.perf_counter() - started, source_path=video_path)
+        except (InputProblem, VideoError, PipelineError) as error:
+            yield self._failure(self._message(error, video_path))
+        except Exception as error:  # a message, never a stack trace, and the server stays up
+            logger.exception("analysing %s failed", video_path)
+            yield self._failure(f"Could not analyse {Path(video_path).name}: {type(error).__name__}: {error}")
+
+    def analyse_image(self, image_path: str | None):
+        """An image upload -> every output of the results area (circumplex, bars instead of timelines)."""
+        try:
+            if not image_path:
+                raise InputProblem("Upload an image first.")
+            pipeline = self._require_model()
+            self._check_size(image_path)
+            started = time.perf_counter()
+            with self.lock:
+                table = pipeline.predict_images([image_path])
+            previews = views.FramePreviews()
+            previews.add(read_image(image_path))  # the table names the file; the viewer needs its pixels once
+            return self._results(table, kind="image", previews=previews, timings=dict(pipeline.timings),
+                                 seconds=time.perf_counter() - started, source_path=image_path)
+        except (InputProblem, PipelineError) as error:
+            return self._failure(self._message(error, image_path))
+        except Exception as error:
+            logger.exception("analysing %s failed", image_path)
+            return self._failure(f"Could not analyse {Path(image_path).name}: {type(error).__name__}: {error}")
+
+    def webcam_frame(self, frame: np.ndarray | None, history: list[dict] | None):
+        """One streamed webcam frame: its face box, and plots of the recent frames (no temporal model context)."""
+        history = list(history or [])
+        if frame is None:
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), history
+        try:
+            pipeline = self._require_model()
+            with self.lock:
+                faces = pipeline.predict_images([frame])
+            row = faces.iloc[0].copy()  # the largest face
+        except (InputProblem, PipelineError) as error:
+            return f"❌ {error}", gr.update(), gr.update(), gr.update(), gr.update(), history
+        now = time.monotonic()
+        start = history[0]["_clock"] if history else now
+        row["frame"] = history[-1]["frame"] + 1 if history else 0
+        row["time"] = now - start
+        history = [*history, {**row.to_dict(), "_clock": start}][-WEBCAM_HISTORY:]
+        table = pd.DataFrame(history).drop(columns="_clock")
+        status = "🎥 " + views.frame_caption(row)
+        return (
+            status,
+            views.draw_face_boxes(frame, faces),
+            views.valence_arousal_figure(table, temporal=True),
+            views.expression_figure(table, temporal=True),
+            views.au_figure(table, temporal=True),
+            history,
+        )
+
+    def show_frame(self, result: dict | None, frame_number: float | None):
+        """The chosen frame of the last result with every face's box and id, and the selected face's predictions."""
+        if not result or frame_number is None:
+            return gr.update(), gr.update()
+        table: pd.DataFrame = result["table"]
+        position = int(np.clip(round(frame_number), 0, table["frame"].nunique() - 1))
+        result["position"] = position
+        rows = views.frame_rows(table, position)
+        chosen = rows[rows["face"].eq(result.get("face")).fillna(False).to_numpy(dtype=bool)]
+        caption = views.frame_caption((chosen if len(chosen) else rows).iloc[0], faces_in_frame=len(rows))
+        previews: views.FramePreviews = result["previews"]
+        if position >= len(previews):
+            return None, caption
+        return views.draw_face_boxes(previews.image(position), rows, scale=previews.scale, selected=result.get("face")), caption
+
+    def select_face(self, result: dict | None, face: int | None):
+        """Another face chosen: its plots, and the current frame with that face highlighted."""
+        if not result or face is None:
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), result
+        result["face"] = int(face)
+        frame_image, caption = self.show_frame(result, result.get("position", 0))
+        return (frame_image, caption, *self._figures(result), result)
+
+    def _figures(self, result: dict) -> tuple:
+        """The three plots of the selected face (one row per frame: `views.face_rows`)."""
+        temporal = result["kind"] == "video"
+        shown = views.face_rows(result["table"], result.get("face"))
+        thresholds = list(self.pipeline.config.au_thresholds) if self.pipeline.config.au_thresholds else None
+        return (views.valence_arousal_figure(shown, temporal), views.expression_figure(shown, temporal),
+                views.au_figure(shown, temporal, thresholds))
+
+    # ----- outputs -----------------------------------------------------------------------------------------
+
+    OUTPUT_COUNT = 11  # status, frame, caption, VA plot, expression plot, AU plot, table, CSV, state, slider, face
+
+    @staticmethod
+    def _message(error: Exception, path: str | None) -> str:
+        if isinstance(error, VideoError) and path:
+            return f"{Path(path).name}: {error.reason}."
+        text = str(error)
+        return text.replace(str(path), Path(path).name) if path else text
+
+    def _failure(self, message: str):
+        gr.Warning(message)
+        return (f"❌ {message}", None, "", None, None, None, None, None, None, gr.update(visible=False),
+                gr.update(visible=False))
+
+    def _progress(self, message: str):
+        """Only the status changes; every other output keeps what it shows."""
+        return (message, *[gr.update()] * (self.OUTPUT_COUNT - 1))
+
+    def _results(self, table: pd.DataFrame, *, kind: str, previews: views.FramePreviews, source_path: str,
+                 timings: dict, seconds: float, final: bool = True, expected: int | None = None):
+        temporal = kind == "video"
+        self.last_timings = dict(timings)  # seconds per pipeline stage of the latest result (benchmarks read it)
+        found = table.groupby("frame", sort=False)["face_found"].any().to_numpy(dtype=bool)  # per frame
+        faces = views.face_ids(table)
+        result = {"kind": kind, "table": table, "previews": previews, "face": faces[0] if faces else None}
+        first = int(np.argmax(found)) if found.any() else 0
+        frame_image, caption = self.show_frame(result, first)
+        csv_path = Path(tempfile.mkdtemp(dir=self.csv_dir)) / f"{Path(source_path).stem}_predictions.csv"
+        table.to_csv(csv_path, index=False)
+        notes = [message for message in table.attrs.get("warnings", [])
+                 if message not in self.banner_messages and not message.startswith("no face found in any")]
+        frames = f"{len(found)} frame{'s' if len(found) != 1 else ''}"
+        if not final:
+            frames = f"{len(found)} of {'about ' + str(expected) if expected else 'the'} frames"
+        people = f", {len(faces)} faces" if len(faces) > 1 else ""
+        status = (
+            f"{'✅' if final else '⏳'} {frames} ({int(found.sum())} with a face{people}) in {seconds:.1f} s"
+            f" — decode {timings.get('decode', 0):.1f} s · faces {timings.get('faces', 0):.1f} s · extractors "
+            f"{timings.get('extractors', 0):.1f} s · fusion {timings.get('fusion', 0):.2f} s"
+            + ("" if final else " · still analysing…")
+        )
+        if final and not found.any():
+            gr.Warning(f"No face found in {Path(source_path).name}.")
+            status = f"⚠️ No face found in {'any of the ' + str(len(found)) + ' frames' if temporal else 'the image'}. " + status
+        status += "".join(f"\n\n⚠️ {note}" for note in notes)
+        slider = gr.update(visible=temporal and len(found) > 1, minimum=0, maximum=max(len(found) - 1, 1), value=first)
+        selector = gr.update(choices=[(f"face {face}", face) for face in faces], value=result["face"],
+                             visible=len(faces) > 1)
+        return (
+            status,
+            frame_image,
+            caption,
+            *self._figures(result),
+            display_table(table),
+            str(csv_path),
+            result,
+            slider,
+            selector,
+        )
+
+
+class VideoFrames:
+    """The frames of one video, decoded once and handed out chunk by chunk; keeps a small JPEG of each frame for the
+    frame viewer and remembers a broken tail."""
+
+    def __init__(self, path: str, expected: int | None = None, max_frames: int | None = None):
+        self._decoded = iter_video_frames(path)
+        self.expected = expected if max_frames is None else None
+        self.max_frames = max_frames
+        self.previews = views.FramePreviews()
+        self.problem: VideoError | None = None
+        self._next = None
+        self._done = False
+
+    @property
+    def count(self) -> int:
+        return len(self.previews)
+
+    def has_more(self) -> bool:
+        if self._next is None and not self._done:
+            if self.max_frames is not None and self.count >= self.max_frames:
+                self._done = True
+                return False
+            try:
+                self._next = next(self._decoded)
+            except StopIteration:
+                self._done = True
+            except VideoError as error:
+                self._done = True
+                if self.count == 0:
+                    raise  # nothing decodable: the caller reports it
+                self.problem = error  # a truncated or damaged tail: keep the frames before it
+        return self._next is not None
+
+    def take(self, count: int):
+        """Up to ``count`` decoded frames (numbers and timestamps included), streamed (never held as a list)."""
+        for _ in range(count):
+            if not self.has_more():
+                return
+            frame, self._next = self._next, None
+            self.previews.add(frame.image)
+            yield frame
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The per-frame, per-face table rounded for reading, empty cells where no face was found."""
+    shown = table.drop(columns=["source"])
+    floats = shown.select_dtypes("floating").columns
+    rounded = shown.astype({column: "float64" for column in floats}).round(3)  # float32 would print 180.71600341796875
+    return rounded.astype(object).where(rounded.notna(), None)
+
+
+# ----- the page ----------------------------------------------------------------------------------------------
+
+
+def _examples(names: list[str]) -> list[list[str]]:
+    return [[str(EXAMPLES_DIR / name)] for name in names if (EXAMPLES_DIR / name).is_file()]
+
+
+def build_app(space: AffectSpace) -> gr.Blocks:
+    """The Blocks page: header and banner, inputs in tabs, one results area shared by all inputs."""
+    with gr.Blocks(title="ABAW affect recognition") as app:
+        gr.Markdown(
+            "# ABAW affect recognition\nPer-frame **valence/arousal**, **8 expressions** and **12 action units** "
+            "from a video, an image or your webcam (abaw_hf fusion model). Every face is detected and tracked with "
+            "its own id (boxes on the frame, a selector for the face whose plots are shown, the `face` column); "
+            "frames without a face are marked, not dropped."
+        )
+        gr.HTML(views.banner_html(space.banner_messages), elem_id="banner", visible=bool(space.banner_messages))
+        with gr.Accordion("Loaded model and extractor weights", open=space.pipeline is None or bool(space.banner_messages)):
+            gr.Markdown(space.header(), elem_id="model-header")
+        limits = space.limits
+        with gr.Tabs():
+            with gr.Tab("Video", id="video"):
+                video_input = gr.Video(
+                    label=f"Video (up to {limits.max_video_seconds:g} s, {limits.max_upload_mb:g} MB) or webcam recording",
+                    sources=["upload", "webcam"],
+                    include_audio=True,  # keeps the file as uploaded (no ffmpeg pass); the audio is ignored
+                    height=320,
+                    elem_id="video-input",
+                )
+                video_button = gr.Button("Analyse video", variant="primary", elem_id="analyse-video")
+                video_examples = _examples(["astronaut_clip.mp4"])
+                if video_examples:
+                    gr.Examples(video_examples, inputs=[video_input], label="Example (offline)")
+            with gr.Tab("Image", id="image"):
+                image_input = gr.Image(label=f"Image (up to {limits.max_upload_mb:g} MB)", type="filepath",
+                                       sources=["upload", "clipboard"], height=320, elem_id="image-input")
+                image_button = gr.Button("Analyse image", variant="primary", elem_id="analyse-image")
+                image_examples = _examples(["astronaut.jpg"])
+                if image_examples:
+                    gr.Examples(image_examples, inputs=[image_input], label="Example (offline)")
+            with gr.Tab("Webcam (live)", id="webcam"):
+                gr.Markdown("Streams webcam frames and predicts each one on its own (no temporal context). For the "
+                            "temporal model, record a short clip in the Video tab.")
+                webcam_input = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", height=320)
+        status = gr.Markdown("Upload a video or an image, or start the webcam.", label="status", elem_id="status")
+        with gr.Row():
+            with gr.Column(scale=1):
+                frame_image = gr.Image(label="Frame with face box", type="pil", interactive=False, elem_id="frame-image")
+                frame_caption = gr.Markdown(label="frame caption", elem_id="frame-caption")
+                frame_slider = gr.Slider(label="Frame", minimum=0, maximum=1, step=1, value=0, visible=False)
+                face_selector = gr.Dropdown(label="Face shown in the plots", choices=[], visible=False,
+                                            elem_id="face-selector")
+            with gr.Column(scale=2):
+                va_plot = gr.Plot(label="Valence / arousal", elem_id="va-plot")
+        expression_plot = gr.Plot(label="Expressions", elem_id="expression-plot")
+        au_plot = gr.Plot(label="Action units", elem_id="au-plot")
+        table = gr.Dataframe(label="Per-frame predictions", interactive=False, max_height=360, elem_id="table")
+        csv_file = gr.File(label="Per-frame CSV", interactive=False, elem_id="csv")
+        result_state = gr.State()
+        webcam_history = gr.State([])
+
+        outputs = [status, frame_image, frame_caption, va_plot, expression_plot, au_plot, table, csv_file,
+                   result_state, frame_slider, face_selector]
+        video_button.click(space.analyse_video, [video_input], outputs, api_name="analyse_video",
+                           concurrency_id="model", concurrency_limit=1)
+        image_button.click(space.analyse_image, [image_input], outputs, api_name="analyse_image",
+                           concurrency_id="model", concurrency_limit=1)
+        webcam_input.stream(space.webcam_frame, [webcam_input, webcam_history],
+                            [status, frame_image, va_plot, expression_plot, au_plot, webcam_history],
+                            api_name="webcam_frame", stream_every=1.0, time_limit=300,
+                            concurrency_id="model", concurrency_limit=1)
+        frame_slider.release(space.show_frame, [result_state, frame_slider], [frame_image, frame_caption],
+                             api_name="show_frame")
+        face_selector.input(space.select_face, [result_state, face_selector],
+                            [frame_image, frame_caption, va_plot, expression_plot, au_plot, result_state],
+                            api_name="select_face")
+    return app
+
+
+def launch(space: AffectSpace, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True):
+    """Serve the page; ``block=False`` returns at once (tests), with the app still running."""
+    app = build_app(space)
+    app.queue(default_concurrency_limit=1)
+    app.launch(
+        server_name=host,
+        server_port=port,
+        prevent_thread_lock=not block,
+        max_file_size=f"{space.limits.max_upload_mb:g}mb",
+        show_error=False,
+        quiet=not block,
+    )
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=os.environ.get("ABAW_MODEL_ID", DEFAULT_MODEL),
+                        help="Hub id or local model folder (default: $ABAW_MODEL_ID, else outputs/abaw-fusion)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", 7860))))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logger.info("abaw_hf %s from %s", abaw_hf.__version__, abaw_hf.__file__)
+    space = AffectSpace(args.model, limits=Limits.from_env())
+    for message in space.banner_messages:
+        logger.warning(message)
+    launch(space, host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
