@@ -1,6 +1,6 @@
 """Time from upload to first result in the Gradio Space: one photograph, and a 10-second 640x360 video.
 
-Serves ``space/app.py`` on 127.0.0.1 and sends the inputs with ``gradio_client`` (upload, analysis,
+Serves the Space (``abaw_hf.space.app``) on 127.0.0.1 and sends the inputs with ``gradio_client`` (upload, analysis,
 figures, CSV and the download of the outputs included), as a user of the Space would. A video's
 results are shown progressively (after one temporal window, then 2, 4, ... windows), so the table
 gives the time to the first shown result and to the full result.
@@ -16,12 +16,10 @@ rate measured in the same run.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import platform
 import socket
-import sys
 import tempfile
 import time
 import warnings
@@ -41,18 +39,10 @@ from skimage.data import astronaut  # noqa: E402
 from abaw_hf import AbawFusionConfig, AbawFusionModel  # noqa: E402
 from profiling import flops_per_frame, mm_flops_per_second  # noqa: E402
 from abaw_hf.faces import write_video  # noqa: E402
+from abaw_hf.space import app as space_module  # noqa: E402
 
-SPACE_APP = Path(__file__).resolve().parents[1] / "space" / "app.py"
 DEMO_FEATURES = {"resnet18": 512, "poster2": 768, "poster": 512, "eac": 2048, "fau": 17}  # configs/default.yaml
 CHEAP_FEATURES = {"resnet18": 512, "fau": 17}
-
-
-def load_space_app():
-    spec = importlib.util.spec_from_file_location("abaw_space_app", SPACE_APP)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["abaw_space_app"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def free_port() -> int:
@@ -136,7 +126,6 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     limit_before = mm_flops_per_second(torch.device("cpu")) / 1e9
-    space_module = load_space_app()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_space_") as workdir:
         workdir = Path(workdir)

@@ -53,6 +53,35 @@ def tiny_model():
     return _tiny_model
 
 
+# provenance of the Space tests' model: resnet18 with random init (no checkpoint here) and MediaPipe fau
+SPACE_MODEL_PROVENANCE = {
+    "resnet18": {"name": "resnet18", "variant": "msceleb", "dim": 512, "checkpoint": "resnet18_msceleb.pth"},
+    "fau": {"name": "fau", "variant": "mediapipe", "dim": 17},
+}
+
+
+@pytest.fixture
+def space_model_provenance():
+    """The ``extractors`` block of the Space tests' models (a copy the test may change)."""
+    return {name: dict(entry) for name, entry in SPACE_MODEL_PROVENANCE.items()}
+
+
+def _save_space_model(folder: Path) -> Path:
+    """A tiny fusion model over resnet18 (random init) and MediaPipe fau, 'trained' on synthetic data, saved to
+    ``folder`` with the train_config.yaml the Space reads (window 4, max gap 2)."""
+    import yaml
+
+    _tiny_model(hidden_size=16, max_window=64, extractors=SPACE_MODEL_PROVENANCE).save_pretrained(folder)
+    (folder / "train_config.yaml").write_text(yaml.safe_dump({"dataset": "synthetic", "window": 4, "max_gap": 2}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def save_space_model():
+    """``save_space_model(folder) -> folder``: see ``_save_space_model``."""
+    return _save_space_model
+
+
 def _write_hub_cache(hf_home: Path, repo_id: str, folder: Path, sha: str = "89abcdef0123456789abcdef0123456789abcdef"):
     """Lay a staged repo out as the Hub cache does, so offline ``from_pretrained(repo_id)`` resolves it."""
     repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"

@@ -12,16 +12,16 @@ from gradio_client import Client, handle_file
 from PIL import Image
 from skimage import data
 
-from abaw_hf import AbawFusionConfig, AbawFusionModel
 from abaw_hf.cli import main as cli_main
 from abaw_hf.data import Annotations, build_from_extractors
 from abaw_hf.extraction import read_face_image
 from abaw_hf.extractors import create_extractor
 from abaw_hf.faces.images import flatten_alpha, read_image_file
 from abaw_hf.pipeline import AffectPipeline, read_image
-from test_space import PROVENANCE, free_port, load_space_app
+from abaw_hf.space import EXAMPLES_DIR
+from abaw_hf.space import app as space_app
 
-CLIP = Path(__file__).resolve().parents[1] / "space" / "examples" / "astronaut_clip.mp4"
+CLIP = EXAMPLES_DIR / "astronaut_clip.mp4"
 
 
 def astronaut_face() -> np.ndarray:
@@ -114,14 +114,14 @@ def _lay_out_for_build(image_kinds, names, root: Path) -> None:
         (root / "kinds" / f"{frame:05d}.img").write_bytes(image_kinds[name][0].read_bytes())
 
 
-def tiny_model(**settings) -> AbawFusionModel:
-    config = AbawFusionConfig(feature_dims={"resnet18": 512, "fau": 17}, hidden_size=16, num_hidden_layers=1,
-                              num_attention_heads=2, hidden_dropout_prob=0.0, max_window=64, extractors=PROVENANCE,
-                              **settings)
-    return AbawFusionModel(config).eval()
+@pytest.fixture
+def space_model(tiny_model, space_model_provenance):
+    """``space_model(**config)``: the Space tests' tiny model (resnet18 + fau, 16 wide, no dropout)."""
+    return lambda **config: tiny_model(hidden_size=16, hidden_dropout_prob=0.0, max_window=64,
+                                       extractors=space_model_provenance, **config)
 
 
-def test_16_bit_photo_gives_the_face_and_features_of_its_8_bit_copy(image_kinds):
+def test_16_bit_photo_gives_the_face_and_features_of_its_8_bit_copy(image_kinds, space_model):
     eight, sixteen = image_kinds["gray8.png"][0], image_kinds["gray16.png"][0]
     extractor = create_extractor("resnet18", "msceleb", random_seed=3)
     # extract: the decoded crop goes through the extractor
@@ -129,7 +129,7 @@ def test_16_bit_photo_gives_the_face_and_features_of_its_8_bit_copy(image_kinds)
     assert np.array_equal(features[0].numpy(), features[1].numpy())
     # predict: detection, alignment, extractors and the model see the same picture
     with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
-        pipeline = AffectPipeline(tiny_model())
+        pipeline = AffectPipeline(space_model())
     try:
         table = pipeline.predict_images([eight, sixteen])
     finally:
@@ -144,17 +144,16 @@ def _numeric(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=["source", "expression", "note"]).astype(float)
 
 
-def test_space_csv_equals_predict_on_a_real_video(tmp_path):
+def test_space_csv_equals_predict_on_a_real_video(tmp_path, space_model, free_port):
     """The Space streams the video in feeds and shows rows as they become final; its CSV is `abaw-hf predict`'s."""
     model_dir = tmp_path / "model"
-    tiny_model(window=4, max_gap=2).save_pretrained(model_dir)  # the model's own window and gap, from its config
-    app_module = load_space_app()
+    space_model(window=4, max_gap=2).save_pretrained(model_dir)  # the model's own window and gap, from its config
     with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
         pipeline = AffectPipeline.from_pretrained(model_dir, batch_size=4)  # small batches: several partial results
     assert (pipeline.window, pipeline.max_gap) == (4, 2)
-    space = app_module.AffectSpace(str(model_dir), pipeline=pipeline)
+    space = space_app.AffectSpace(str(model_dir), pipeline=pipeline)
     port = free_port()
-    app = app_module.launch(space, host="127.0.0.1", port=port, block=False)
+    app = space_app.launch(space, host="127.0.0.1", port=port, block=False)
     try:
         job = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False).submit(
             handle_file(CLIP), api_name="/analyse_video")

@@ -152,14 +152,14 @@ def test_extract_video_writes_one_video_per_face_track(video, scene, tmp_path):
 
 
 def test_space_shows_every_face_with_a_selector(pipeline, video, table):
-    from test_space import OUTPUT_NAMES, load_space_app
+    from abaw_hf.space import app, views
 
-    app = load_space_app()
     space = app.AffectSpace("in-memory", pipeline=pipeline)
     *_, last = space.analyse_video(str(video))
-    result = dict(zip(["status", "frame", "caption", "va_plot", "expression_plot", "au_plot", "table", "csv",
-                       "state", "slider", "faces"], last))
-    assert len(last) == len(OUTPUT_NAMES) + 1  # the state is not sent to clients
+    names = ["status", "frame", "caption", "va_plot", "expression_plot", "au_plot", "table", "csv", "state", "slider",
+             "faces"]
+    assert len(last) == len(names)  # the handler's outputs, the state included (clients do not get it)
+    result = dict(zip(names, last))
     assert result["status"].startswith(f"✅ {FRAMES + 2} frames ({FRAMES} with a face, 3 faces)")
     assert "face" in result["table"].columns and len(result["table"]) == len(table)
     ids = sorted(int(face) for face in table.face.dropna().unique())
@@ -173,7 +173,7 @@ def test_space_shows_every_face_with_a_selector(pipeline, video, table):
     other = next(face for face in ids if face != state["face"])
     frame_image, caption, va_plot, *_, state = space.select_face(state, other)
     assert state["face"] == other and f"face {other} of 3" in caption and va_plot is not None
-    shown = app.views.face_rows(table, other)
+    shown = views.face_rows(table, other)
     assert len(shown) == FRAMES + 2 and shown["frame"].is_monotonic_increasing
     mine = table[table.face == other]
     assert shown.face_found.sum() == len(mine)

@@ -3,58 +3,22 @@
 from __future__ import annotations
 
 import html
-import importlib.util
-import socket
-import sys
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from gradio_client import Client, handle_file
 from PIL import Image
 from skimage import data
 
-from abaw_hf import AU_NAMES, EXPRESSION_NAMES, AbawFusionConfig, AbawFusionModel
+from abaw_hf import AU_NAMES, EXPRESSION_NAMES
 from abaw_hf.faces import write_video
 from abaw_hf.pipeline import prediction_columns
+from abaw_hf.space import app as space_app
 
-SPACE_DIR = Path(__file__).resolve().parents[1] / "space"
-PROVENANCE = {
-    "resnet18": {"name": "resnet18", "variant": "msceleb", "dim": 512, "checkpoint": "resnet18_msceleb.pth"},
-    "fau": {"name": "fau", "variant": "mediapipe", "dim": 17},
-}
 MAX_VIDEO_SECONDS = 3.0
 OUTPUT_NAMES = ["status", "frame", "caption", "va_plot", "expression_plot", "au_plot", "table", "csv", "slider", "faces"]
-
-
-def load_space_app():
-    """space/app.py as a module (the Space is a folder of scripts, not a package)."""
-    if "abaw_space_app" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("abaw_space_app", SPACE_DIR / "app.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["abaw_space_app"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["abaw_space_app"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def save_tiny_model(folder: Path) -> Path:
-    """A tiny fusion model over resnet18 (random init: no checkpoint here) and MediaPipe fau, 'trained' on synthetic data."""
-    config = AbawFusionConfig(
-        feature_dims={"resnet18": 512, "fau": 17}, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        max_window=64, extractors=PROVENANCE,
-    )
-    AbawFusionModel(config).save_pretrained(folder)
-    (folder / "train_config.yaml").write_text(yaml.safe_dump({"dataset": "synthetic", "window": 4, "max_gap": 2}))
-    return folder
 
 
 def no_face(image: np.ndarray) -> np.ndarray:
@@ -99,24 +63,23 @@ def media(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "abaw-tiny")
+def model_dir(tmp_path_factory, save_space_model):
+    return save_space_model(tmp_path_factory.mktemp("model") / "abaw-tiny")
 
 
 @pytest.fixture(scope="module")
 def space(model_dir):
-    app_module = load_space_app()
     with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
-        space = app_module.AffectSpace(str(model_dir), limits=app_module.Limits(max_upload_mb=5,
-                                                                                 max_video_seconds=MAX_VIDEO_SECONDS))
+        space = space_app.AffectSpace(str(model_dir), limits=space_app.Limits(max_upload_mb=5,
+                                                                               max_video_seconds=MAX_VIDEO_SECONDS))
     yield space
     space.pipeline.close()
 
 
 @pytest.fixture(scope="module")
-def server(space):
+def server(space, free_port):
     port = free_port()
-    app = load_space_app().launch(space, host="127.0.0.1", port=port, block=False)
+    app = space_app.launch(space, host="127.0.0.1", port=port, block=False)
     url = f"http://127.0.0.1:{port}/"
     yield url
     app.close()
@@ -227,20 +190,18 @@ def test_header_names_model_and_extractor_weights_with_banner(server, model_dir)
 
 
 def test_oversized_upload_is_refused_by_the_handler(space, media, tmp_path):
-    app_module = load_space_app()
-    small = app_module.AffectSpace(space.model_id, pipeline=space.pipeline, limits=app_module.Limits(max_upload_mb=0.01))
+    small = space_app.AffectSpace(space.model_id, pipeline=space.pipeline, limits=space_app.Limits(max_upload_mb=0.01))
     status = small.analyse_image(str(media["photo"]))[0]
     assert status.startswith("❌ astronaut.jpg is 0.") and "up to 0.01 MB" in status
 
 
-def test_missing_default_model_folder_still_serves_a_page_that_says_so(tmp_path, media, monkeypatch):
-    app_module = load_space_app()
+def test_missing_default_model_folder_still_serves_a_page_that_says_so(tmp_path, media, monkeypatch, free_port):
     monkeypatch.chdir(tmp_path)  # no outputs/abaw-fusion here: `make demo` has not run
-    missing = app_module.DEFAULT_MODEL
-    space = app_module.AffectSpace(missing)
+    missing = space_app.DEFAULT_MODEL
+    space = space_app.AffectSpace(missing)
     assert space.pipeline is None
     port = free_port()
-    app = app_module.launch(space, host="127.0.0.1", port=port, block=False)
+    app = space_app.launch(space, host="127.0.0.1", port=port, block=False)
     try:
         url = f"http://127.0.0.1:{port}/"
         assert f"the model folder '{missing}' does not exist" in page_text(url)

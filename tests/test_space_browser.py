@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from test_space import free_port, load_space_app, save_tiny_model
+from abaw_hf.space import app as space_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -34,13 +34,12 @@ def require_chromium() -> Path:
 
 
 @pytest.fixture(scope="module")
-def served_space(tmp_path_factory):
-    app_module = load_space_app()
-    model_dir = save_tiny_model(tmp_path_factory.mktemp("browser_model") / "abaw-tiny")
+def served_space(tmp_path_factory, save_space_model, free_port):
+    model_dir = save_space_model(tmp_path_factory.mktemp("browser_model") / "abaw-tiny")
     with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
-        space = app_module.AffectSpace(str(model_dir))
+        space = space_app.AffectSpace(str(model_dir))
     port = free_port()
-    app = app_module.launch(space, host="127.0.0.1", port=port, block=False)
+    app = space_app.launch(space, host="127.0.0.1", port=port, block=False)
     yield f"http://127.0.0.1:{port}/"
     app.close()
     space.pipeline.close()

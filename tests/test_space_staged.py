@@ -28,7 +28,6 @@ from skimage import data
 
 import abaw_hf
 from abaw_hf import hub
-from test_space import free_port, save_tiny_model
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 240
@@ -41,10 +40,10 @@ def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def installed_space(tmp_path_factory):
+def installed_space(tmp_path_factory, save_space_model):
     """(staged Space folder, its virtual environment's python, that environment's site-packages)."""
     root = tmp_path_factory.mktemp("staged")
-    model_dir = save_tiny_model(root / "abaw-tiny")
+    model_dir = save_space_model(root / "abaw-tiny")
     staged = hub.stage_space_repo(root / "space", space_id="org/abaw-demo", model_id=str(model_dir))
     requirement = staged.folder.joinpath("requirements.txt").read_text()
     assert re.search(r"^\./wheels/abaw_hf-[\w.]+-py3-none-any\.whl$", requirement, flags=re.M)
@@ -62,7 +61,7 @@ def clean_environment(**extra: str) -> dict[str, str]:
     return {**keep, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False", **extra}
 
 
-def test_staged_space_starts_from_its_folder_and_serves_a_photograph(installed_space, tmp_path):
+def test_staged_space_starts_from_its_folder_and_serves_a_photograph(installed_space, tmp_path, free_port):
     folder, python, site_packages, model_dir = installed_space
     port = free_port()
     log_path = tmp_path / "space.log"
