@@ -113,8 +113,9 @@ def astronaut_clip_frames(indices=(0, 10, 20)) -> list[LabelledPhoto]:
     """Decoded frames of the Space's example clip (H.264; a 320-px window panning across the astronaut photo
     by ``round(150 * i / 21)`` px at frame i < 22)."""
     from abaw_hf.faces import iter_video_frames
+    from abaw_hf.space import EXAMPLES_DIR
 
-    clip = Path(__file__).resolve().parents[1] / "space" / "examples" / "astronaut_clip.mp4"
+    clip = EXAMPLES_DIR / "astronaut_clip.mp4"
     frames = {frame.index: frame.image for frame in iter_video_frames(clip)}
     photos = []
     for index in indices:

@@ -149,9 +149,9 @@ def test_every_face_tracked_with_stable_ids_through_crossing_and_absence(mtcnn, 
 
 
 def test_single_face_video_keeps_one_id_on_every_frame(mtcnn):
-    from pathlib import Path
+    from abaw_hf.space import EXAMPLES_DIR
 
-    video = Path(__file__).parents[1] / "space" / "examples" / "astronaut_clip.mp4"
+    video = EXAMPLES_DIR / "astronaut_clip.mp4"
     frames = list(MultiFaceTracker(mtcnn).track(iter_video_frames(video)))
     assert len(frames) == 30
     # the camera pans across the face, then tilts down off it from frame 27 on

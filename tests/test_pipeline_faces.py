@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from abaw_hf.faces import write_video
 from abaw_hf.pipeline import AffectPipeline
@@ -17,13 +16,10 @@ FRAMES = 30  # phoebe is away for frames 10-19; joey passes in front of ross aro
 PROVENANCE = {"resnet18": {"name": "resnet18", "variant": "msceleb", "dim": 512, "random_init": False}}
 
 
-def tiny_model():
-    from abaw_hf import AbawFusionConfig, AbawFusionModel
-
-    torch.manual_seed(0)
-    config = AbawFusionConfig(feature_dims={"resnet18": 512}, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                              hidden_dropout_prob=0.0, max_window=64, extractors=PROVENANCE)
-    return AbawFusionModel(config).eval()
+@pytest.fixture(scope="module")
+def resnet_model(tiny_model):
+    """``resnet_model()``: conftest's tiny model over resnet18 alone, the same weights each call (seed 0)."""
+    return lambda: tiny_model({"resnet18": 512}, extractors=PROVENANCE, seed=0, hidden_dropout_prob=0.0, max_window=64)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +40,9 @@ def truth_of(scene, frame: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def pipeline():
+def pipeline(resnet_model):
     with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
-        pipe = AffectPipeline(tiny_model(), window=4, max_gap=2, smoothing_sigma=0.0)
+        pipe = AffectPipeline(resnet_model(), window=4, max_gap=2, smoothing_sigma=0.0)
     yield pipe
     pipe.close()
 
@@ -104,21 +100,21 @@ def test_any_cut_of_feeds_gives_the_same_table(pipeline, video, table):
     assert sum(len(part) for part in parts[:-1]) > 0  # rows came out before the end
 
 
-def test_largest_and_n_faces(pipeline, scene):
+def test_largest_and_n_faces(pipeline, scene, resnet_model):
     frames = scene.frames[:8]
     with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
-        largest = AffectPipeline(tiny_model(), window=4, max_gap=2, faces="largest", detector=pipeline.detector)
-        two = AffectPipeline(tiny_model(), window=4, max_gap=2, faces="2", detector=pipeline.detector)
+        largest = AffectPipeline(resnet_model(), window=4, max_gap=2, faces="largest", detector=pipeline.detector)
+        two = AffectPipeline(resnet_model(), window=4, max_gap=2, faces="2", detector=pipeline.detector)
     one_table, two_table = largest.predict_frames(frames), two.predict_frames(frames)
     assert (one_table.groupby("frame").size() == 1).all() and one_table.face.nunique() == 1
     assert (two_table.groupby("frame").size() == 2).all() and two_table.face.nunique() == 2
 
 
-def test_bad_faces_value_is_a_user_error():
+def test_bad_faces_value_is_a_user_error(resnet_model):
     from abaw_hf.pipeline import PipelineError
 
     with pytest.raises(PipelineError, match="faces must be"), pytest.warns(UserWarning):
-        AffectPipeline(tiny_model(), faces="everyone")
+        AffectPipeline(resnet_model(), faces="everyone")
 
 
 def test_extract_video_writes_one_video_per_face_track(video, scene, tmp_path):
@@ -180,11 +176,11 @@ def test_space_shows_every_face_with_a_selector(pipeline, video, table):
     np.testing.assert_allclose(shown[shown.face_found].valence.to_numpy(float), mine.valence.to_numpy(float))
 
 
-def test_predict_cli_faces_option(video, tmp_path, capsys):
+def test_predict_cli_faces_option(video, tmp_path, capsys, resnet_model):
     from abaw_hf.cli import main as cli_main
 
     model_dir = tmp_path / "model"
-    tiny_model().save_pretrained(model_dir)
+    resnet_model().save_pretrained(model_dir)
     output = tmp_path / "largest.csv"
     code = cli_main(["predict", str(video), "-o", str(output), "--model", str(model_dir), "--faces", "largest",
                      "--max-frames", "6", "--window", "4"])
