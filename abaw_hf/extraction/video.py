@@ -76,7 +76,8 @@ def track_video_faces(
     if marker.is_file():
         return json.loads(marker.read_text())
     scratch = Path(crops_dir) / f".{name}.tracking"  # crops by face id, renamed once the tracks are known
-    scratch.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(scratch, ignore_errors=True)  # left by an interrupted run
+    scratch.mkdir(parents=True)
     frames, missing, truncated, seen = 0, [], None, {}
     with FaceDetector(detector, max_faces=MAX_FACES) as face_detector:
         tracker = MultiFaceTracker(face_detector, size=face_size, faces=faces)

@@ -3,18 +3,19 @@
     from abaw_hf.pipeline import AffectPipeline
 
     pipeline = AffectPipeline.from_pretrained("org/abaw-fusion")    # or a local folder
-    table = pipeline("clip.mp4")                                       # pandas DataFrame, one row per frame
+    table = pipeline("clip.mp4")                                       # pandas DataFrame, a row per (frame, face)
     pipeline.weights_report                                            # which extractor weights are loaded
 
     stream = pipeline.stream(source="webcam")                          # frames as they come
     rows = stream.feed(frames)                                         # the rows final so far
     rest = stream.finish()
 
-Frames are decoded one at a time (`inputs`), faces are tracked and aligned (112 px), face crops are batched
-through the extractors the model's config names in its ``extractors`` provenance block (`weights`), the
-features of consecutive face frames form windows for the fusion model, and the predictions are smoothed over
-time and thresholded (`stream`) into the per-frame table (`table`, which documents every column). Frames
-without a face are rows with ``face_found == False`` and empty predictions.
+Frames are decoded one at a time (`inputs`), every face is tracked with its ``face`` id and aligned (112 px;
+``faces="all" | "largest" | N``), face crops are batched through the extractors the model's config names in its
+``extractors`` provenance block (`weights`), the features of each face's consecutive frames form windows for the
+fusion model, and the predictions are smoothed along each face's track and thresholded (`stream`) into the
+per-(frame, face) table (`table`, which documents every column). A frame without a face is one row with
+``face_found == False`` and empty predictions.
 """
 
 from ..faces.images import IMAGE_SUFFIXES
