@@ -187,3 +187,21 @@ def test_face_selection_values(value, expected):
 def test_face_selection_refuses_nonsense(value):
     with pytest.raises(ValueError, match="faces must be"):
         parse_face_selection(value)
+
+
+def test_a_face_zooming_in_fast_keeps_its_id(mtcnn):
+    import cv2
+
+    t1 = insightface_image("t1.jpg")
+    x0, y0, x1, y1 = T1_FACES["ross"]
+    head = t1[y0 - 40 : y1 + 30, x0 - 40 : x1 + 40]
+    frames = []
+    for index in range(10):  # the face grows by 10 % a frame
+        side = int(round(90 * 1.1**index))
+        canvas = np.full((360, 640, 3), 100, np.uint8)
+        patch = cv2.resize(head, (side, side), interpolation=cv2.INTER_AREA)
+        canvas[180 - side // 2 : 180 - side // 2 + side, 320 - side // 2 : 320 - side // 2 + side] = patch
+        frames.append(canvas)
+    result = list(MultiFaceTracker(mtcnn).track(frames))
+    assert all(len(frame.faces) == 1 for frame in result)
+    assert {frame.faces[0].face_id for frame in result} == {0}

@@ -102,14 +102,14 @@ class _Track:
         if jump > max_size_jump:
             # A box that changed size abruptly is most likely a face partly hidden (by another face passing
             # in front, by a hand): it is the face, but its centre would bend the motion, so the track keeps
-            # its predicted course.
+            # its predicted course (the size still follows, so a real fast zoom is caught up with).
             self.center = self.predicted_center()
         else:
             observed = (center - self.center) / (self.missed + 1)
             weight = smoothing if self.frames > 1 else 0.0  # the first step has no velocity to smooth yet
             self.velocity = weight * self.velocity + (1 - weight) * observed
             self.center = center
-            self.size = smoothing * self.size + (1 - smoothing) * size
+        self.size = smoothing * self.size + (1 - smoothing) * size
         self.missed, self.frames = 0, self.frames + 1
 
 
