@@ -1,5 +1,6 @@
 """Evaluation over eval-mode windows under a real 2-process `accelerate launch`: every (video, frame) is
-predicted exactly once and the metrics equal a 1-process run. Run as a script, this file is the worker."""
+predicted exactly once and the metrics equal a 1-process run. Run as a script, this file is the worker; it loads
+the model the test saved (the tiny_model fixture lives in conftest, which a worker script does not get)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from abaw_hf import AbawFusionConfig, AbawFusionModel
+from abaw_hf import AbawFusionModel
 from abaw_hf.data import rows_from_windows, window_dataloader
 from abaw_hf.metrics import compute_abaw_metrics
 
 WINDOW, BATCH, SPAN = 8, 3, 16
 
 
-def tiny_model(feature_dims: dict[str, int]) -> AbawFusionModel:
-    torch.manual_seed(0)
-    config = AbawFusionConfig(
-        feature_dims=feature_dims, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, max_window=SPAN
-    )
-    return AbawFusionModel(config).eval()
-
-
-def predict(dataset, accelerator=None) -> dict[str, np.ndarray]:
+def predict(dataset, model: AbawFusionModel, accelerator=None) -> dict[str, np.ndarray]:
     """Per-window predictions, gathered over processes when an accelerator is given."""
     loader = window_dataloader(dataset, window_size=WINDOW, batch_size=BATCH, mode="eval", max_span=SPAN)
-    model = tiny_model({name: dataset.features[name].length for name in ("resnet18", "fau")})
     if accelerator is not None:
         loader, model = accelerator.prepare(loader, model)
     parts: dict[str, list] = {"row_index": [], "va": [], "expression": [], "aus": [], "local_batches": []}
@@ -68,7 +60,7 @@ def score(dataset, windows: dict[str, np.ndarray]) -> dict[str, float]:
     )
 
 
-def test_two_process_evaluation_covers_each_frame_once(free_port, tmp_path):
+def test_two_process_evaluation_covers_each_frame_once(free_port, tiny_model, tmp_path):
     import datasets
 
     from abaw_hf.data import make_synthetic_dataset
@@ -76,14 +68,17 @@ def test_two_process_evaluation_covers_each_frame_once(free_port, tmp_path):
     split = make_synthetic_dataset(num_videos=5, frames_per_video=45)["train"]
     split.save_to_disk(str(tmp_path / "split"))
     split = datasets.load_from_disk(str(tmp_path / "split"))
-    single = score(split, predict(split))
+    model = tiny_model({name: split.features[name].length for name in ("resnet18", "fau")}, seed=0, max_window=SPAN)
+    model.save_pretrained(tmp_path / "model")
+    single = score(split, predict(split, model))
     num_windows = len(window_dataloader(split, window_size=WINDOW, batch_size=BATCH, mode="eval", max_span=SPAN).dataset)
     assert num_windows % (2 * BATCH) != 0  # the last global batch is uneven: accelerate pads, gather drops
 
     env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
     command = [
         str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
-        "--main_process_port", str(free_port()), __file__, str(tmp_path / "split"), str(tmp_path / "result.json"),
+        "--main_process_port", str(free_port()), __file__, str(tmp_path / "split"), str(tmp_path / "model"),
+        str(tmp_path / "result.json"),
     ]  # fmt: skip
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -95,13 +90,13 @@ def test_two_process_evaluation_covers_each_frame_once(free_port, tmp_path):
         assert abs(result["metrics"][key] - value) < 1e-6, key
 
 
-def _worker(dataset_path: str, result_path: str) -> None:
+def _worker(dataset_path: str, model_path: str, result_path: str) -> None:
     import datasets
     from accelerate import Accelerator
 
     accelerator = Accelerator()
     dataset = datasets.load_from_disk(dataset_path)
-    windows = predict(dataset, accelerator)
+    windows = predict(dataset, AbawFusionModel.from_pretrained(model_path).eval(), accelerator)
     counts = accelerator.gather(torch.tensor([len(windows["local_batches"])])).tolist()
     if accelerator.is_main_process:
         covered = np.bincount(windows["row_index"][windows["row_index"] >= 0], minlength=len(dataset))
@@ -117,4 +112,4 @@ def _worker(dataset_path: str, result_path: str) -> None:
 
 
 if __name__ == "__main__":
-    _worker(sys.argv[1], sys.argv[2])
+    _worker(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 from skimage import data
 
-from abaw_hf import AU_NAMES, EXPRESSION_NAMES, AbawFusionConfig, AbawFusionModel
+from abaw_hf import AU_NAMES, EXPRESSION_NAMES
 from abaw_hf.cli import main as cli_main
 from abaw_hf.faces import CorruptVideoError, EmptyVideoError, NotAVideoError, write_video
 from abaw_hf.pipeline import (
@@ -32,14 +32,18 @@ PROVENANCE = {
 }
 
 
-def tiny_model(feature_dims=None, extractors=None, **overrides) -> AbawFusionModel:
-    feature_dims = feature_dims or {"fau": 17, "resnet18": 512}
-    extractors = extractors if extractors is not None else {k: v for k, v in PROVENANCE.items() if k in feature_dims}
-    config = AbawFusionConfig(
-        feature_dims=feature_dims, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, hidden_dropout_prob=0.0,
-        max_window=64, extractors=extractors, **overrides,
-    )
-    return AbawFusionModel(config).eval()
+@pytest.fixture(scope="module")
+def pipeline_model(tiny_model):
+    """``pipeline_model(feature_dims=None, extractors=None, **config)``: conftest's tiny model over fau + resnet18
+    with this file's provenance (of the features it has) unless told otherwise."""
+
+    def make(feature_dims=None, extractors=None, **config):
+        feature_dims = feature_dims or {"fau": 17, "resnet18": 512}
+        if extractors is None:
+            extractors = {k: v for k, v in PROVENANCE.items() if k in feature_dims}
+        return tiny_model(feature_dims, extractors=extractors, hidden_dropout_prob=0.0, max_window=64, **config)
+
+    return make
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +52,10 @@ def astronaut() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def pipeline():
+def pipeline(pipeline_model):
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
-        pipe = AffectPipeline(tiny_model(), window=4, max_gap=2)
+        pipe = AffectPipeline(pipeline_model(), window=4, max_gap=2)
     yield pipe
     pipe.close()
 
@@ -154,13 +158,13 @@ def test_smoothing_runs_within_face_runs_of_the_video(pipeline, astronaut, tmp_p
     assert list(smoothed.loc[faces, "expression"]) == [EXPRESSION_NAMES[i] for i in probabilities.argmax(1)]
 
 
-def test_batching_does_not_change_predictions(astronaut, tmp_path):
+def test_batching_does_not_change_predictions(astronaut, tmp_path, pipeline_model):
     """Extractor batches and padded batches of windows through the model give what one-at-a-time gives."""
     frames = [np.roll(astronaut, 5 * i, axis=1) for i in range(3)] + [no_face(astronaut)]
     frames += [np.roll(astronaut, -5 * i, axis=0) for i in range(3)]
     video = write_video(tmp_path / "batch.mp4", frames, fps=10)
     torch.manual_seed(1)
-    model = tiny_model()
+    model = pipeline_model()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # windows of 4 face frames: [0, 1, 2, 4] and [5, 6], so the batched run pads the second one
@@ -212,8 +216,8 @@ def test_bad_inputs_give_typed_errors_or_marked_rows(pipeline, astronaut, tmp_pa
     assert any("cut.mkv: truncated: decoded" in message for message in table.attrs["warnings"])
 
 
-def test_provenance_naming_an_uninstalled_extractor_is_an_error():
-    model = tiny_model(
+def test_provenance_naming_an_uninstalled_extractor_is_an_error(pipeline_model):
+    model = pipeline_model(
         feature_dims={"fau": 17, "openface3": 5},
         extractors={"fau": PROVENANCE["fau"], "openface3": {"name": "openface3_net", "variant": None}},
     )
@@ -221,7 +225,8 @@ def test_provenance_naming_an_uninstalled_extractor_is_an_error():
         AffectPipeline(model)
 
 
-def test_from_hub_id_rebuilds_extractors_from_the_published_weights(astronaut, tmp_path, monkeypatch, write_hub_cache):
+def test_from_hub_id_rebuilds_extractors_from_the_published_weights(astronaut, tmp_path, monkeypatch, write_hub_cache,
+                                                                    pipeline_model):
     import abaw_hf.hub as hub
     from abaw_hf.extractors import file_sha256, get_extractor_class
 
@@ -229,7 +234,7 @@ def test_from_hub_id_rebuilds_extractors_from_the_published_weights(astronaut, t
     checkpoint = tmp_path / "resnet18_msceleb.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in official.state_dict().items()}}, checkpoint)
     provenance = dict(PROVENANCE, resnet18=dict(PROVENANCE["resnet18"], sha256=file_sha256(checkpoint)))
-    model = tiny_model(extractors=provenance)
+    model = pipeline_model(extractors=provenance)
     model.save_pretrained(tmp_path / "run")
     (tmp_path / "run" / "train_config.yaml").write_text(yaml.safe_dump({"dataset": "synthetic", "window": 5, "max_gap": 3}))
     (tmp_path / "run" / "postprocessing.json").write_text(json.dumps({"smoothing_sigma": 4.0, "max_gap": 3}))
@@ -257,8 +262,8 @@ def test_from_hub_id_rebuilds_extractors_from_the_published_weights(astronaut, t
     pipe.close()
 
 
-def test_missing_extractor_weights_run_random_and_say_so(tmp_path):
-    model = tiny_model()
+def test_missing_extractor_weights_run_random_and_say_so(tmp_path, pipeline_model):
+    model = pipeline_model()
     model.save_pretrained(tmp_path / "run")
     with pytest.warns(UserWarning, match=r"'resnet18'.*RANDOM WEIGHTS"):
         pipe = AffectPipeline.from_pretrained(tmp_path / "run")
@@ -268,8 +273,8 @@ def test_missing_extractor_weights_run_random_and_say_so(tmp_path):
     pipe.close()
 
 
-def test_cli_predict_writes_csv_and_reports_bad_files(astronaut, tmp_path, capsys):
-    model = tiny_model()
+def test_cli_predict_writes_csv_and_reports_bad_files(astronaut, tmp_path, capsys, pipeline_model):
+    model = pipeline_model()
     model.save_pretrained(tmp_path / "run")
     frames = [astronaut] * 3 + [no_face(astronaut)] * 2
     video = write_video(tmp_path / "clip.mp4", frames, fps=5)

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from abaw_hf.data.synthetic import make_synthetic_dataset
 from abaw_hf.evaluation import FramePredictions, average_predictions, predict_dataset
-from abaw_hf.modeling import AbawFusionConfig, AbawFusionModel
-
-
-def tiny_model(seed: int) -> AbawFusionModel:
-    torch.manual_seed(seed)
-    config = AbawFusionConfig(
-        feature_dims={"resnet18": 512, "fau": 17}, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        mlp_ratio=2.0, max_window=64,
-    )
-    return AbawFusionModel(config).eval()
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +14,8 @@ def validation():
     return make_synthetic_dataset(num_videos=5, frames_per_video=48)["validation"]
 
 
-def test_two_fold_ensemble_is_the_exact_mean_of_its_members(validation):
-    first, second = tiny_model(1), tiny_model(2)
+def test_two_fold_ensemble_is_the_exact_mean_of_its_members(validation, tiny_model):
+    first, second = (tiny_model(seed=seed, hidden_size=16, mlp_ratio=2.0, max_window=64) for seed in (1, 2))
     one = predict_dataset(first, validation, window=8)
     two = predict_dataset(second, validation, window=8)
     both = predict_dataset([first, second], validation, window=8)
