@@ -18,6 +18,7 @@ from abaw_hf.extractors import (
     create_extractor,
     get_extractor_class,
     list_extractors,
+    preprocess_images,
     read_checkpoint,
 )
 
@@ -102,6 +103,26 @@ def test_preprocess_resizes_normalises_and_accepts_every_input_form(faces):
         IMAGENET_STD
     ).view(3, 1, 1)
     torch.testing.assert_close(extractor.preprocess(exact), expected)
+
+
+def test_preprocessing_is_a_function_of_the_config_alone(faces):
+    for extractor in (quiet("resnet18"), quiet("poster")):  # RGB and BGR checkpoints
+        torch.testing.assert_close(preprocess_images(faces, extractor.preprocess_cfg), extractor.preprocess(faces),
+                                   rtol=0, atol=0)
+    with pytest.raises(ValueError, match="^worker: image 0 must be a uint8"):
+        preprocess_images([faces[0].astype(np.float32)], PreprocessConfig(), "worker")
+
+
+def test_every_extractor_answers_the_whole_interface(faces):
+    resnet = quiet("resnet18")
+    features, present = resnet.extract_with_mask(faces, batch_size=2)  # a network finds no faces: all present
+    torch.testing.assert_close(features, resnet.extract(faces), rtol=0, atol=0)
+    assert present.dtype == torch.bool and present.all() and len(present) == len(faces)
+    assert not resnet.may_miss_faces and resnet.close() is None
+    assert resnet.inference_module() is resnet or resnet.fold_batchnorm
+    fau = get_extractor_class("fau")
+    assert fau.may_miss_faces and fau.extract_with_mask is not Extractor.extract_with_mask
+    assert fau.close is not Extractor.close
 
 
 def test_poster_v1_flips_rgb_to_bgr_before_normalising():

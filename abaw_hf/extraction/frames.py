@@ -13,12 +13,12 @@ from typing import Sequence
 
 import torch
 
-from ..extractors import Extractor, PreprocessConfig
+from ..extractors import Extractor, PreprocessConfig, preprocess_images
 from ..faces.images import DEFAULT_MAX_IMAGE_PIXELS, ImageProblem, LoadedImage, read_image_file
 from .settings import DEFAULT_MIN_IMAGE_SIZE
 
 __all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "DEFAULT_MIN_IMAGE_SIZE", "FaceFrames", "ImageProblem", "LoadedImage",
-           "Preprocessor", "preprocess_groups", "read_face_image"]
+           "preprocess_groups", "read_face_image"]
 
 
 def read_face_image(
@@ -30,15 +30,6 @@ def read_face_image(
     if min(height, width) < min_size:
         raise ImageProblem(f"image is {width}x{height} px, smaller than the {min_size} px minimum")
     return loaded
-
-
-class Preprocessor(Extractor):
-    """An extractor's input preprocessing without its weights, cheap to send to worker processes."""
-
-    def __init__(self, cfg: PreprocessConfig) -> None:
-        super().__init__()
-        self.preprocess_cfg = cfg
-        self.name = f"preprocess[{cfg.input_size}px {cfg.color_order}]"
 
 
 def preprocess_groups(extractors: Sequence[Extractor]) -> list[PreprocessConfig]:
@@ -65,7 +56,7 @@ class FaceFrames(torch.utils.data.Dataset):
         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.paths = list(paths)
-        self.preprocessors = [Preprocessor(cfg) for cfg in configs]
+        self.configs = list(configs)  # plain data, cheap to send to worker processes
         self.skip_reasons = list(skip_reasons) if skip_reasons is not None else [None] * len(self.paths)
         self.min_size = min_size
         self.max_pixels = max_pixels
@@ -82,12 +73,11 @@ class FaceFrames(torch.utils.data.Dataset):
             except ImageProblem as error:
                 problem = str(error)
         inputs = []
-        for preprocessor in self.preprocessors:
-            size = preprocessor.preprocess_cfg.input_size
+        for cfg in self.configs:
             if pixels is None:
-                inputs.append(torch.zeros(3, size, size))
+                inputs.append(torch.zeros(3, cfg.input_size, cfg.input_size))
             else:
-                inputs.append(preprocessor.preprocess([pixels])[0])
+                inputs.append(preprocess_images([pixels], cfg, f"preprocess[{cfg.input_size}px {cfg.color_order}]")[0])
         return {
             "index": index,
             "ok": problem is None,

@@ -96,7 +96,7 @@ def autocast_context(device: torch.device, precision: str):
 
 def _memory_format(extractor: Extractor, device: torch.device, channels_last: bool | None) -> torch.memory_format:
     """Channels-last where the extractor declares it faster (`Extractor.channels_last`) and on GPU, unless forced."""
-    use = (getattr(extractor, "channels_last", False) or device.type == "cuda") if channels_last is None else channels_last
+    use = (extractor.channels_last or device.type == "cuda") if channels_last is None else channels_last
     return torch.channels_last if use else torch.contiguous_format
 
 
@@ -111,11 +111,11 @@ class _Runner:
         if self.has_weights:
             extractor.to(device=device, memory_format=self.memory_format)
         # e.g. a BatchNorm-folded copy; the extractor's own `extract` runs the same module
-        self.module = extractor.inference_module() if hasattr(extractor, "inference_module") else extractor
+        self.module = extractor.inference_module()
 
     def __call__(self, pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Features [n, D] float32 and present [n] for preprocessed pixels [n, 3, S, S]."""
-        if hasattr(self.extractor, "extract_with_mask"):  # an extractor that can miss a face in a crop (fau)
+        if self.extractor.may_miss_faces:  # its forward alone does not say which crops had no face (fau)
             vectors, present = self.extractor.extract_with_mask(pixels, batch_size=len(pixels))
             return vectors.float().cpu().numpy(), present.cpu().numpy().astype(bool)
         pixels = pixels.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, Extractor, PreprocessConfig
+from .base import IMAGENET_MEAN, IMAGENET_STD, Extractor, PreprocessConfig, preprocess_images
 from .checkpoints import (
     CheckpointError,
     LoadReport,
@@ -27,6 +27,7 @@ __all__ = [
     "LoadReport",
     "PreprocessConfig",
     "create_extractor",
+    "preprocess_images",
     "file_sha256",
     "get_extractor_class",
     "list_extractors",

@@ -44,6 +44,72 @@ class PreprocessConfig:
         return values
 
 
+def preprocess_images(
+    images: torch.Tensor | np.ndarray | Sequence[np.ndarray], cfg: PreprocessConfig, name: str = "preprocess"
+) -> torch.Tensor:
+    """RGB uint8 images (a list of HxWx3 arrays, or one [N,H,W,3] array) -> normalised [N,3,S,S] as ``cfg`` says.
+
+    A float tensor [N,3,S,S] is taken as already preprocessed and passed through. ``name`` (the extractor's)
+    starts error messages. A plain function of the config: DataLoader workers preprocess without any weights.
+    """
+    size = cfg.input_size
+    if isinstance(images, torch.Tensor):
+        if not images.is_floating_point() or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(
+                f"{name}: a tensor input must be a preprocessed float batch [N,3,{size},{size}], "
+                f"got dtype {images.dtype} shape {tuple(images.shape)}; pass raw images as uint8 numpy "
+                "arrays [N,H,W,3] or a list of HxWx3 arrays"
+            )
+        if tuple(images.shape[2:]) != (size, size):
+            raise ValueError(f"{name}: preprocessed input must be [N,3,{size},{size}], got {tuple(images.shape)}")
+        return images.float()
+    if isinstance(images, np.ndarray):
+        _check_uint8(images, name, expected_ndim=4, what="an image batch")
+        return _normalise(_resize(torch.from_numpy(np.ascontiguousarray(images)), cfg), cfg)
+    if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
+        if len(images) == 0:
+            raise ValueError(f"{name}: no images given")
+        resized = []
+        for index, image in enumerate(images):
+            _check_uint8(image, name, expected_ndim=3, what=f"image {index}")
+            resized.append(_resize(torch.from_numpy(np.ascontiguousarray(image))[None], cfg))
+        return _normalise(torch.cat(resized), cfg)
+    raise ValueError(
+        f"{name}: expected a list of HxWx3 uint8 RGB arrays, a uint8 array [N,H,W,3] or a float "
+        f"tensor [N,3,{size},{size}], got {type(images).__name__}"
+    )
+
+
+def _check_uint8(image: object, name: str, *, expected_ndim: int, what: str) -> None:
+    shape_text = "[N,H,W,3]" if expected_ndim == 4 else "HxWx3"
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        found = image.dtype if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"{name}: {what} must be a uint8 RGB numpy array {shape_text}, got {found}")
+    if image.ndim != expected_ndim or image.shape[-1] != 3:
+        raise ValueError(f"{name}: {what} must have shape {shape_text} (RGB, channels last), got {image.shape}")
+
+
+def _resize(batch_hwc: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """uint8 [N,H,W,3] -> float [N,3,S,S] in 0..255; images already at size are untouched."""
+    batch = batch_hwc.permute(0, 3, 1, 2).float()
+    size = cfg.input_size
+    if tuple(batch.shape[2:]) == (size, size):
+        return batch
+    smooth = cfg.interpolation in ("bilinear", "bicubic")
+    resized = F.interpolate(
+        batch, size=(size, size), mode=cfg.interpolation, align_corners=False if smooth else None, antialias=smooth
+    )
+    return resized.round().clamp(0, 255)  # as if resized in uint8 (PIL), the official pipelines
+
+
+def _normalise(batch: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    if cfg.color_order == "BGR":
+        batch = batch.flip(1)
+    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std).view(1, 3, 1, 1)
+    return (batch / 255.0 - mean) / std
+
+
 class Extractor(nn.Module):
     """A frozen face network mapping images to one ``dim``-wide feature vector each.
 
@@ -67,6 +133,9 @@ class Extractor(nn.Module):
     # Networks torch.fx can trace: extract() runs a copy with BatchNorm folded into the
     # preceding convolutions, which removes a memory pass per conv; this module's weights stay as loaded.
     fold_batchnorm: ClassVar[bool] = False
+    # True for extractors that look for the face in the crop themselves and can miss it (fau): their
+    # ``extract_with_mask`` says which rows got a vector, and ``forward`` alone does not.
+    may_miss_faces: ClassVar[bool] = False
 
     def __init__(self, variant: str | None = None) -> None:
         super().__init__()
@@ -96,70 +165,8 @@ class Extractor(nn.Module):
 
     # -- preprocessing -------------------------------------------------------------------------
     def preprocess(self, images: torch.Tensor | np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 images (a list of HxWx3 arrays, or one [N,H,W,3] array) -> normalised [N,3,S,S].
-
-        A float tensor [N,3,S,S] is taken as already preprocessed and passed through.
-        """
-        cfg = self.preprocess_cfg
-        size = cfg.input_size
-        if isinstance(images, torch.Tensor):
-            if not images.is_floating_point() or images.ndim != 4 or images.shape[1] != 3:
-                raise ValueError(
-                    f"{self.name}: a tensor input must be a preprocessed float batch [N,3,{size},{size}], "
-                    f"got dtype {images.dtype} shape {tuple(images.shape)}; pass raw images as uint8 numpy "
-                    "arrays [N,H,W,3] or a list of HxWx3 arrays"
-                )
-            if tuple(images.shape[2:]) != (size, size):
-                raise ValueError(
-                    f"{self.name}: preprocessed input must be [N,3,{size},{size}], got {tuple(images.shape)}"
-                )
-            return images.float()
-        if isinstance(images, np.ndarray):
-            self._check_uint8(images, expected_ndim=4, what="an image batch")
-            return self._normalise(self._resize(torch.from_numpy(np.ascontiguousarray(images))))
-        if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
-            if len(images) == 0:
-                raise ValueError(f"{self.name}: no images given")
-            resized = []
-            for index, image in enumerate(images):
-                self._check_uint8(image, expected_ndim=3, what=f"image {index}")
-                resized.append(self._resize(torch.from_numpy(np.ascontiguousarray(image))[None]))
-            return self._normalise(torch.cat(resized))
-        raise ValueError(
-            f"{self.name}: expected a list of HxWx3 uint8 RGB arrays, a uint8 array [N,H,W,3] or a float "
-            f"tensor [N,3,{size},{size}], got {type(images).__name__}"
-        )
-
-    def _check_uint8(self, image: object, *, expected_ndim: int, what: str) -> None:
-        shape_text = "[N,H,W,3]" if expected_ndim == 4 else "HxWx3"
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-            found = image.dtype if isinstance(image, np.ndarray) else type(image).__name__
-            raise ValueError(f"{self.name}: {what} must be a uint8 RGB numpy array {shape_text}, got {found}")
-        if image.ndim != expected_ndim or image.shape[-1] != 3:
-            raise ValueError(
-                f"{self.name}: {what} must have shape {shape_text} (RGB, channels last), got {image.shape}"
-            )
-
-    def _resize(self, batch_hwc: torch.Tensor) -> torch.Tensor:
-        """uint8 [N,H,W,3] -> float [N,3,S,S] in 0..255; images already at size are untouched."""
-        batch = batch_hwc.permute(0, 3, 1, 2).float()
-        size = self.preprocess_cfg.input_size
-        if tuple(batch.shape[2:]) == (size, size):
-            return batch
-        mode = self.preprocess_cfg.interpolation
-        smooth = mode in ("bilinear", "bicubic")
-        resized = F.interpolate(
-            batch, size=(size, size), mode=mode, align_corners=False if smooth else None, antialias=smooth
-        )
-        return resized.round().clamp(0, 255)  # as if resized in uint8 (PIL), the official pipelines
-
-    def _normalise(self, batch: torch.Tensor) -> torch.Tensor:
-        cfg = self.preprocess_cfg
-        if cfg.color_order == "BGR":
-            batch = batch.flip(1)
-        mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
-        std = torch.tensor(cfg.std).view(1, 3, 1, 1)
-        return (batch / 255.0 - mean) / std
+        """``preprocess_images`` with this extractor's ``preprocess_cfg``."""
+        return preprocess_images(images, self.preprocess_cfg, self.name)
 
     # -- inference -----------------------------------------------------------------------------
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -199,6 +206,15 @@ class Extractor(nn.Module):
         finally:
             self.train(was_training)
         return torch.cat(chunks)
+
+    def extract_with_mask(self, images, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features [N, dim], present [N] bool)``: every row present here; extractors that can miss a face
+        (``may_miss_faces``) override it."""
+        features = self.extract(images, batch_size)
+        return features, torch.ones(len(features), dtype=torch.bool)
+
+    def close(self) -> None:
+        """Release native resources (fau's MediaPipe graph); a plain network holds none."""
 
     # -- checkpoints ---------------------------------------------------------------------------
     def load_checkpoint(self, path: str | Path, *, strict: bool = True, allow_pickle: bool = False) -> LoadReport:

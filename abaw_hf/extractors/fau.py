@@ -216,6 +216,7 @@ class FauExtractor(Extractor):
     preprocess_cfg = PreprocessConfig(input_size=112, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     layouts = {"mediapipe": "mediapipe_face_landmarker_blendshapes", "openface": "openface2_feature_extraction"}
     needs_checkpoint = False
+    may_miss_faces = True  # its own face detector runs in each crop
 
     def __init__(
         self,

@@ -178,7 +178,7 @@ def export_extractor(extractor, path: str | Path) -> dict:
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     dynamic_axes = {"pixel_values": {0: "batch"}, "features": {0: "batch"}}
     module = extractor.eval()
-    if getattr(extractor, "channels_last", False):  # the graph takes plain NCHW arrays
+    if extractor.channels_last:  # the graph takes plain NCHW arrays
         module = _contiguous_copy(extractor)
     _export(module, (example,), Path(path), ["pixel_values"], ["features"], dynamic_axes)
     return extractor_io(extractor)
@@ -229,7 +229,7 @@ def extractor_parity(extractor, session, batches=(1, 3)) -> float:
 
 
 def _memory_format(extractor):
-    return torch.channels_last if getattr(extractor, "channels_last", False) else torch.contiguous_format
+    return torch.channels_last if extractor.channels_last else torch.contiguous_format
 
 
 def _check_parity(what: str, difference: float) -> None:

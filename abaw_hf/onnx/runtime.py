@@ -133,6 +133,15 @@ class OnnxExtractor:
         return torch.cat([self.features(pixel_values[start : start + batch_size])
                           for start in range(0, len(pixel_values), batch_size)])
 
+    def extract_with_mask(self, images, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every row present: only networks get a graph, and those find no faces of their own (fau stays torch).
+        Defined here, not reached through ``__getattr__``, which would run the torch network."""
+        features = self.extract(images, batch_size)
+        return features, torch.ones(len(features), dtype=torch.bool)
+
+    def close(self) -> None:
+        self.torch_extractor.close()
+
 
 def _array(value, dtype) -> np.ndarray:
     if isinstance(value, torch.Tensor):

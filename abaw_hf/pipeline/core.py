@@ -180,5 +180,4 @@ class AffectPipeline:
         """Release the face detector's and the extractors' native resources."""
         self.detector.close()
         for extractor in self.extractors.values():
-            if hasattr(extractor, "close"):
-                extractor.close()
+            extractor.close()

@@ -153,11 +153,8 @@ class PredictionStream:
         features, present = {}, {}
         for name, extractor in self.pipeline.extractors.items():
             extractor_started = time.perf_counter()
-            if hasattr(extractor, "extract_with_mask"):  # extractors that can miss a face on their own (fau)
-                values, mask = extractor.extract_with_mask(crops, batch_size=self.pipeline.batch_size)
-            else:
-                values = extractor.extract(crops, batch_size=self.pipeline.batch_size)
-                mask = torch.ones(len(crops), dtype=torch.bool)
+            # all present, except where an extractor with its own face detector (fau) missed the face
+            values, mask = extractor.extract_with_mask(crops, batch_size=self.pipeline.batch_size)
             features[name], present[name] = values.float(), mask.bool()
             self.extractor_timings[name] += time.perf_counter() - extractor_started
         self.timings["extractors"] += time.perf_counter() - started
