@@ -74,7 +74,7 @@ def test_browser_uploads_a_photograph_and_sees_the_results(served_space, tmp_pat
             download = page.locator("#csv a")
             expect(download).to_have_attribute("href", re.compile(r"astronaut_predictions\.csv$"), timeout=TIMEOUT_MS)
             csv_lines = page.request.get(download.get_attribute("href")).text().strip().splitlines()
-            assert csv_lines[0].startswith("source,frame,time,face_found") and len(csv_lines) == 2
+            assert csv_lines[0].startswith("source,frame,face,time,face_found") and len(csv_lines) == 2
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
