@@ -41,8 +41,12 @@ def truth_of(scene, frame: int) -> dict:
 
 @pytest.fixture(scope="module")
 def pipeline(resnet_model):
+    from abaw_hf.faces.wild import WildFaceDetector
+
+    # MTCNN without the MediaPipe mesh: rows, ids and windows are tested here, the mesh in test_faces_wild.py
     with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
-        pipe = AffectPipeline(resnet_model(), window=4, max_gap=2, smoothing_sigma=0.0)
+        pipe = AffectPipeline(resnet_model(), window=4, max_gap=2, smoothing_sigma=0.0,
+                              detector=WildFaceDetector(mesh=False))
     yield pipe
     pipe.close()
 
