@@ -97,6 +97,26 @@ def test_smoothing_runs_along_each_face(pipeline, scene):
     assert not np.allclose(got, faces[["valence", "arousal"]].to_numpy(np.float64), atol=1e-4)  # it did smooth
 
 
+def test_windows_hold_one_face_each(pipeline, scene, monkeypatch):
+    from abaw_hf.pipeline.stream import PredictionStream
+
+    windows = []
+    run_fusion = PredictionStream._run_fusion
+
+    def spy(self):
+        windows.extend([[(row.face, row.frame) for row in window] for window in self._ready])
+        return run_fusion(self)
+
+    monkeypatch.setattr(PredictionStream, "_run_fusion", spy)
+    table = pipeline.predict_frames(scene.frames[:10])
+    assert len(windows) >= 3
+    for window in windows:
+        assert len({face for face, _ in window}) == 1  # one face's frames
+        frames = [frame for _, frame in window]
+        assert frames == sorted(set(frames)) and len(frames) <= pipeline.window
+    assert sum(len(window) for window in windows) == int(table.face_found.sum())  # every face row once
+
+
 def test_any_cut_of_feeds_gives_the_same_table(pipeline, video, table):
     from abaw_hf.faces import iter_video_frames
 
