@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def rate(function, frames_per_call: int, seconds: float) -> float:
@@ -38,8 +37,9 @@ def real_face_crops(limit: int = 96) -> list[np.ndarray]:
     """Aligned 112-px face crops from the astronaut clip (every frame with a face)."""
     from abaw_hf.faces import FaceDetector, FaceTracker, iter_video_frames
 
-    clip = next(path for path in (ROOT / "abaw_hf" / "space" / "examples" / "astronaut_clip.mp4",
-                                  ROOT / "space" / "examples" / "astronaut_clip.mp4") if path.is_file())
+    from abaw_hf.space import EXAMPLES_DIR
+
+    clip = EXAMPLES_DIR / "astronaut_clip.mp4"
     tracker = FaceTracker(FaceDetector())
     crops = [tracked.aligned for tracked in tracker.track(iter_video_frames(clip)) if tracked.aligned is not None]
     return crops[:limit]

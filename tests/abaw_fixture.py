@@ -3,7 +3,7 @@
     from abaw_fixture import build_abaw_folder          # in tests/ (pytest puts tests/ on sys.path)
     fixture = build_abaw_folder(tmp_path)               # cropped_aligned/, the two annotation files, MTL.txt, checkpoints
 
-Faces come from the repository's own example media (the astronaut clip and photo, as in ``space/examples``): each
+Faces come from the repository's own example media (the astronaut clip and photo, as in ``abaw_hf/space/examples``): each
 frame is detected and aligned to 112 px with ``abaw_hf.faces``, exactly like ABAW's ``cropped_aligned`` crops.
 Annotation files and the test list follow the challenge's formats (``../shared/design/FACTS.md``): frame gaps,
 images without a label row, frames without an image, missing labels (VA −5, expression −1, one AU column −1 at a
@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "space" / "examples"
+from abaw_hf.space import EXAMPLES_DIR as EXAMPLES  # the package's example media
+
+REPO = Path(__file__).resolve().parents[1]  # the workflow test runs the repository's scripts/ and configs/
 ANNOTATION_HEADER = "image,valence,arousal,expression,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
 TEST_LIST_HEADER = "image,valence,arousal,expression,aus"
 
