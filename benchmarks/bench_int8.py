@@ -22,15 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.dirname(__file__))
+from profiling import calls_per_second_rate as rate  # noqa: E402
 
-
-def rate(function, frames_per_call: int, seconds: float) -> float:
-    function()  # warm-up
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds or calls < 2:
-        function()
-        calls += 1
-    return calls * frames_per_call / (time.perf_counter() - started)
 
 
 def real_face_crops(limit: int = 96) -> list[np.ndarray]:

@@ -20,21 +20,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(__file__))
+from profiling import calls_per_second_rate as rate  # noqa: E402
 from profiling import flops_per_frame, mm_flops_per_second  # noqa: E402
 
 from abaw_hf import AbawFusionConfig, AbawFusionModel  # noqa: E402
 from abaw_hf.extractors import create_extractor  # noqa: E402
 from abaw_hf.onnx.export import example_fusion_inputs, fusion_input_names  # noqa: E402
 from abaw_hf.onnx.runtime import onnx_extractor, onnx_fusion_model  # noqa: E402
-
-
-def rate(function, frames_per_call: int, seconds: float) -> float:
-    function()  # warm-up
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds or calls < 2:
-        function()
-        calls += 1
-    return calls * frames_per_call / (time.perf_counter() - started)
 
 
 def main(argv=None) -> None:

@@ -111,3 +111,13 @@ class PeakMemory:
 
 def current_rss_bytes() -> int:
     return psutil.Process().memory_info().rss
+
+
+def calls_per_second_rate(function, frames_per_call: int, seconds: float) -> float:
+    """Frames per second of repeated ``function()`` calls (one warm-up call, then at least ``seconds`` of calls)."""
+    function()
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or calls < 2:
+        function()
+        calls += 1
+    return calls * frames_per_call / (time.perf_counter() - started)
