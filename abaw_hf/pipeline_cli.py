@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")  # the weights report below says the same, once
         pipeline = AffectPipeline.from_pretrained(args.model, checkpoints=checkpoints, device=args.device, **options)
     print(pipeline.weights_report, file=sys.stderr)
+    print("runtime: " + ", ".join(f"{name} {runtime}" for name, runtime in pipeline.runtimes.items()), file=sys.stderr)
     inputs = args.inputs
     if len(inputs) == 1:
         single = Path(inputs[0])

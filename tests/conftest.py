@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The ONNX cache of --runtime auto (the default) lives for one session, shared by every test and subprocess: each
+# set of weights is exported once, and nothing is written under ~/.cache. A cache given from outside is kept.
+_ONNX_CACHE = None if os.environ.get("ABAW_HF_ONNX_CACHE") else tempfile.mkdtemp(prefix="abaw-hf-onnx-")
+if _ONNX_CACHE:
+    os.environ["ABAW_HF_ONNX_CACHE"] = _ONNX_CACHE
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _ONNX_CACHE:
+        shutil.rmtree(_ONNX_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -54,6 +54,10 @@ def ws(tmp_path_factory) -> Path:
     bad = json.loads((root / "bad_type" / "config.json").read_text())
     bad["hidden_size"] = "sixteen"
     (root / "bad_type" / "config.json").write_text(json.dumps(bad))
+    shutil.copytree(root / "model", root / "bad_variant")
+    bad = json.loads((root / "bad_variant" / "config.json").read_text())
+    bad["extractors"] = {"fau": {"name": "fau", "variant": "webcam", "dim": 17}}
+    (root / "bad_variant" / "config.json").write_text(json.dumps(bad))
 
     # frames and annotation files in ABAW's format
     face = np.asarray(Image.fromarray(astronaut()[20:280, 120:380]).resize((112, 112)))
@@ -153,6 +157,8 @@ def _cases():
          ["nope.mp4"]),
         ("extract-not-a-video", ["extract", "--video", "{ws}/not_a_video.mp4", *resnet, "--output", "{ws}/e14"],
          ["not_a_video.mp4"]),
+        ("extract-onnx-dir-with-torch", [*extract, *resnet, "--runtime", "torch", "--onnx-dir", "{ws}/out_dir",
+                                         "--output", "{ws}/e16"], ["--onnx-dir", "--runtime torch"]),
         ("extract-input-size-syntax", [*extract, *resnet, "--input-size", "resnet18=big", "--output", "{ws}/e15"],
          ["--input-size"]),
         # evaluate
@@ -188,6 +194,12 @@ def _cases():
          ["out_dir"]),
         ("predict-checkpoint-syntax", ["predict", "{ws}/photo.jpg", "--model", model, "-o", "{ws}/p.csv",
                                        "--checkpoint", "resnet18"], ["--checkpoint"]),
+        ("predict-unknown-variant", ["predict", "{ws}/photo.jpg", "--model", "{ws}/bad_variant", "-o", "{ws}/p.csv"],
+         ["bad_variant", "webcam", "fau"]),
+        ("predict-onnx-dir-with-torch", ["predict", "{ws}/photo.jpg", "--model", model, "-o", "{ws}/p.csv",
+                                         "--runtime", "torch", "--onnx-dir", "{ws}/out_dir"], ["--onnx-dir"]),
+        ("predict-onnx-dir-not-an-export", ["predict", "{ws}/photo.jpg", "--model", model, "-o", "{ws}/p.csv",
+                                            "--onnx-dir", "{ws}/out_dir"], ["out_dir", "onnx_export.json"]),
         ("predict-missing-model", ["predict", "{ws}/photo.jpg", "--model", "{ws}/nope", "-o", "{ws}/p.csv"], ["nope"]),
         # submit
         ("submit-check-missing", ["submit", "--check", "{ws}/nope.txt", "--test-list", "{ws}/MTL.txt"], ["nope.txt"]),

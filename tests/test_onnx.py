@@ -1,10 +1,16 @@
 """ONNX export and the ONNX Runtime path: onnxruntime against torch (<= 1e-4) for the fusion model at several batch
 sizes and window lengths with padding and missing vectors, for the torch extractors, through `abaw-hf export-onnx`,
-and for the pipeline / `abaw-hf predict --runtime onnx`."""
+and for the pipeline / `abaw-hf predict --runtime onnx`; the default ``auto`` runtime (onnxruntime on CPU for the
+measured networks only) and its fallbacks to torch (no onnxruntime, unwritable cache, a failed check), and one
+export across concurrent processes."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -13,12 +19,12 @@ import pytest
 import torch
 from skimage import data
 
-pytest.importorskip("onnxruntime")
-
 from abaw_hf.cli import main
 from abaw_hf.errors import UserError
 from abaw_hf.extractors import create_extractor
-from abaw_hf.onnx.runtime import OnnxExtractor, onnx_extractor, onnx_fusion_model
+from abaw_hf.onnx import CPU_ONNX_NETWORKS
+from abaw_hf.onnx import export as onnx_export
+from abaw_hf.onnx.runtime import OnnxExtractor, OnnxFusionModel, onnx_extractor, onnx_fusion_model, uses_onnx
 from abaw_hf.pipeline import AffectPipeline
 
 TOLERANCE = 1e-4
@@ -122,7 +128,7 @@ def test_pipeline_and_predict_under_onnx_match_torch(saved_model, tmp_path):
     exported = tmp_path / "onnx"
     assert main(["export-onnx", str(saved_model), "-o", str(exported)]) == 0
     tables = {}
-    for runtime, extra in (("torch", []), ("onnx", ["--onnx-dir", str(exported)]), ("onnx", [])):
+    for runtime, extra in (("torch", []), ("onnx", ["--onnx-dir", str(exported)]), ("onnx", []), ("auto", [])):
         csv = tmp_path / f"{runtime}{len(extra)}.csv"
         assert main(["predict", str(photo), "--model", str(saved_model), "-o", str(csv), "--runtime", runtime, *extra]) == 0
         tables[csv.stem] = pd.read_csv(csv)
@@ -145,3 +151,128 @@ def test_pipeline_and_predict_under_onnx_match_torch(saved_model, tmp_path):
         changed.va_head.bias += 1.0
     with pytest.raises(UserError, match="other weights"):  # an export of other weights is refused, never used
         onnx_fusion_model(changed, exported)
+
+
+# ----- the default runtime: auto ------------------------------------------------------------------------------
+
+PAPER_PROVENANCE = {**PROVENANCE, "poster2": {"name": "poster2", "variant": "7cls", "dim": 768}}
+
+
+@pytest.fixture(scope="module")
+def paper_model(tmp_path_factory):
+    """The paper's extractor set (resnet18 + poster2 + fau) with a tiny fusion model."""
+    from abaw_hf import AbawFusionConfig, AbawFusionModel
+
+    torch.manual_seed(1)
+    config = AbawFusionConfig(feature_dims={"resnet18": 512, "poster2": 768, "fau": 17}, hidden_size=16,
+                              num_hidden_layers=1, num_attention_heads=2, max_window=64, extractors=PAPER_PROVENANCE)
+    folder = tmp_path_factory.mktemp("paper_model")
+    AbawFusionModel(config).eval().save_pretrained(folder)
+    return folder
+
+
+def _pipeline(folder, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random extractor weights
+        return AffectPipeline.from_pretrained(folder, **kwargs)
+
+
+def test_auto_choice_is_onnxruntime_on_cpu_for_the_measured_networks_only():
+    assert CPU_ONNX_NETWORKS == {"resnet18", "eac", "poster"}  # bench_runtime.py: faster at batch 1, 8 and 32
+    for network in ("resnet18", "eac", "poster", "poster2", "fau", "fusion"):
+        assert uses_onnx(network, "auto", "cpu") is (network in CPU_ONNX_NETWORKS)
+        assert uses_onnx(network, "auto", torch.device("cuda")) is False  # GPUs keep torch
+        assert uses_onnx(network, "torch", "cpu") is False and uses_onnx(network, "onnx", "cuda") is True
+
+
+def test_auto_is_the_default_and_matches_torch(paper_model, tmp_path, capsys):
+    pipeline = _pipeline(paper_model)
+    assert pipeline.runtimes == {"fusion": "torch", "resnet18": "onnxruntime", "poster2": "torch", "fau": "own"}
+    assert isinstance(pipeline.extractors["resnet18"], OnnxExtractor) and not isinstance(pipeline.model, OnnxFusionModel)
+    pipeline.close()
+    photo = tmp_path / "astronaut.png"
+    from PIL import Image
+
+    Image.fromarray(data.astronaut()).save(photo)
+    tables = {}
+    for runtime in ("auto", "torch"):
+        args = ["--runtime", runtime] if runtime == "torch" else []  # auto: no flag
+        assert main(["predict", str(photo), "--model", str(paper_model), "-o", str(tmp_path / f"{runtime}.csv"), *args]) == 0
+        tables[runtime] = pd.read_csv(tmp_path / f"{runtime}.csv")
+        said = capsys.readouterr().err
+        expected = "resnet18 onnxruntime" if runtime == "auto" else "resnet18 torch"
+        assert f"runtime: fusion torch, {expected}, poster2 torch, fau own" in said
+    numbers = tables["torch"].select_dtypes("number").columns
+    assert bool(tables["torch"]["face_found"].all())
+    np.testing.assert_allclose(tables["auto"][numbers].to_numpy(), tables["torch"][numbers].to_numpy(), rtol=0, atol=TOLERANCE)
+
+
+def test_auto_without_onnxruntime_runs_torch_with_one_warning(paper_model, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what `import onnxruntime` meets where it is not installed
+    with caplog.at_level(logging.WARNING, logger="abaw_hf.onnx"):
+        pipeline = _pipeline(paper_model)
+    assert pipeline.runtimes["resnet18"] == "torch"
+    assert [r.getMessage() for r in caplog.records] == [
+        "running resnet18 under torch: onnxruntime is not installed (pip install onnxruntime)"]
+    pipeline.close()
+    with pytest.raises(UserError, match="needs onnxruntime"):  # asked for by name, it is an error
+        _pipeline(paper_model, runtime="onnx")
+
+
+def test_auto_with_an_unwritable_cache_runs_torch_and_onnx_says_where(paper_model, tmp_path, monkeypatch, caplog):
+    blocked = tmp_path / "a_file"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("ABAW_HF_ONNX_CACHE", str(blocked / "onnx"))
+    with caplog.at_level(logging.WARNING, logger="abaw_hf.onnx"):
+        pipeline = _pipeline(paper_model)
+    assert pipeline.runtimes["resnet18"] == "torch"
+    assert "cannot write the ONNX cache" in caplog.text and "ABAW_HF_ONNX_CACHE" in caplog.text
+    pipeline.close()
+    with pytest.raises(UserError, match="cannot write the ONNX cache"):
+        _pipeline(paper_model, runtime="onnx")
+    assert blocked.read_text().startswith("a file")  # untouched
+
+
+def test_auto_records_a_failed_check_and_does_not_export_again(paper_model, tmp_path, monkeypatch, caplog):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ABAW_HF_ONNX_CACHE", str(cache))
+    monkeypatch.setattr(onnx_export, "PARITY_TOLERANCE", -1.0)  # no export can pass: the check must refuse it
+    with caplog.at_level(logging.WARNING, logger="abaw_hf.onnx"):
+        pipeline = _pipeline(paper_model)
+    assert pipeline.runtimes["resnet18"] == "torch"
+    assert "exporting extractor-resnet18" in caplog.text and "does not reproduce torch" in caplog.text
+    assert not list(cache.glob("*.onnx")) and len(list(cache.glob("*.refused.json"))) == 1  # no unchecked graph kept
+    pipeline.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="abaw_hf.onnx"):
+        again = _pipeline(paper_model)
+    assert again.runtimes["resnet18"] == "torch" and "exporting" not in caplog.text  # the record is read instead
+    assert "recorded in" in caplog.text
+    again.close()
+    with pytest.raises(UserError, match="does not reproduce torch"):  # asked for by name: tried again, and refused
+        _pipeline(paper_model, runtime="onnx")
+    monkeypatch.setattr(onnx_export, "PARITY_TOLERANCE", TOLERANCE)
+    assert _pipeline(paper_model, runtime="onnx").runtimes["resnet18"] == "onnxruntime"  # a passing export clears it
+    assert not list(cache.glob("*.refused.json"))
+
+
+_EXPORT_ONCE = """
+import warnings
+warnings.simplefilter("ignore")
+from abaw_hf.extractors import create_extractor
+from abaw_hf.onnx.runtime import onnx_extractor
+print(type(onnx_extractor(create_extractor("resnet18", random_seed=0), retry_refused=False)).__name__)
+"""
+
+
+def test_concurrent_processes_export_once(tmp_path):
+    """Two processes (as under `accelerate launch`) asking for the same graph: one exports, both use it."""
+    env = {**os.environ, "ABAW_HF_ONNX_CACHE": str(tmp_path / "cache")}
+    runs = [subprocess.Popen([sys.executable, "-c", _EXPORT_ONCE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    results = [run.communicate(timeout=600) for run in runs]
+    assert all(run.returncode == 0 for run in runs), results
+    assert [out.strip() for out, _ in results] == ["OnnxExtractor", "OnnxExtractor"]
+    assert sum(err.count("exporting extractor-resnet18") for _, err in results) == 1
+    files = sorted(path.name for path in (tmp_path / "cache").iterdir() if not path.name.endswith(".lock"))
+    assert len(files) == 1 and files[0].startswith("extractor-resnet18-") and files[0].endswith(".onnx")

@@ -14,7 +14,6 @@ in one model would be silently wrong, so a disagreement is refused naming both s
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -106,13 +105,11 @@ def check_splits_agree(splits: Mapping[str, Any], where: str) -> None:
 def _locked(root: Path) -> Iterator[None]:
     """An exclusive lock on `<root>/.dataset_dict.lock` while dataset_dict.json is read and rewritten
     (several extractions may finish into one root at once)."""
+    from filelock import FileLock  # the lock the ONNX cache takes too (abaw_hf.onnx.runtime)
+
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".dataset_dict.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(str(root / ".dataset_dict.lock")):
+        yield
 
 
 def register_split(root: str | os.PathLike, split: str) -> list[str]:

@@ -72,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..onnx.runtime import check_runtime
     from .runner import extract_features, rows_from_frames_folder
     from .video import extract_video_features
 
@@ -84,10 +85,7 @@ def run(args: argparse.Namespace) -> int:
     output = args.output / check_split_name(args.split) if args.split else args.output
     extractors = create_extractors(args.extractor, random_init=args.random_init, allow_pickle=args.allow_pickle,
                                    input_sizes=parse_input_sizes(args.input_size))
-    if args.runtime == "onnx":  # the same extractors, their networks run by onnxruntime
-        from ..onnx.runtime import onnx_extractor
-
-        extractors = [onnx_extractor(extractor, args.onnx_dir, extractor.name) for extractor in extractors]
+    check_runtime(args.runtime, args.onnx_dir)
     if args.split:  # a split that disagrees with the others of this feature set is refused before any work
         check_new_split(args.output, args.split, {e.name: e.dim for e in extractors},
                         {e.name: e.provenance() for e in extractors})
@@ -96,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision, device=args.device, channels_last=args.channels_last,
         max_shards=args.max_shards, overwrite=args.overwrite, keep_work=args.keep_work,
         min_image_size=args.min_image_size, max_image_pixels=args.max_image_pixels, progress=not args.no_progress,
+        runtime=args.runtime, onnx_dir=args.onnx_dir,
     )
     if args.video:
         result = extract_video_features(args.video, extractors, output, detector=args.detector,

@@ -241,6 +241,8 @@ def extract_features(
     provenance_extra: Mapping[str, Any] | None = None,
     report_extra: Mapping[str, Any] | None = None,
     progress: bool = True,
+    runtime: str = "auto",
+    onnx_dir: str | os.PathLike | None = None,
 ) -> ExtractionResult:
     """Extract every row's image (`image_root / image_pattern`) with `extractors` into a feature dataset.
 
@@ -250,7 +252,9 @@ def extract_features(
     truncated, tiny, above `max_image_pixels`, a folder, unreadable) become missing vectors with their reason
     in the report's `failed_files`; the run goes on. `max_shards` stops each
     process after that many new shards (a resumable partial run). Under `accelerate launch` the shards are
-    split between the processes. Returns the dataset when every shard is done.
+    split between the processes. `runtime` says what runs the networks (`abaw_hf.onnx`: ``"auto"`` takes
+    onnxruntime on CPU where it is faster); the report records what each extractor got. Returns the dataset when
+    every shard is done.
     """
     state = process_state()
     if len(rows) == 0:
@@ -262,6 +266,10 @@ def extract_features(
         raise ValueError("shard_size and batch_size must be >= 1")
     device = torch.device(device) if device is not None else state.device
     autocast_context(device, precision)  # validates the precision for this device before any work
+    from ..onnx.runtime import runtime_extractors, runtime_name
+
+    extractors = runtime_extractors(list(extractors), runtime, device, onnx_dir)
+    report_extra = {**dict(report_extra or {}), "runtime": {name: runtime_name(e) for name, e in zip(names, extractors)}}
     output_dir, image_root = Path(output_dir), Path(image_root)
     work_root = work_root_for(output_dir)
     features_dir = work_root / "features"

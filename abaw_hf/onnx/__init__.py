@@ -1,20 +1,29 @@
 """ONNX export of the fusion model and its torch extractors, and an ONNX Runtime path with the torch call signatures.
 
     abaw-hf export-onnx outputs/abaw-fusion -o onnx/     # fusion.onnx, extractors/<feature>.onnx, onnx_export.json
-    abaw-hf predict clip.mp4 --runtime onnx -o out.csv   # the same pipeline, networks run by onnxruntime
+    abaw-hf predict clip.mp4 --runtime onnx -o out.csv   # every network run by onnxruntime
 
 `export` writes and verifies the graphs; `runtime` holds the drop-in objects (`OnnxFusionModel`, `OnnxExtractor`)
-and `use_runtime`, the one switch the pipeline and extraction call. Needs the ``onnx`` extra (onnx, onnxruntime).
+and `use_runtime` / `runtime_extractors`, the one switch the pipeline and extraction call. This module stays light
+(no torch): the command line reads the choices below for ``--help``.
 """
 
-RUNTIMES = ("torch", "onnx")  # which engine runs the networks; preprocessing, faces and fau are the same in both
-DEFAULT_RUNTIME = "torch"
+RUNTIMES = ("auto", "torch", "onnx")  # what runs the networks; preprocessing, faces and fau are the same in all
+DEFAULT_RUNTIME = "auto"
+
+# The networks onnxruntime ran faster than eager torch on CPU at batch 1, 8 and 32 with parity <= 5e-6
+# (`benchmarks/bench_runtime.py`, 2-core CPU: resnet18 1.21-1.74x, eac 1.42-1.79x, poster 1.12-1.26x). ``auto``
+# runs these under onnxruntime on CPU; POSTER V2 (0.89x at batch 8), the fusion model (0.77-0.98x) and every
+# network on a GPU stay with torch.
+CPU_ONNX_NETWORKS = frozenset({"resnet18", "eac", "poster"})
 
 
 def add_runtime_arguments(parser) -> None:
     """``--runtime`` and ``--onnx-dir``, the same in every command that runs the networks (predict, extract)."""
     parser.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME,
-                        help="what runs the networks: torch, or onnxruntime (CPU; its CUDA provider when installed) "
-                             "on graphs exported and verified against torch on first use (default: %(default)s)")
+                        help="what runs the networks: auto (on CPU onnxruntime for "
+                             f"{', '.join(sorted(CPU_ONNX_NETWORKS))}, where it is faster; torch for the rest and "
+                             "on GPU), torch, or onnx (every network). ONNX graphs are exported and verified against "
+                             "torch once, into $ABAW_HF_ONNX_CACHE (default: %(default)s)")
     parser.add_argument("--onnx-dir", metavar="DIR",
-                        help="with --runtime onnx: the graphs of `abaw-hf export-onnx` (default: export into the cache)")
+                        help="run every network from the graphs of `abaw-hf export-onnx` (implies --runtime onnx)")

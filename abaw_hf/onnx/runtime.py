@@ -3,13 +3,18 @@
 `OnnxFusionModel(...)` is called like `AbawFusionModel` (features dict or keyword tensors, attention_mask,
 feature_mask, frame_index) and returns the same three output tensors; `OnnxExtractor` keeps the torch extractor's
 preprocessing, metadata and provenance and runs its network in onnxruntime (`extract`, `inference_module`).
-`onnx_runtime_objects` builds both from torch objects, through a verified export cached by weights fingerprint
-or from an `abaw-hf export-onnx` folder; `use_runtime` swaps them into a pipeline.
+`onnx_extractor` / `onnx_fusion_model` build them from torch objects, through an export verified against torch
+and cached by weights fingerprint, or from an `abaw-hf export-onnx` folder. `runtime_extractors` and `use_runtime`
+are the one switch: ``auto`` (the default) runs `CPU_ONNX_NETWORKS` under onnxruntime on CPU and falls back to torch,
+with one warning, wherever onnxruntime is missing, the cache cannot be written or an export fails its check.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,16 +22,17 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from . import RUNTIMES
+from . import CPU_ONNX_NETWORKS, RUNTIMES
 
 CACHE_ENV = "ABAW_HF_ONNX_CACHE"
+logger = logging.getLogger("abaw_hf.onnx")
 
 
 def require_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise UserError("--runtime onnx needs onnxruntime: pip install 'abaw_hf[onnx]'") from None
+        raise UserError("--runtime onnx needs onnxruntime: pip install onnxruntime") from None
     return onnxruntime
 
 
@@ -152,6 +158,10 @@ def _array(value, dtype) -> np.ndarray:
 # ----- building the ONNX objects ------------------------------------------------------------------------------
 
 
+class OnnxUnavailable(UserError):
+    """No verified graph for a network: onnxruntime missing, the cache not writable, or the export failed its check."""
+
+
 def cache_folder() -> Path:
     """Where verified exports are kept, by weights fingerprint (``$ABAW_HF_ONNX_CACHE``, else ~/.cache/abaw_hf/onnx)."""
     if os.environ.get(CACHE_ENV):
@@ -159,13 +169,53 @@ def cache_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "abaw_hf" / "onnx"
 
 
-def _cached_graph(kind: str, fingerprint: str, export, parity) -> Path:
-    from .export import _check_parity
+def _refusal_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".refused.json")
 
-    path = cache_folder() / f"{kind}-{fingerprint[:24]}.onnx"
-    if not path.is_file():
-        export(path)
-        _check_parity(kind, parity(create_session(path)))  # verified once, when it enters the cache
+
+def _cached_graph(kind: str, fingerprint: str, export, parity, retry_refused: bool) -> Path:
+    """The cache's verified graph of `kind`, exported and checked against torch on first use. The lock makes
+    concurrent processes (``accelerate launch``) export once; a graph enters the cache only after its check, and a
+    failed check is recorded so that ``auto`` does not export again on every run."""
+    from filelock import FileLock
+
+    from .export import OnnxExportError, _check_parity
+
+    folder = cache_folder()
+    path = folder / f"{kind}-{fingerprint[:24]}.onnx"
+    if path.is_file():
+        return path
+    refused = _refusal_path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            if path.is_file():  # exported by another process while this one waited
+                return path
+            if refused.is_file() and not retry_refused:
+                raise OnnxUnavailable(f"{kind}: {json.loads(refused.read_text())['reason']} (recorded in {refused})")
+            logger.warning("exporting %s to ONNX once and checking it against torch (cache: %s; --runtime torch "
+                           "skips this)", kind, folder)
+            unverified = path.with_name(f"{path.stem}.{os.getpid()}.unverified.onnx")
+            try:
+                export(unverified)
+                _check_parity(kind, parity(create_session(unverified)))
+                unverified.replace(path)  # verified: it enters the cache under its final name
+            except OSError:  # the cache's problem, said below
+                unverified.unlink(missing_ok=True)
+                raise
+            except Exception as error:  # the exporter's and onnxruntime's errors have no common base
+                unverified.unlink(missing_ok=True)
+                if isinstance(error, OnnxExportError):
+                    reason = f"the ONNX export does not reproduce torch: {error}"
+                else:
+                    first_line = (str(error).strip().splitlines() or [""])[0]
+                    reason = f"the ONNX export failed: {type(error).__name__}: {first_line}"
+                refused.write_text(json.dumps({"reason": reason}) + "\n")
+                raise OnnxUnavailable(f"{kind}: {reason}") from error
+            refused.unlink(missing_ok=True)
+    except OSError as error:
+        raise OnnxUnavailable(f"{folder}: cannot write the ONNX cache ({error.strerror or error}); set {CACHE_ENV} "
+                              "to a writable folder, pass --onnx-dir, or use --runtime torch") from error
     return path
 
 
@@ -177,7 +227,8 @@ def _exported_graph(folder: Path, entry: dict | None, kind: str, fingerprint: st
     return folder / entry["file"]
 
 
-def onnx_extractor(extractor, onnx_dir: str | Path | None = None, feature: str | None = None):
+def onnx_extractor(extractor, onnx_dir: str | Path | None = None, feature: str | None = None, *,
+                   retry_refused: bool = True):
     """The ONNX Runtime version of one torch extractor (itself when it has no torch network, e.g. fau)."""
     from .export import exportable, export_extractor, extractor_fingerprint, extractor_parity, read_manifest
 
@@ -190,7 +241,7 @@ def onnx_extractor(extractor, onnx_dir: str | Path | None = None, feature: str |
         path = _exported_graph(Path(onnx_dir), entry, f"extractor {feature or extractor.name!r}", fingerprint)
     else:
         path = _cached_graph(f"extractor-{extractor.name}", fingerprint, lambda p: export_extractor(extractor, p),
-                             lambda session: extractor_parity(extractor, session))
+                             lambda session: extractor_parity(extractor, session), retry_refused)
     return OnnxExtractor(extractor, create_session(path))
 
 
@@ -204,22 +255,73 @@ def onnx_fusion_model(model, onnx_dir: str | Path | None = None) -> OnnxFusionMo
     if onnx_dir is not None:
         path = _exported_graph(Path(onnx_dir), read_manifest(onnx_dir).get("fusion"), "fusion model", fingerprint)
     else:
-        path = _cached_graph("fusion", fingerprint, lambda p: export_fusion(model, p), lambda s: fusion_parity(model, s))
+        path = _cached_graph("fusion", fingerprint, lambda p: export_fusion(model, p), lambda s: fusion_parity(model, s),
+                             retry_refused=True)
     return OnnxFusionModel(create_session(path), model.config)
 
 
-def check_runtime(runtime: str) -> str:
+def check_runtime(runtime: str, onnx_dir: str | Path | None = None) -> str:
+    """`runtime` checked; ``--onnx-dir`` means every network from those graphs, so it makes ``auto`` ``onnx``."""
     if runtime not in RUNTIMES:
         raise UserError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if onnx_dir is not None:
+        if runtime == "torch":
+            raise UserError("--onnx-dir runs the networks under onnxruntime; drop --runtime torch or --onnx-dir")
+        runtime = "onnx"
     if runtime == "onnx":
         require_onnxruntime()
     return runtime
 
 
+def uses_onnx(network: str, runtime: str, device: str | torch.device | None = None) -> bool:
+    """Whether `runtime` ('auto', 'torch', 'onnx') runs `network` (an extractor name or 'fusion') under
+    onnxruntime on `device`: ``auto`` takes onnxruntime only on CPU, for the networks measured faster there."""
+    if runtime in ("onnx", "torch"):
+        return runtime == "onnx"
+    return torch.device(device if device is not None else "cpu").type == "cpu" and network in CPU_ONNX_NETWORKS
+
+
+def runtime_name(network) -> str:
+    """What runs this extractor or fusion model, for reports: 'onnxruntime', 'torch', or 'own' (no torch network,
+    e.g. fau's MediaPipe / OpenFace)."""
+    from .export import exportable
+
+    if isinstance(network, (OnnxExtractor, OnnxFusionModel)):
+        return "onnxruntime"
+    return "torch" if exportable(network) else "own"
+
+
+def _auto_onnx_extractor(extractor, feature: str):
+    """``auto``'s choice for one extractor: onnxruntime when it can be had, else torch with one warning."""
+    try:
+        require_onnxruntime()
+        return onnx_extractor(extractor, feature=feature, retry_refused=False)
+    except OnnxUnavailable as problem:
+        logger.warning("running %s under torch: %s", feature, problem)
+    except UserError:  # onnxruntime missing
+        logger.warning("running %s under torch: onnxruntime is not installed (pip install onnxruntime)", feature)
+    return extractor
+
+
+def runtime_extractors(extractors, runtime: str, device=None, onnx_dir: str | Path | None = None):
+    """`extractors` (a feature -> extractor mapping, or a sequence) with each network under `runtime` on `device`."""
+    runtime = check_runtime(runtime, onnx_dir)
+    named = extractors.items() if isinstance(extractors, Mapping) else ((e.name, e) for e in extractors)
+    converted = {}
+    for feature, extractor in named:
+        if not uses_onnx(extractor.name, runtime, device):
+            converted[feature] = extractor
+        elif runtime == "auto":
+            converted[feature] = _auto_onnx_extractor(extractor, feature)
+        else:
+            converted[feature] = onnx_extractor(extractor, onnx_dir, feature)
+    return converted if isinstance(extractors, Mapping) else list(converted.values())
+
+
 def use_runtime(pipeline, runtime: str, onnx_dir: str | Path | None = None):
-    """Run `pipeline`'s fusion model and torch extractors under `runtime` ('torch' leaves it as it is)."""
-    if check_runtime(runtime) == "onnx":
+    """Run `pipeline`'s fusion model and extractors under `runtime` on the pipeline's device."""
+    runtime = check_runtime(runtime, onnx_dir)
+    pipeline.extractors = runtime_extractors(pipeline.extractors, runtime, pipeline.device, onnx_dir)
+    if uses_onnx("fusion", runtime, pipeline.device):
         pipeline.model = onnx_fusion_model(pipeline.model, onnx_dir)
-        pipeline.extractors = {feature: onnx_extractor(extractor, onnx_dir, feature)
-                               for feature, extractor in pipeline.extractors.items()}
     return pipeline

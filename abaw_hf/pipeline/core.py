@@ -37,7 +37,9 @@ class AffectPipeline:
     (frames, 0 = off) smooths the predictions of a video over time before the expression argmax and the per-AU
     thresholds of the model config. `from_pretrained` takes window, gap and smoothing from the model itself.
     ``faces`` (``"all"``, ``"largest"`` or a number) says which of the tracked faces get rows; ``face_backend``
-    picks the detector (`abaw_hf.faces.BACKENDS`; ``"mtcnn"`` finds faces in the wild).
+    picks the detector (`abaw_hf.faces.BACKENDS`; ``"mtcnn"`` finds faces in the wild). ``runtime`` says what runs
+    the networks (`abaw_hf.onnx`: ``"auto"`` takes onnxruntime on CPU where it is faster, ``"torch"``, ``"onnx"``);
+    `runtimes` tells what each one got.
     """
 
     def __init__(
@@ -59,7 +61,7 @@ class AffectPipeline:
         smoothing_sigma: float = DEFAULT_SMOOTHING_SIGMA,
         device: str | torch.device | None = None,
         allow_pickle: bool = False,
-        runtime: str = "torch",
+        runtime: str = "auto",
         onnx_dir: str | Path | None = None,
     ):
         from ..faces import DEFAULT_BACKEND, FaceDetector
@@ -76,10 +78,9 @@ class AffectPipeline:
         else:
             weights = report_given_extractors(self.config, extractors)
         self.extractors = {name: extractors[name].to(self.device).eval() for name in self.config.feature_names}
-        if runtime != "torch":  # onnxruntime objects with the torch call signatures (abaw_hf.onnx.runtime)
-            from ..onnx.runtime import use_runtime
+        from ..onnx.runtime import use_runtime
 
-            use_runtime(self, runtime, onnx_dir)
+        use_runtime(self, runtime, onnx_dir)  # onnxruntime objects with the torch call signatures, where they run
         self.weights_report = WeightsReport(str(model_id or getattr(self.config, "_name_or_path", "") or "(in memory)"),
                                             synthetic_training, weights)
         try:
@@ -122,6 +123,13 @@ class AffectPipeline:
         kwargs.setdefault("smoothing_sigma", settings.smoothing_sigma)
         kwargs.setdefault("synthetic_training", settings.synthetic_training)
         return cls(model, checkpoints=checkpoints, model_id=model_id, revision=revision, device=device, **kwargs)
+
+    @property
+    def runtimes(self) -> dict[str, str]:
+        """What runs each network: ``{"fusion": "torch", "resnet18": "onnxruntime", ...}``."""
+        from ..onnx.runtime import runtime_name
+
+        return {"fusion": runtime_name(self.model), **{name: runtime_name(e) for name, e in self.extractors.items()}}
 
     # ----- entry points ------------------------------------------------------------------------------------------
 

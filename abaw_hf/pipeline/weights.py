@@ -105,6 +105,11 @@ def build_extractors(
                 f"the model {model_id or ''} needs extractor {name!r} (feature {feature!r}), which is not installed; "
                 f"installed extractors: {list_extractors()}"
             ) from None
+        if variant is not None and variant not in extractor_class.layouts:
+            raise PipelineError(
+                f"{model_id or 'the model'}: config.json asks for variant {variant!r} of extractor {name!r} (feature "
+                f"{feature!r}); this abaw_hf has {list(extractor_class.layouts)}"
+            )
         hub_weights = None if feature in checkpoints or model_id is None else model_file(
             model_id, f"extractors/{feature}.safetensors", revision
         )
