@@ -6,8 +6,8 @@ a 112-px aligned face on a canvas, video frames (the Space's H.264 example clip;
 100 LFW faces (25-px grayscale, enlarged to 60 px) and as negatives the
 100 LFW non-face patches plus 14 photos without faces. Detectors: MediaPipe's FaceLandmarker (the old
 default), the same searching tiles when it finds nothing, OpenCV's Haar cascade, and our MTCNN at two
-O-Net thresholds. Speed: 640x360 frames made from real faces, through the old single-face ``FaceTracker``
-(MediaPipe) and the new ``MultiFaceTracker`` with MTCNN, with and without the MediaPipe mesh on each face.
+O-Net thresholds. Speed: 640x360 frames made from real faces, through ``MultiFaceTracker`` with MediaPipe and
+with MTCNN, with and without the MediaPipe mesh on each face.
 Prints two Markdown tables and the machine's load.
 
     python benchmarks/bench_detectors.py [--frames 40] [--threads N]
@@ -27,9 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from real_faces import crowd_frames, face_hits, labelled_photos  # noqa: E402
 
-from abaw_hf.faces import FaceDetector, FaceTracker  # noqa: E402
+from abaw_hf.faces import FaceDetector, MultiFaceTracker  # noqa: E402
 from abaw_hf.faces.mtcnn import MtcnnDetector  # noqa: E402
-from abaw_hf.faces.multi_tracking import MultiFaceTracker  # noqa: E402
 from abaw_hf.faces.wild import WildFaceDetector  # noqa: E402
 
 KINDS = ("group", "grayscale", "small", "frontal", "turned", "video", "lfw")
@@ -72,7 +71,7 @@ def frames_per_second(make_tracker, frames) -> tuple[float, float]:
     tracker.reset()
     start, reported = time.perf_counter(), 0
     for result in tracker.track(frames):
-        reported += 1 if getattr(result, "face", None) is not None else len(getattr(result, "faces", ()))
+        reported += len(result.faces)
     return len(frames) / (time.perf_counter() - start), reported / len(frames)
 
 
@@ -81,10 +80,9 @@ def speed_table(frame_count: int) -> list[str]:
     mtcnn = MtcnnDetector()
     wild = WildFaceDetector()
     trackers = {
-        "old: FaceTracker + MediaPipe (one face)": lambda: FaceTracker(mediapipe),
         "MultiFaceTracker + MediaPipe": lambda: MultiFaceTracker(mediapipe),
-        "new: MultiFaceTracker + MTCNN (5 points)": lambda: MultiFaceTracker(mtcnn),
-        "new: MultiFaceTracker + MTCNN + MediaPipe mesh": lambda: MultiFaceTracker(wild),
+        "MultiFaceTracker + MTCNN (5 points)": lambda: MultiFaceTracker(mtcnn),
+        "MultiFaceTracker + MTCNN + MediaPipe mesh": lambda: MultiFaceTracker(wild),
     }
     counts = (1, 2, 5)
     lines = ["| tracker | " + " | ".join(f"{n} face{'s' * (n > 1)}: frames/s (faces/frame)" for n in counts)

@@ -29,13 +29,13 @@ from profiling import calls_per_second_rate as rate  # noqa: E402
 
 def real_face_crops(limit: int = 96) -> list[np.ndarray]:
     """Aligned 112-px face crops from the astronaut clip (every frame with a face)."""
-    from abaw_hf.faces import FaceDetector, FaceTracker, iter_video_frames
+    from abaw_hf.faces import FaceDetector, MultiFaceTracker, iter_video_frames
 
     from abaw_hf.space import EXAMPLES_DIR
 
     clip = EXAMPLES_DIR / "astronaut_clip.mp4"
-    tracker = FaceTracker(FaceDetector())
-    crops = [tracked.aligned for tracked in tracker.track(iter_video_frames(clip)) if tracked.aligned is not None]
+    tracker = MultiFaceTracker(FaceDetector(), faces="largest")
+    crops = [frame.faces[0].aligned for frame in tracker.track(iter_video_frames(clip)) if frame.faces]
     return crops[:limit]
 
 

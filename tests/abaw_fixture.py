@@ -136,14 +136,14 @@ def _source_images(spec: VideoSpec, clip: list[np.ndarray], photo: np.ndarray) -
 def aligned_faces(spec: VideoSpec, detector, clip: list[np.ndarray], photo: np.ndarray) -> dict[int, np.ndarray]:
     """Frame -> 112-px aligned crop, found by the tracker like a real ABAW video. A frame without a face gets no
     image (the clip's last frames turn away), as in ABAW, so it has no label row and is not in MTL.txt either."""
-    from abaw_hf.faces import FaceTracker
+    from abaw_hf.faces import MultiFaceTracker
 
-    tracker = FaceTracker(detector, size=112)
+    tracker = MultiFaceTracker(detector, size=112, faces="largest", search_scale=2.5)
     crops = {}
     for frame, image in _source_images(spec, clip, photo):
         tracked = tracker.update(image, index=frame)
         if not tracked.missing:
-            crops[frame] = tracked.aligned
+            crops[frame] = tracked.faces[0].aligned
     return crops
 
 

@@ -13,7 +13,7 @@ from abaw_hf.faces import (
     CorruptVideoError,
     EmptyVideoError,
     FaceDetector,
-    FaceTracker,
+    MultiFaceTracker,
     NotAVideoError,
     TruncatedVideoError,
     align_face,
@@ -153,19 +153,34 @@ def test_video_of_the_photograph_keeps_one_tracked_face(detector, tmp_path):
     assert (info.width, info.height, info.frames_expected) == (640, 360, 12)
     frames = iter_video_frames(video)
     assert isinstance(frames, types.GeneratorType)  # streamed, not loaded at once
-    tracker = FaceTracker(detector, size=112)
+    tracker = MultiFaceTracker(detector, size=112, faces="largest", search_scale=2.5)
     results = list(tracker.track(frames))
     assert [r.index for r in results] == list(range(12))
-    assert not any(r.missing for r in results)
-    assert tracker.summary.reacquired_at == [0]  # one track from the first frame to the last
-    centers_x = [float(r.face.center[0]) for r in results]
+    assert all(len(r.faces) == 1 for r in results)
+    assert [r.faces[0].face_id for r in results] == [0] * 12  # one track from the first frame to the last
+    assert tracker.summary.tracks_started == {0: 0} and tracker.summary.frames_with_face == 12
+    centers_x = [float(r.faces[0].face.center[0]) for r in results]
     assert all(b > a for a, b in zip(centers_x, centers_x[1:]))  # follows the motion
-    widths = [float(r.face.box[2] - r.face.box[0]) for r in results]
+    widths = [float(r.faces[0].face.box[2] - r.faces[0].face.box[0]) for r in results]
     assert widths[0] > 1.8 * widths[-1]  # and the shrinking
-    assert all(r.aligned.shape == (112, 112, 3) for r in results)
+    assert all(r.faces[0].aligned.shape == (112, 112, 3) for r in results)
     # The last face is too small for a whole-frame search: the search around the track keeps it.
     last_frame = list(iter_video_frames(video))[-1].image
     assert detector.detect(last_frame) == []
+    assert results[-1].faces_detected == 1
+    whole_frame_only = list(MultiFaceTracker(detector, faces="largest").track(iter_video_frames(video)))
+    assert whole_frame_only[-1].missing and not any(r.missing for r in whole_frame_only[:6])
+
+
+def test_search_near_the_track_needs_a_detector_that_takes_a_region(detector):
+    class BoxesOnly:
+        def detect(self, image):
+            return []
+
+    with pytest.raises(ValueError, match="region="):
+        MultiFaceTracker(BoxesOnly(), search_scale=2.5)
+    with pytest.raises(ValueError, match="search_scale"):
+        MultiFaceTracker(detector, search_scale=0.5)
 
 
 def test_small_faces_are_found_in_tiles(detector):
@@ -190,19 +205,21 @@ def test_tracker_follows_its_face_when_another_grows_larger(detector):
     largest_first = [detector.detect(frame) for frame in frames]
     assert all(len(faces) == 2 for faces in largest_first)
     assert largest_first[-1][0].center[0] > 360  # by the end the other face is the most prominent
-    tracker = FaceTracker(detector)
+    tracker = MultiFaceTracker(detector, faces="largest")
     results = list(tracker.track(frames))
-    assert all(r.face is not None and r.face.center[0] < 320 for r in results)
-    assert tracker.summary.reacquired_at == [0]
+    assert all(len(r.faces) == 1 and r.faces[0].face.center[0] < 320 for r in results)
+    assert [r.faces[0].face_id for r in results] == [0] * 6 and all(r.faces_detected == 2 for r in results)
+    assert tracker.summary.tracks_started == {0: 0}  # the other face is tracked, never reported
 
 
 def test_blank_video_reports_every_frame_missing(detector, tmp_path):
     video = write_video(tmp_path / "blank.mp4", (np.full((360, 640, 3), 30, np.uint8) for _ in range(8)), fps=10)
-    tracker = FaceTracker(detector)
+    tracker = MultiFaceTracker(detector, faces="largest", search_scale=2.5)
     results = list(tracker.track(iter_video_frames(video)))
     assert len(results) == 8
-    assert all(r.missing and r.aligned is None and r.faces_detected == 0 for r in results)
-    assert tracker.summary.missing_frames == list(range(8)) and tracker.summary.frames_with_face == 0
+    assert all(r.missing and r.faces == () and r.faces_detected == 0 for r in results)
+    assert tracker.summary.frames_without_face == list(range(8)) and tracker.summary.frames_with_face == 0
+    assert tracker.summary.frames == 8 and tracker.summary.tracks_started == {}
 
 
 def test_bad_video_files_give_typed_errors(tmp_path):

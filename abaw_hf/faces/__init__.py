@@ -1,16 +1,16 @@
 """Face detection, 5-point alignment and tracking, offline (weights from installed packages).
 
-    from abaw_hf.faces import FaceDetector, FaceTracker, align_face, iter_video_frames
+    from abaw_hf.faces import FaceDetector, MultiFaceTracker, align_face, iter_video_frames
 
     with FaceDetector() as detector:                      # MediaPipe FaceLandmarker
         face = detector.detect(rgb_image)[0]              # box, 5 points, 478 landmarks, 52 blendshapes
         crop = align_face(rgb_image, face.landmarks5)     # uint8 [112, 112, 3]
-        tracker = FaceTracker(detector, size=112)
-        for tracked in tracker.track(iter_video_frames("clip.mp4")):
-            tracked.missing, tracked.aligned               # one result per frame, never dropped
+        tracker = MultiFaceTracker(detector, faces="largest", search_scale=2.5)  # one face, sought near its track too
+        for frame in tracker.track(iter_video_frames("clip.mp4")):
+            frame.missing, [tracked.aligned for tracked in frame.faces]  # one result per frame, never dropped
 
-Every face, in the wild, each with a stable id (``abaw_hf.faces.mtcnn``, ``.wild``, ``.multi_tracking``;
-imported on use, they need torch and scipy):
+Every face, in the wild, each with a stable id (``MultiFaceTracker`` is ``abaw_hf.faces.multi_tracking``'s and needs
+scipy; ``abaw_hf.faces.mtcnn`` and ``.wild`` are imported on use, they need torch):
 
     tracker = MultiFaceTracker(FaceDetector("mtcnn", max_faces=16), faces="all")
     for frame in tracker.track(iter_video_frames("clip.mp4")):
@@ -22,7 +22,7 @@ from __future__ import annotations
 from .alignment import LANDMARK5_NAMES, TEMPLATE_112, align_face, alignment_matrix, similarity_transform, transform_points
 from .detection import BACKENDS, DEFAULT_BACKEND, Face, FaceDetector, box_iou, bundled_landmarker_path
 from .images import as_rgb_uint8
-from .tracking import FaceTracker, TrackedFace, TrackingSummary
+from .multi_tracking import FrameFaces, MultiFaceTracker, TrackedFaceInFrame, TrackingSummary
 from .video import (
     CorruptVideoError,
     DecodedFrame,
@@ -46,9 +46,10 @@ __all__ = [
     "EmptyVideoError",
     "Face",
     "FaceDetector",
-    "FaceTracker",
+    "FrameFaces",
+    "MultiFaceTracker",
     "NotAVideoError",
-    "TrackedFace",
+    "TrackedFaceInFrame",
     "TrackingSummary",
     "TruncatedVideoError",
     "VideoError",

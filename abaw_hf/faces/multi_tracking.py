@@ -12,6 +12,11 @@ from 0 in the order faces first appear.
 Every face is tracked either way; a face, once chosen, stays chosen while its track lives, and free places
 go to the largest faces not yet chosen, so the reported faces do not flip between people.
 
+With ``search_scale`` (for a detector whose ``detect`` takes ``region=``, such as ``FaceDetector``), a track that
+no detection of the whole frame continues is looked for again in a square ``search_scale`` times its size around
+its predicted centre, where a face too small for the whole-frame search (MediaPipe's limit is about a tenth of the
+image width) is still large enough to be found.
+
     tracker = MultiFaceTracker(WildFaceDetector(), faces="all")
     for frame in tracker.track(iter_video_frames("clip.mp4")):
         for tracked in frame.faces:                      # empty when the frame has no face
@@ -20,6 +25,7 @@ go to the largest faces not yet chosen, so the reported faces do not flip betwee
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -33,6 +39,7 @@ from .video import DecodedFrame
 
 FACE_SELECTIONS = ("all", "largest")
 _NO_MATCH = 1e6
+_SAME_FACE_IOU = 0.5  # a face found near a track that overlaps a whole-frame detection this much is that detection
 
 
 def parse_face_selection(value: str | int) -> int | None:
@@ -67,7 +74,7 @@ class FrameFaces:
     index: int
     timestamp: float | None
     faces: tuple[TrackedFaceInFrame, ...]
-    faces_detected: int  # all faces the detector saw in the frame, reported or not
+    faces_detected: int  # all faces the detector saw in the frame (and near the tracks), reported or not
 
     @property
     def missing(self) -> bool:
@@ -114,11 +121,15 @@ class _Track:
 
 
 @dataclass
-class MultiTrackingSummary:
+class TrackingSummary:
     frames: int = 0
     frames_without_face: list[int] = field(default_factory=list)
-    tracks_started: dict[int, int] = field(default_factory=dict)  # face id -> first frame index
+    tracks_started: dict[int, int] = field(default_factory=dict)  # face id -> first frame it was reported in
     frames_per_face: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def frames_with_face(self) -> int:
+        return self.frames - len(self.frames_without_face)
 
 
 def _iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -136,6 +147,8 @@ class MultiFaceTracker:
 
     ``detector`` is any object with ``detect(image) -> list[Face]`` (``FaceDetector``, ``MtcnnDetector``,
     ``WildFaceDetector``); when it also has ``detect_batch``, ``track`` detects ``batch_size`` frames at once.
+    One face per frame, followed while it shrinks below what the whole-frame search sees:
+    ``MultiFaceTracker(FaceDetector("mediapipe"), faces="largest", search_scale=2.5)``.
     """
 
     def __init__(
@@ -151,9 +164,16 @@ class MultiFaceTracker:
         velocity_smoothing: float = 0.6,
         coast_widening: float = 0.05,
         batch_size: int = 8,
+        search_scale: float | None = None,
     ):
         if max_missed < 0 or batch_size < 1 or max_size_change < 1:
             raise ValueError("max_missed must be >= 0, batch_size >= 1 and max_size_change >= 1")
+        if search_scale is not None:
+            if search_scale < 1:
+                raise ValueError(f"search_scale must be >= 1, got {search_scale}")
+            if "region" not in inspect.signature(detector.detect).parameters:
+                raise ValueError(f"search_scale needs a detector whose detect() takes region= "
+                                 f"(FaceDetector); {type(detector).__name__}'s does not")
         self.detector = detector
         self.size = size
         self.max_reported = parse_face_selection(faces)
@@ -165,11 +185,12 @@ class MultiFaceTracker:
         self.velocity_smoothing = velocity_smoothing
         self.coast_widening = coast_widening
         self.batch_size = batch_size
+        self.search_scale = search_scale
         self.reset()
 
     def reset(self) -> None:
         """Forget every track and the summary (start of another video); ids start again at 0."""
-        self.summary = MultiTrackingSummary()
+        self.summary = TrackingSummary()
         self._tracks: list[_Track] = []
         self._chosen: list[int] = []  # ids of the reported tracks, in the order they were chosen
         self._next_id = 0
@@ -190,8 +211,34 @@ class MultiFaceTracker:
         allowed = ((overlap >= self.min_iou) | (shift <= max_shift)) & (size_ratio <= self.max_size_change)
         return np.where(allowed, (1.0 - overlap) + shift, _NO_MATCH)
 
-    def _associate(self, faces: list[Face]) -> dict[int, Face]:
-        """Match detections to tracks, start tracks for the rest; returns face id -> face for this frame."""
+    def _search_near_lost_tracks(self, image: np.ndarray, detected: np.ndarray,
+                                 matched: dict[int, Face]) -> dict[int, Face]:
+        """Faces found around the tracks that no whole-frame detection continued (``search_scale``), by face id."""
+        found: dict[int, Face] = {}
+        for track in self._tracks:
+            if track.face_id in matched:
+                continue
+            center, half = track.predicted_center(), self.search_scale * float(track.size.max()) / 2
+            try:
+                nearby = self.detector.detect(image, region=(*(center - half), *(center + half)))
+            except ValueError:  # the region lies outside the image
+                continue
+            if not nearby:
+                continue
+            boxes = np.array([face.box for face in nearby], dtype=np.float64).reshape(-1, 4)
+            costs = self._costs(track.predicted_box()[None], np.array([track.missed]), boxes)[0]
+            if len(detected):  # faces of the whole frame were offered to the tracks already
+                costs[_iou_matrix(boxes, detected).max(1) >= _SAME_FACE_IOU] = _NO_MATCH
+            best = int(np.argmin(costs))
+            if costs[best] < _NO_MATCH:
+                track.update(boxes[best], self.velocity_smoothing, self.max_size_jump)
+                found[track.face_id] = nearby[best]
+                detected = np.concatenate([detected, boxes[best : best + 1]])
+        return found
+
+    def _associate(self, faces: list[Face], image: np.ndarray) -> tuple[dict[int, Face], int]:
+        """Match detections to tracks (searching near the lost ones with ``search_scale``), start tracks for the
+        rest; returns face id -> face for this frame and how many faces only the search near the tracks found."""
         from scipy.optimize import linear_sum_assignment
 
         detected = np.array([face.box for face in faces], dtype=np.float64).reshape(-1, 4)
@@ -206,6 +253,10 @@ class MultiFaceTracker:
                     track.update(detected[col], self.velocity_smoothing, self.max_size_jump)
                     matched[track.face_id] = faces[col]
                     unmatched.discard(col)
+        recovered = {}
+        if self.search_scale is not None and self._tracks:
+            recovered = self._search_near_lost_tracks(image, detected, matched)
+            matched.update(recovered)
         for track in self._tracks:
             if track.face_id not in matched:
                 track.missed += 1
@@ -215,7 +266,7 @@ class MultiFaceTracker:
             self._next_id += 1
             self._tracks.append(track)
             matched[track.face_id] = faces[col]
-        return matched
+        return matched, len(recovered)
 
     def _choose(self, matched: dict[int, Face]) -> list[int]:
         """The ids reported this frame: the chosen tracks still alive, topped up with the largest others."""
@@ -240,7 +291,7 @@ class MultiFaceTracker:
         index = self.summary.frames if index is None else index
         if faces is None:
             faces = self.detector.detect(image)
-        matched = self._associate(list(faces))
+        matched, recovered = self._associate(list(faces), image)
         reported = []
         for face_id in self._choose(matched):
             face = matched[face_id]
@@ -250,7 +301,7 @@ class MultiFaceTracker:
         self.summary.frames += 1
         if not reported:
             self.summary.frames_without_face.append(index)
-        return FrameFaces(index, timestamp, tuple(reported), len(faces))
+        return FrameFaces(index, timestamp, tuple(reported), len(faces) + recovered)
 
     def track(self, frames: Iterable[DecodedFrame | np.ndarray]) -> Iterator[FrameFaces]:
         """Track through frames (``iter_video_frames(path)`` or RGB arrays), one ``FrameFaces`` per frame."""
