@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from .errors import UserError, check_output_file, face_selection, non_negative_float, non_negative_int, positive_int
-from .faces.detection import BACKENDS, DEFAULT_BACKEND
+from .faces.settings import BACKENDS, DEFAULT_BACKEND
 from .onnx import add_runtime_arguments
 from .specs import parse_assignments
 

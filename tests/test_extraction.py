@@ -227,6 +227,7 @@ def test_two_processes_equal_one_process(frames, reference, tmp_path, free_port)
     assert "done: 4/4 shards" in result.stdout
     report = json.loads((output / REPORT_NAME).read_text())
     assert report["processes"] == 2 and report["shards_by_process"] == {"0": 2, "1": 2}
+    assert report["runtime"] == {"resnet18": "onnxruntime"}  # the CPU default; both processes share one export
     two = datasets.load_from_disk(str(output))
     one = reference.dataset
     for column in ("video", "frame", "valence", "arousal", "expression", "aus"):

@@ -138,6 +138,7 @@ def check_features(work: Path, fixture, extractors: dict[str, tuple[str, str | N
     report = json.loads((work / "features" / "test" / "extraction_report.json").read_text())
     assert report["complete"] and report["rows"] == len(fixture.rows("test"))
     assert not report["failed_files"] and not report["missing_images"]
+    assert report["runtime"] == {"resnet18": "onnxruntime", "poster2": "torch", "fau": "own"}  # --runtime auto on CPU
     assert len(report["converted_files"]) == len(fixture.images["video30"])
 
 

@@ -22,10 +22,9 @@ from pathlib import Path
 from ..data import read_mtl_annotations, read_mtl_test_list
 from ..data.storage import check_new_split, check_split_name, register_split
 from ..errors import UserError, check_output_folder, face_selection, positive_int
-from ..faces import BACKENDS, DEFAULT_BACKEND
+from ..faces.settings import BACKENDS, DEFAULT_BACKEND, DEFAULT_MAX_IMAGE_PIXELS
 from ..onnx import add_runtime_arguments
 from ..specs import add_extractor_arguments, create_extractors, parse_input_sizes
-from ..faces.images import DEFAULT_MAX_IMAGE_PIXELS
 from .settings import DEFAULT_MIN_IMAGE_SIZE, DEFAULT_SHARD_SIZE, PRECISIONS
 
 

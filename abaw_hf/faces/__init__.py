@@ -19,49 +19,15 @@ scipy; ``abaw_hf.faces.mtcnn`` and ``.wild`` are imported on use, they need torc
 
 from __future__ import annotations
 
-from .alignment import LANDMARK5_NAMES, TEMPLATE_112, align_face, alignment_matrix, similarity_transform, transform_points
-from .detection import BACKENDS, DEFAULT_BACKEND, Face, FaceDetector, box_iou, bundled_landmarker_path
-from .images import as_rgb_uint8
-from .multi_tracking import FrameFaces, MultiFaceTracker, TrackedFaceInFrame, TrackingSummary
-from .video import (
-    CorruptVideoError,
-    DecodedFrame,
-    EmptyVideoError,
-    NotAVideoError,
-    TruncatedVideoError,
-    VideoError,
-    VideoInfo,
-    iter_video_frames,
-    probe_video,
-    write_video,
-)
+from .._lazy import lazy_exports
 
-__all__ = [
-    "BACKENDS",
-    "DEFAULT_BACKEND",
-    "LANDMARK5_NAMES",
-    "TEMPLATE_112",
-    "CorruptVideoError",
-    "DecodedFrame",
-    "EmptyVideoError",
-    "Face",
-    "FaceDetector",
-    "FrameFaces",
-    "MultiFaceTracker",
-    "NotAVideoError",
-    "TrackedFaceInFrame",
-    "TrackingSummary",
-    "TruncatedVideoError",
-    "VideoError",
-    "VideoInfo",
-    "align_face",
-    "alignment_matrix",
-    "as_rgb_uint8",
-    "box_iou",
-    "bundled_landmarker_path",
-    "iter_video_frames",
-    "probe_video",
-    "similarity_transform",
-    "transform_points",
-    "write_video",
-]
+# Names load from their modules on first use: a command's --help reads BACKENDS without cv2, av or mediapipe.
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".alignment": ["LANDMARK5_NAMES", "TEMPLATE_112", "align_face", "alignment_matrix", "similarity_transform",
+                   "transform_points"],
+    ".detection": ["BACKENDS", "DEFAULT_BACKEND", "Face", "FaceDetector", "box_iou", "bundled_landmarker_path"],
+    ".images": ["as_rgb_uint8"],
+    ".multi_tracking": ["FrameFaces", "MultiFaceTracker", "TrackedFaceInFrame", "TrackingSummary"],
+    ".video": ["CorruptVideoError", "DecodedFrame", "EmptyVideoError", "NotAVideoError", "TruncatedVideoError",
+               "VideoError", "VideoInfo", "iter_video_frames", "probe_video", "write_video"],
+})

@@ -24,9 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import as_rgb_uint8
-
-BACKENDS = ("mtcnn", "mediapipe", "haar")
-DEFAULT_BACKEND = "mtcnn"
+from .settings import BACKENDS, DEFAULT_BACKEND  # noqa: F401  (public here and in abaw_hf.faces)
 
 # FaceLandmarker mesh indices for the five points (image-left eye = subject's right eye).
 _MESH_EYE_CORNERS = ((33, 133), (362, 263))

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-# PIL's own decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS, about 0.25 GB of RGB pixels)
-DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+from .settings import DEFAULT_MAX_IMAGE_PIXELS  # noqa: F401  (PIL's own limit, about 0.25 GB of RGB pixels)
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 

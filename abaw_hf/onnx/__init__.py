@@ -11,10 +11,10 @@ and `use_runtime` / `runtime_extractors`, the one switch the pipeline and extrac
 RUNTIMES = ("auto", "torch", "onnx")  # what runs the networks; preprocessing, faces and fau are the same in all
 DEFAULT_RUNTIME = "auto"
 
-# The networks onnxruntime ran faster than eager torch on CPU at batch 1, 8 and 32 with parity <= 5e-6
-# (`benchmarks/bench_runtime.py`, 2-core CPU: resnet18 1.21-1.74x, eac 1.42-1.79x, poster 1.12-1.26x). ``auto``
-# runs these under onnxruntime on CPU; POSTER V2 (0.89x at batch 8), the fusion model (0.77-0.98x) and every
-# network on a GPU stay with torch.
+# The networks onnxruntime ran faster than eager torch on CPU at batch 1, 8 and 32 in every run, with parity
+# <= 1e-5 (`benchmarks/bench_runtime.py` on the 2-core CPU, 4 runs: 1.04-1.99x; the README has the table). ``auto``
+# runs these under onnxruntime on CPU; POSTER V2 (0.85-0.96x at batch 8 and 32), the fusion model (0.74-0.98x for a
+# full batch of windows) and every network on a GPU (not measured: no GPU was lent) stay with torch.
 CPU_ONNX_NETWORKS = frozenset({"resnet18", "eac", "poster"})
 
 

@@ -1,0 +1,5 @@
+"""Face-side constants the command line reads for ``--help`` (plain Python: no numpy, cv2 or mediapipe)."""
+
+BACKENDS = ("mtcnn", "mediapipe", "haar")  # face detectors (`abaw_hf.faces.FaceDetector`)
+DEFAULT_BACKEND = "mtcnn"  # finds every face in the wild (README: detector comparison)
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # PIL's decompression-bomb limit: larger images are refused, not decoded
