@@ -186,6 +186,8 @@ def test_header_names_model_and_extractor_weights_with_banner(server, model_dir)
     config = page_text(server)
     assert str(model_dir) in config and "training data: synthetic demo data" in config
     assert "resnet18 / msceleb | **random init**" in config and "fau / mediapipe | built-in" in config
+    assert "fusion model on torch" in config  # what runs each network: --runtime auto on CPU
+    assert "**random init** | - | onnxruntime |" in config and "| built-in | - | its own code |" in config
     assert "SYNTHETIC DEMO DATA" in config and "RANDOM WEIGHTS" in config
 
 

@@ -101,8 +101,9 @@ class AffectSpace:
         return list(self.pipeline.weights_report.warnings)
 
     def header(self) -> str:
-        report = None if self.pipeline is None else self.pipeline.weights_report
-        return views.header_markdown(self.model_id, report, package_line())
+        if self.pipeline is None:
+            return views.header_markdown(self.model_id, None, package_line())
+        return views.header_markdown(self.model_id, self.pipeline.weights_report, package_line(), self.pipeline.runtimes)
 
     # ----- checks ------------------------------------------------------------------------------------------
 

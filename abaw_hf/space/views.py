@@ -255,16 +255,18 @@ def draw_face_boxes(image: np.ndarray, rows: pd.DataFrame, scale: float = 1.0, s
     return picture
 
 
-def header_markdown(model_id: str, report, package: str) -> str:
-    """Which model and which extractor weights are loaded."""
+def header_markdown(model_id: str, report, package: str, runtimes: dict[str, str] | None = None) -> str:
+    """Which model and which extractor weights are loaded, and what runs each network (`AffectPipeline.runtimes`)."""
     if report is None:
         return f"### Model: `{model_id}` (not loaded)\n\n{package}"
     training = {True: "synthetic demo data", False: "real data"}.get(report.synthetic_training, "not recorded")
+    runtimes = runtimes or {}
+    fusion = f" · fusion model on {runtimes['fusion']}" if "fusion" in runtimes else ""
     lines = [
-        f"### Model: `{model_id}` · training data: {training}",
+        f"### Model: `{model_id}` · training data: {training}{fusion}",
         "",
-        "| feature | extractor / variant | weights | checkpoint |",
-        "| --- | --- | --- | --- |",
+        "| feature | extractor / variant | weights | checkpoint | runs on |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for item in report.extractors:
         weights = {"random": "**random init**", "hub": "model repo", "checkpoint": "official checkpoint",
@@ -272,7 +274,8 @@ def header_markdown(model_id: str, report, package: str) -> str:
         checkpoint = item.checkpoint or "-"
         if item.sha256:
             checkpoint += f" (sha256 {item.sha256[:12]}…)"
-        lines.append(f"| {item.feature} | {item.extractor} / {item.variant or '-'} | {weights} | {checkpoint} |")
+        runtime = runtimes.get(item.feature, "-").replace("own", "its own code")
+        lines.append(f"| {item.feature} | {item.extractor} / {item.variant or '-'} | {weights} | {checkpoint} | {runtime} |")
     lines += ["", package]
     return "\n".join(lines)
 
