@@ -276,3 +276,17 @@ def test_concurrent_processes_export_once(tmp_path):
     assert sum(err.count("exporting extractor-resnet18") for _, err in results) == 1
     files = sorted(path.name for path in (tmp_path / "cache").iterdir() if not path.name.endswith(".lock"))
     assert len(files) == 1 and files[0].startswith("extractor-resnet18-") and files[0].endswith(".onnx")
+
+
+def test_a_damaged_cached_graph_is_named_and_auto_goes_on(paper_model, tmp_path, monkeypatch, caplog):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ABAW_HF_ONNX_CACHE", str(cache))
+    _pipeline(paper_model).close()  # exports resnet18 into the cache
+    (graph,) = cache.glob("extractor-resnet18-*.onnx")
+    graph.write_bytes(graph.read_bytes()[:1000])  # cut short, as by a full disk
+    with caplog.at_level(logging.WARNING, logger="abaw_hf.onnx"):
+        pipeline = _pipeline(paper_model)
+    assert pipeline.runtimes["resnet18"] == "torch" and graph.name in caplog.text and "delete it" in caplog.text
+    pipeline.close()
+    with pytest.raises(UserError, match="cannot open this graph"):
+        _pipeline(paper_model, runtime="onnx")

@@ -223,6 +223,16 @@ def _cached_graph(kind: str, fingerprint: str, export, parity, retry_refused: bo
     return path
 
 
+def _open_graph(path: Path):
+    """A session on a graph; a damaged file (a disk error, a copy cut short) is named, never a traceback."""
+    try:
+        return create_session(path)
+    except Exception as error:  # onnxruntime's errors have no common base
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise OnnxUnavailable(f"{path}: onnxruntime cannot open this graph ({type(error).__name__}: {first_line}); "
+                              "delete it (the cache exports it again) or export the model again") from error
+
+
 def _exported_graph(folder: Path, entry: dict | None, kind: str, fingerprint: str) -> Path:
     if entry is None:
         raise UserError(f"{folder}: the export has no {kind}; export this model again with `abaw-hf export-onnx`")
@@ -246,7 +256,7 @@ def onnx_extractor(extractor, onnx_dir: str | Path | None = None, feature: str |
     else:
         path = _cached_graph(f"extractor-{extractor.name}", fingerprint, lambda p: export_extractor(extractor, p),
                              lambda session: extractor_parity(extractor, session), retry_refused)
-    return OnnxExtractor(extractor, create_session(path))
+    return OnnxExtractor(extractor, _open_graph(path))
 
 
 def onnx_fusion_model(model, onnx_dir: str | Path | None = None) -> OnnxFusionModel:
@@ -261,7 +271,7 @@ def onnx_fusion_model(model, onnx_dir: str | Path | None = None) -> OnnxFusionMo
     else:
         path = _cached_graph("fusion", fingerprint, lambda p: export_fusion(model, p), lambda s: fusion_parity(model, s),
                              retry_refused=True)
-    return OnnxFusionModel(create_session(path), model.config)
+    return OnnxFusionModel(_open_graph(path), model.config)
 
 
 def check_runtime(runtime: str, onnx_dir: str | Path | None = None) -> str:
