@@ -249,6 +249,15 @@ def test_auto_records_a_failed_check_and_does_not_export_again(paper_model, tmp_
     assert again.runtimes["resnet18"] == "torch" and "exporting" not in caplog.text  # the record is read instead
     assert "recorded in" in caplog.text
     again.close()
+    (record,) = cache.glob("*.refused.json")
+    older = json.dumps({**json.loads(record.read_text()), "onnxruntime": "0.0.1"})  # made before an upgrade
+    for content in (older, "{not json"):  # an upgrade, or a record that cannot be read: tried again
+        record.write_text(content)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="abaw_hf.onnx"):
+            _pipeline(paper_model).close()
+        assert "exporting extractor-resnet18" in caplog.text and "does not reproduce torch" in caplog.text
+        assert json.loads(record.read_text())["onnxruntime"] != "0.0.1"  # recorded anew, with these versions
     with pytest.raises(UserError, match="does not reproduce torch"):  # asked for by name: tried again, and refused
         _pipeline(paper_model, runtime="onnx")
     monkeypatch.setattr(onnx_export, "PARITY_TOLERANCE", TOLERANCE)

@@ -177,6 +177,22 @@ def _refusal_path(path: Path) -> Path:
     return path.with_name(path.stem + ".refused.json")
 
 
+def _versions() -> dict[str, str]:
+    return {"torch": torch.__version__, "onnxruntime": require_onnxruntime().__version__}
+
+
+def _recorded_refusal(path: Path) -> str | None:
+    """Why an earlier export of this graph failed its check, if it did with these torch and onnxruntime versions
+    (an upgrade, or a record that cannot be read, means trying again)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or any(record.get(name) != version for name, version in _versions().items()):
+        return None
+    return str(record.get("reason") or "an earlier export failed its check")
+
+
 def _cached_graph(kind: str, fingerprint: str, export, parity, retry_refused: bool) -> Path:
     """The cache's verified graph of `kind`, exported and checked against torch on first use. The lock makes
     concurrent processes (``accelerate launch``) export once; a graph enters the cache only after its check, and a
@@ -195,8 +211,9 @@ def _cached_graph(kind: str, fingerprint: str, export, parity, retry_refused: bo
         with FileLock(str(path) + ".lock"):
             if path.is_file():  # exported by another process while this one waited
                 return path
-            if refused.is_file() and not retry_refused:
-                raise OnnxUnavailable(f"{kind}: {json.loads(refused.read_text())['reason']} (recorded in {refused})")
+            recorded = _recorded_refusal(refused) if not retry_refused else None
+            if recorded:
+                raise OnnxUnavailable(f"{kind}: {recorded} (recorded in {refused})")
             logger.warning("exporting %s to ONNX once and checking it against torch (cache: %s; --runtime torch "
                            "skips this)", kind, folder)
             unverified = path.with_name(f"{path.stem}.{os.getpid()}.unverified.onnx")
@@ -214,7 +231,7 @@ def _cached_graph(kind: str, fingerprint: str, export, parity, retry_refused: bo
                 else:
                     first_line = (str(error).strip().splitlines() or [""])[0]
                     reason = f"the ONNX export failed: {type(error).__name__}: {first_line}"
-                refused.write_text(json.dumps({"reason": reason}) + "\n")
+                refused.write_text(json.dumps({"reason": reason, **_versions()}) + "\n")
                 raise OnnxUnavailable(f"{kind}: {reason}") from error
             refused.unlink(missing_ok=True)
     except OSError as error:
