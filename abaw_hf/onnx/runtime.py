@@ -177,6 +177,11 @@ def _refusal_path(path: Path) -> Path:
     return path.with_name(path.stem + ".refused.json")
 
 
+def _summary(error: Exception) -> str:
+    """``Type: first line`` of a third-party error (the exporter's and onnxruntime's run to many lines)."""
+    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+
+
 def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "onnxruntime": require_onnxruntime().__version__}
 
@@ -229,8 +234,7 @@ def _cached_graph(kind: str, fingerprint: str, export, parity, retry_refused: bo
                 if isinstance(error, OnnxExportError):
                     reason = f"the ONNX export does not reproduce torch: {error}"
                 else:
-                    first_line = (str(error).strip().splitlines() or [""])[0]
-                    reason = f"the ONNX export failed: {type(error).__name__}: {first_line}"
+                    reason = f"the ONNX export failed: {_summary(error)}"
                 refused.write_text(json.dumps({"reason": reason, **_versions()}) + "\n")
                 raise OnnxUnavailable(f"{kind}: {reason}") from error
             refused.unlink(missing_ok=True)
@@ -245,8 +249,7 @@ def _open_graph(path: Path):
     try:
         return create_session(path)
     except Exception as error:  # onnxruntime's errors have no common base
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        raise OnnxUnavailable(f"{path}: onnxruntime cannot open this graph ({type(error).__name__}: {first_line}); "
+        raise OnnxUnavailable(f"{path}: onnxruntime cannot open this graph ({_summary(error)}); "
                               "delete it (the cache exports it again) or export the model again") from error
 
 
@@ -325,7 +328,6 @@ def runtime_name(network) -> str:
 def _auto_onnx_extractor(extractor, feature: str):
     """``auto``'s choice for one extractor: onnxruntime when it can be had, else torch with one warning."""
     try:
-        require_onnxruntime()
         return onnx_extractor(extractor, feature=feature, retry_refused=False)
     except OnnxUnavailable as problem:
         logger.warning("running %s under torch: %s", feature, problem)
