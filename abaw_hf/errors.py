@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -174,35 +173,3 @@ def read_text_file(path: str | os.PathLike, what: str = "file") -> str:
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise UserError(f"{path}:{line}: not UTF-8 text ({error.reason}); save the {what} as UTF-8") from None
-
-
-# ----- output folders: --overwrite replaces only what the package itself wrote ------------------------------------
-
-OUTPUT_MARKER = ".abaw_hf_output"
-# files that outputs written before the marker existed carry (dataset builds, extractions, their work folders)
-_EARLIER_MARKERS = ("build_manifest.json", "extraction_report.json", "work.json")
-
-
-def mark_output_folder(path: str | os.PathLike) -> Path:
-    """Create `path` (if needed) and mark it as written by abaw_hf, so a later --overwrite may replace it."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    marker = path / OUTPUT_MARKER
-    if not marker.is_file():
-        marker.write_text("written by abaw_hf: --overwrite may replace this folder\n")
-    return path
-
-
-def remove_own_folder(path: str | os.PathLike, flag: str = "--overwrite") -> None:
-    """Delete an output folder for --overwrite, but only an empty one or one that abaw_hf wrote (its marker)."""
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        return
-    if path.is_symlink() or not path.is_dir():
-        raise UserError(f"{flag}: {path} is not a folder abaw_hf wrote (a file or a link); remove it yourself")
-    if any(path.iterdir()) and not any((path / name).is_file() for name in (OUTPUT_MARKER, *_EARLIER_MARKERS)):
-        raise UserError(
-            f"{flag}: {path} holds files abaw_hf did not write (no {OUTPUT_MARKER}); "
-            "move them away or choose another output folder"
-        )
-    shutil.rmtree(path)

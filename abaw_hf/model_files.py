@@ -7,6 +7,7 @@ gap and smoothing width a trained model is run with.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,17 +71,44 @@ def inference_settings(config, model_id: str | Path | None = None, revision: str
     ``train_config.yaml``, else the defaults; the smoothing width from ``postprocessing.json``, else the default."""
     train_config = read_model_record(model_id, TRAIN_CONFIG_FILE, revision) if model_id else {}
     tuned = read_model_record(model_id, POSTPROCESSING_FILE, revision) if model_id else {}
-    window = getattr(config, "window", None) or train_config.get("window") or DEFAULT_WINDOW
+    where_trained = lambda: model_file(model_id, TRAIN_CONFIG_FILE, revision)  # noqa: E731 - named only on error
+    where_tuned = lambda: model_file(model_id, POSTPROCESSING_FILE, revision)  # noqa: E731
+    window = getattr(config, "window", None) or _checked(train_config, "window", where_trained, 1, int) or DEFAULT_WINDOW
     max_gap = getattr(config, "max_gap", None)
     if max_gap is None:
-        max_gap = train_config.get("max_gap", DEFAULT_MAX_GAP)
+        max_gap = _checked(train_config, "max_gap", where_trained, 0, int)
+        max_gap = DEFAULT_MAX_GAP if max_gap is None else max_gap
+    _checked(tuned, "max_gap", where_tuned, 0, int)
+    sigma = _checked(tuned, "smoothing_sigma", where_tuned, 0, float)
+    thresholds = tuned.get("au_thresholds")
+    if thresholds is not None and not (isinstance(thresholds, list) and all(
+            _is_number(t) and math.isfinite(t) and 0 < t < 1 for t in thresholds)):
+        raise ModelFileError(f"{where_tuned()}: au_thresholds must be a list of numbers strictly between 0 and 1, "
+                             f"got {thresholds!r}; run `abaw-hf tune` again")
     dataset = train_config.get("dataset")
     return InferenceSettings(
         window=int(window),
         max_gap=int(max_gap),
-        smoothing_sigma=float(tuned.get("smoothing_sigma", DEFAULT_SMOOTHING_SIGMA)),
+        smoothing_sigma=float(DEFAULT_SMOOTHING_SIGMA if sigma is None else sigma),
         synthetic_training=None if dataset is None else dataset == "synthetic",
     )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _checked(values: dict, key: str, where, minimum: float, kind: type):
+    """``values[key]`` when it is a finite number of ``kind`` >= ``minimum`` (None when absent); otherwise a
+    `ModelFileError` naming the file and the key: a side file is validated on load like the weights."""
+    value = values.get(key)
+    if value is None:
+        return None
+    ok = _is_number(value) and math.isfinite(value) and value >= minimum and (kind is float or float(value).is_integer())
+    if not ok:
+        what = "an integer" if kind is int else "a finite number"
+        raise ModelFileError(f"{where()}: {key} must be {what} >= {minimum:g}, got {value!r}")
+    return kind(value)
 
 
 def model_source(config) -> str | None:

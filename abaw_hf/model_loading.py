@@ -22,9 +22,9 @@ MODELING_FILES = tuple(sorted(path.name for path in (Path(__file__).parent / "mo
 
 def load_fusion_model(model_id: str | Path, *, revision: str | None = None, flag: str = "--model"):
     """An `AbawFusionModel` in eval mode, from a local folder or a Hub id."""
-    from transformers import AutoModel
+    from transformers import AutoConfig, AutoModel
 
-    from .modeling import AbawFusionModel
+    from .modeling import AbawFusionConfig, AbawFusionModel
 
     path = Path(model_id).expanduser()
     if path.exists():
@@ -36,16 +36,29 @@ def load_fusion_model(model_id: str | Path, *, revision: str | None = None, flag
                 "(the run's output_dir) or by save_pretrained"
             )
         model_id = str(path)
+        check_weights_file(path, f"{flag} {model_id}")
+    from safetensors import SafetensorError
+
     try:
         with _quiet_transformers():  # our own message below names every problem once
+            config = AutoConfig.from_pretrained(str(model_id), revision=revision)
+            if isinstance(config, AbawFusionConfig):
+                check_config_values(config, f"{flag} {model_id}")
             model, info = AutoModel.from_pretrained(
-                str(model_id), revision=revision, output_loading_info=True, ignore_mismatched_sizes=True
+                str(model_id), config=config, revision=revision, output_loading_info=True,
+                ignore_mismatched_sizes=True, use_safetensors=True,
             )
+    except ModelLoadError:
+        raise
+    except SafetensorError as error:  # a truncated or garbage weights file (also one from the Hub cache)
+        raise ModelLoadError(f"{flag} {model_id}: model.safetensors is damaged ({_first_line(error)}); "
+                             "copy or download the model folder again") from error
     except OSError as error:
         if path.exists():
             raise ModelLoadError(f"{flag} {model_id}: {_first_line(error)}") from error
         raise ModelLoadError(
-            f"{flag} {model_id}: no such folder, and not a Hub model this machine can load ({_first_line(error)}); "
+            f"{flag} {model_id}: no such folder ({path.resolve()}), and not a Hub model this machine can load "
+            f"({_first_line(error)}); "
             "check the path, or download the model while online"
         ) from error
     except (ValueError, TypeError, KeyError) as error:  # a config.json that does not describe a valid model
@@ -54,6 +67,80 @@ def load_fusion_model(model_id: str | Path, *, revision: str | None = None, flag
         raise ModelLoadError(f"{flag} {model_id}: not an abaw_fusion model (got {type(model).__name__})")
     check_weights(model, info, f"{flag} {model_id}")
     return model.eval()
+
+
+def check_weights_file(folder: Path, where: str) -> None:
+    """A local model folder holds readable safetensors weights: never a pickle (which could run code), never a
+    truncated or garbage file (named, instead of the safetensors library's traceback)."""
+    from safetensors import SafetensorError, safe_open
+
+    weights = folder / "model.safetensors"
+    if not weights.is_file() and not (folder / "model.safetensors.index.json").is_file():
+        pickled = [name for name in ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth")
+                   if (folder / name).is_file()]
+        if pickled:
+            raise ModelLoadError(
+                f"{where}: holds {pickled[0]}, a pickle (loading it could run code), and no model.safetensors; abaw_hf "
+                "loads safetensors only: convert it where you trust the file (save_pretrained(safe_serialization=True))"
+            )
+        raise ModelLoadError(f"{where}: no model.safetensors in this folder; give the folder save_pretrained wrote")
+    if weights.is_file():
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ModelLoadError(f"{where}: model.safetensors is damaged ({_first_line(error)}); "
+                                 "copy the model folder again") from None
+
+
+_POSITIVE_INTS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "max_window", "num_expressions", "num_aus")
+
+
+def check_config_values(config, where: str) -> None:
+    """The values of a config.json that the class accepts by type but that no model can have: a message naming the
+    field (never a complaint about the weights later)."""
+    import math
+
+    problems = [f"{key} must be >= 1, got {getattr(config, key)!r}" for key in _POSITIVE_INTS
+                if not getattr(config, key) >= 1]
+    if not (math.isfinite(config.mlp_ratio) and config.mlp_ratio > 0):
+        problems.append(f"mlp_ratio must be a finite number > 0, got {config.mlp_ratio!r}")
+    if config.window is not None and not config.window >= 1:
+        problems.append(f"window must be >= 1, got {config.window!r}")
+    if config.max_gap is not None and not config.max_gap >= 0:
+        problems.append(f"max_gap must be >= 0, got {config.max_gap!r}")
+    thresholds = list(config.au_thresholds or [])
+    if not all(math.isfinite(t) and 0 < t < 1 for t in thresholds):
+        problems.append(f"au_thresholds must be finite numbers strictly between 0 and 1, got {thresholds}")
+    weights = list(config.au_loss_weights or [])
+    if not all(math.isfinite(w) and w >= 0 for w in weights):
+        problems.append(f"au_loss_weights must be finite numbers >= 0, got {weights}")
+    if problems:
+        raise ModelLoadError(f"{where}: config.json: {'; '.join(problems)}")
+
+
+def _config_mismatch(model, loading_info: dict) -> str | None:
+    """Which config.json field disagrees with the weights file, when the keys or shapes tell: the number of layers
+    from the layer keys, the width from the shapes."""
+    import re
+
+    config = model.config
+    missing = [str(k) for k in loading_info.get("missing_keys") or []]
+    unexpected = [str(k) for k in loading_info.get("unexpected_keys") or []]
+    layer = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+    model_layers = {int(m.group(1)) for k in model.state_dict() if (m := layer.search(k))}
+    file_layers = (model_layers - {int(m.group(1)) for k in missing if (m := layer.search(k))}) | {
+        int(m.group(1)) for k in unexpected if (m := layer.search(k))}
+    if file_layers and len(file_layers) != config.num_hidden_layers:
+        return (f"config.json's num_hidden_layers is {config.num_hidden_layers}, but model.safetensors holds "
+                f"{len(file_layers)} layer(s)")
+    for item in loading_info.get("mismatched_keys") or []:
+        if isinstance(item, (tuple, list)) and len(item) == 3:
+            key, file_shape, model_shape = item
+            return (f"config.json describes {key} as {list(model_shape)} (hidden_size {config.hidden_size}, "
+                    f"num_attention_heads {config.num_attention_heads}, mlp_ratio {config.mlp_ratio}, feature_dims "
+                    f"{config.feature_dims}), but model.safetensors holds {list(file_shape)}")
+    return None
 
 
 def check_weights(model, loading_info: dict, where: str) -> None:
@@ -65,6 +152,10 @@ def check_weights(model, loading_info: dict, where: str) -> None:
         if keys:
             problems.append(f"{len(keys)} {label} ({_listing(sorted(map(str, keys)))})")
     if problems:
+        field = _config_mismatch(model, loading_info)
+        if field:
+            raise ModelLoadError(f"{where}: {field}; config.json was edited or belongs to another model "
+                                 f"({'; '.join(problems)})")
         raise ModelLoadError(
             f"{where}: model.safetensors does not match config.json: {'; '.join(problems)}; "
             "the weights file is damaged or from another model: copy the model folder again"
@@ -91,10 +182,13 @@ def _listing(names: list[str], shown: int = 5) -> str:
 def _quiet_transformers():
     from transformers.utils import logging as hf_logging
 
+    from .console import no_progress_bars
+
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        yield
+        with no_progress_bars():  # no "Loading weights" bar (--debug shows it)
+            yield
     finally:
         hf_logging.set_verbosity(verbosity)
 

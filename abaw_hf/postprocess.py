@@ -18,6 +18,7 @@ Tuning a model folder (writes ``au_thresholds`` into config.json and the choice 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import outputs
 from .errors import UserError, check_output_file, non_negative_float, non_negative_int, positive_int
 from .metrics import compute_abaw_metrics
 from .model_files import POSTPROCESSING_FILE, read_model_record
@@ -327,19 +329,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-gap", type=non_negative_int, default=None, help="frame gap that stops smoothing (default: the training max_gap)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--dry-run", action="store_true", help="print the choice without writing the model folders")
+    parser.add_argument("--output", metavar="DIR",
+                        help="write a tuned copy of the (one) --model here instead of changing the model folder; "
+                             "needed for a Hub id or a model in the Hub cache, which tune never writes into")
     parser.epilog = LABELS_RULE
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.output and args.dry_run:
+        raise UserError("--output and --dry-run: give one (--dry-run writes nothing)")
+    if args.output and len(args.model) != 1:
+        raise UserError(f"--output writes a tuned copy of one model; {len(args.model)} --model given "
+                        "(drop --output to write the choice into each model folder)")
+    if args.output:
+        outputs.check_claimable(args.output, "--output")
+    elif not args.dry_run:  # the choice is written into each model folder: check they are writable folders first
+        for name in args.model:
+            if not Path(name).is_dir():
+                raise UserError(f"--model {name}: tune writes into the model folder; give a local folder, "
+                                "--output DIR for a tuned copy, or --dry-run")
+            if hub_cache_links(name):
+                raise UserError(
+                    f"--model {name} is a Hub-cache snapshot ({', '.join(hub_cache_links(name)[:3])} link to shared "
+                    "blobs); tune never writes into the cache: pass --output DIR to save a tuned copy"
+                )
+            check_output_file(Path(name) / POSTPROCESSING_FILE, "--model")
+    with contextlib.ExitStack() as held:  # one writer per model folder / output while tuning
+        if args.output:
+            held.enter_context(outputs.writing(args.output, "--output"))
+        elif not args.dry_run:
+            for name in args.model:
+                held.enter_context(outputs.locked(name, "--model"))
+        return _tune(args)
+
+
+def hub_cache_links(model_dir: str | Path) -> list[str]:
+    """The files of a model folder that are links (a Hub-cache snapshot links every file to a shared blob)."""
+    folder = Path(model_dir)
+    return sorted(path.name for path in folder.iterdir() if path.is_symlink()) if folder.is_dir() else []
+
+
+def copy_model_folder(model_id: str | Path, target: Path) -> Path:
+    """A real copy (links followed) of a model folder or a cached Hub model into ``target`` (a claimed output)."""
+    import shutil
+
+    from .model_files import model_file
+
+    config = model_file(model_id, "config.json")
+    if config is None:
+        raise UserError(f"--model {model_id}: no config.json to copy")
+    source = config.parent
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if path.is_dir() or relative.name.startswith(outputs.MARKER):
+            continue
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target / relative)  # follows links: the blob's content, never the link
+    return target
+
+
+def _tune(args: argparse.Namespace) -> int:
     from .evaluation import TASK_NAMES, UnlabelledSplitError, dataset_labels, load_split, predict_dataset, require_labels
     from .model_files import inference_settings
     from .model_loading import load_fusion_model
 
-    if not args.dry_run:  # the choice is written into each model folder: check they are writable folders first
-        for name in args.model:
-            if not Path(name).is_dir():
-                raise UserError(f"--model {name}: tune writes into the model folder; give a local folder (or --dry-run)")
-            check_output_file(Path(name) / POSTPROCESSING_FILE, "--model")
     models = [load_fusion_model(name) for name in args.model]
     dataset = load_split(args.data, args.split)
     labels = dataset_labels(dataset)
@@ -365,7 +418,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"| {sigma:g}{mark} | {metrics['p_mtl']:.4f} | {metrics['va']:.4f} | "
               f"{metrics['f1_expression']:.4f} | {metrics['f1_au']:.4f} |")
     print("AU thresholds: " + ", ".join(f"{t:.2f}" for t in choice.au_thresholds))
-    if not args.dry_run:
+    if args.output:
+        outputs.clear(args.output, "--output")
+        save_postprocessing(copy_model_folder(args.model[0], Path(args.output)), choice)
+        print(f"saved a tuned copy of {args.model[0]} to {args.output} (config.json au_thresholds, {POSTPROCESSING_FILE}); "
+              f"{args.model[0]} is unchanged")
+    elif not args.dry_run:
         for name in args.model:
             save_postprocessing(name, choice)
         print(f"saved to {', '.join(args.model)} (config.json au_thresholds, {POSTPROCESSING_FILE})")

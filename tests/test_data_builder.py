@@ -160,6 +160,7 @@ def test_parquet_folder_card_and_push(tmp_path, recording_hub):
     folder = stage_parquet_folder(splits, tmp_path / "hub", repo_id="org/abaw-features", max_shard_rows=5)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     assert files == [
+        ".abaw_hf_output",  # the marker: a later staging may replace this folder (never uploaded)
         "README.md",
         "data/train-00000-of-00003.parquet",
         "data/train-00001-of-00003.parquet",
@@ -182,6 +183,6 @@ def test_parquet_folder_card_and_push(tmp_path, recording_hub):
     (create, repo_id, create_kwargs), (upload, _, upload_kwargs) = recording_hub.calls
     assert (create, repo_id, create_kwargs) == ("create_repo", "org/abaw-features",
                                                 {"repo_type": "dataset", "private": True, "exist_ok": True})
-    assert upload == "upload_folder" and upload_kwargs["repo_type"] == "dataset" and upload_kwargs["files"] == files
+    assert upload == "upload_folder" and upload_kwargs["repo_type"] == "dataset" and upload_kwargs["files"] == files[1:]  # not the marker
     with pytest.raises(FileNotFoundError, match="not a staged dataset folder"):
         push_dataset_to_hub(tmp_path / "train", "org/x")

@@ -269,7 +269,7 @@ def test_cli_refuses_a_missing_checkpoint_and_an_occupied_output(frames, tmp_pat
     occupied.mkdir()
     (occupied / "notes.txt").write_text("mine")
     assert cli_main([*common, "--extractor", f"resnet18={frames['checkpoint']}", "--output", str(occupied)]) == 2
-    assert "is not empty" in capsys.readouterr().err
+    assert "not a folder abaw_hf wrote" in (err := capsys.readouterr().err) and "notes.txt" in err
     assert (occupied / "notes.txt").read_text() == "mine"
 
 

@@ -53,10 +53,16 @@ def assert_message(result, *names: str, status: int = 2) -> None:
 def test_occupied_folder_refused_then_resumed_finished_and_overwritten(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "notes.txt").write_text("the user's own file")  # an unknown file does not make the folder a run
+    (run / "notes.txt").write_text("the user's own file")
+    before = folder_snapshot(run)
+    foreign = train("--output_dir", run, "--max_steps", 2)  # a folder abaw_hf did not write is not a run folder
+    assert_message(foreign, str(run), "notes.txt", "abaw_hf wrote")
+    assert folder_snapshot(run) == before
+    (run / "notes.txt").unlink()
 
     stopped = train("--output_dir", run, "--max_steps", 2)
     assert stopped.returncode == 0, stopped.stderr[-2000:]
+    (run / "notes.txt").write_text("the user's own file")  # added to the run folder later: --overwrite keeps it
     assert "--resume latest" in stopped.stdout
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-2"]
 

@@ -20,7 +20,8 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from ..errors import UserError, mark_output_folder, remove_own_folder
+from .. import outputs
+from ..errors import UserError
 from .annotations import Annotations
 from .schema import NUM_AUS, make_info
 
@@ -45,8 +46,8 @@ def _fixed_size_list(values: np.ndarray, present: np.ndarray | None = None) -> p
 def _checked_float16(name: str, vectors: np.ndarray, present: np.ndarray, video: np.ndarray, frame: np.ndarray):
     """float16 vectors with zeros in missing rows; NaN/Inf or values beyond float16 raise FeatureError."""
     vectors = np.asarray(vectors)
-    if vectors.ndim != 2 or len(vectors) != len(present):
-        raise FeatureError(f"feature {name!r}: expected [{len(present)}, D] vectors, got shape {vectors.shape}")
+    if vectors.ndim != 2 or len(vectors) != len(present) or vectors.shape[1] == 0:
+        raise FeatureError(f"feature {name!r}: expected [{len(present)}, D] vectors with D >= 1, got shape {vectors.shape}")
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, naming the row
         half = vectors.astype(np.float16, copy=False)  # no copy when the caller already has float16
     missing = ~present
@@ -100,6 +101,15 @@ def _fingerprint(rows: Annotations, feature_dims: Mapping[str, int], shard_size:
     return digest.hexdigest()[:32]
 
 
+def _read_manifest(path: Path) -> dict | None:
+    """The build manifest of an earlier build in this folder; None when there is none or it is unreadable."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def _shard_name(index: int, num_shards: int) -> str:
     return f"data-{index:05d}-of-{num_shards:05d}.arrow"
 
@@ -125,6 +135,7 @@ def write_sharded_dataset(
     split: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    flag: str = "--output",
 ) -> datasets.Dataset:
     """Write `rows` (sorted here by (video, frame)) with features from `compute_shard(shard_rows, row_index)`.
 
@@ -139,16 +150,17 @@ def write_sharded_dataset(
     num_shards = max(1, -(-len(ordered) // shard_size))
     fingerprint = _fingerprint(ordered, feature_dims, shard_size, source)
     manifest_path = output_dir / MANIFEST_NAME
-    if output_dir.exists() and any(output_dir.iterdir()):
-        previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+    outputs.check_claimable(output_dir, flag)  # a folder abaw_hf did not write is never written into or replaced
+    if outputs.entries(output_dir):
+        previous = _read_manifest(manifest_path)
         if overwrite:
-            remove_own_folder(output_dir)
+            outputs.clear(output_dir)
         elif previous is None or previous.get("fingerprint") != fingerprint:
-            raise FileExistsError(
-                f"{output_dir} is not empty and was not built from these inputs; pass overwrite=True "
-                "(--overwrite) to replace it"
+            raise outputs.OutputFolderError(
+                f"{flag} {output_dir} is not empty and was not built from these inputs; pass --overwrite "
+                "(overwrite=True) to replace it, or choose another output folder"
             )
-    mark_output_folder(output_dir)
+    outputs.claim(output_dir, flag)
     manifest = {"fingerprint": fingerprint, "num_shards": num_shards, "num_rows": len(ordered), "complete": False}
     manifest_path.write_text(json.dumps(manifest, indent=2))
 

@@ -17,9 +17,10 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import UserError, check_output_folder, mark_output_folder, positive_int, remove_own_folder
+from .. import outputs
+from ..errors import UserError, positive_int
 from ..specs import add_extractor_arguments, create_extractors, parse_assignments
-from .storage import check_split_name, register_split
+from .storage import check_feature_name, check_split_name, register_split
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,18 +56,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_rows(args: argparse.Namespace) -> dict[str, Annotations]:
-    from .annotations import merge_annotations, read_mtl_annotations, read_mtl_test_list, read_single_task_folder
+    from .annotations import (SINGLE_TASKS, merge_annotations, read_mtl_annotations, read_mtl_test_list,
+                              read_single_task_folder)
 
     rows: dict[str, Annotations] = {}
+    named: dict[str, str] = {}
+
+    def name_split(split: str, source: str) -> None:  # a split given twice would keep only one file's rows
+        if split in named:
+            raise UserError(f"split {split!r} is given twice ({named[split]} and {source}); give each split once "
+                            "(merge the files, or name the second split differently)")
+        named[split] = source
+
     for split, path in parse_assignments(args.annotations, "--annotations", "SPLIT=FILE"):
         check_split_name(split, "--annotations")
+        name_split(split, f"--annotations {split}={path}")
+    if args.test_list:
+        name_split("test", f"--test-list {args.test_list}")
+    if args.task_dir:
+        name_split(args.split, f"--task-dir (--split {args.split})")
+    for split, path in parse_assignments(args.annotations, "--annotations", "SPLIT=FILE"):
         rows[split] = read_mtl_annotations(path, skip_bad_rows=args.skip_bad_rows)
     if args.test_list:
         rows["test"] = read_mtl_test_list(args.test_list)
-    task_tables = [
-        read_single_task_folder(folder, task, skip_bad_rows=args.skip_bad_rows)
-        for task, folder in parse_assignments(args.task_dir, "--task-dir", "TASK=DIR")
-    ]
+    tasks = parse_assignments(args.task_dir, "--task-dir", "TASK=DIR")
+    for task, folder in tasks:
+        if task not in SINGLE_TASKS:
+            raise UserError(f"--task-dir {task}={folder}: unknown task {task!r}; use one of {', '.join(SINGLE_TASKS)}")
+    if len({task for task, _ in tasks}) != len(tasks):
+        raise UserError(f"--task-dir names a task twice ({', '.join(task for task, _ in tasks)}); give each task once")
+    task_tables = [read_single_task_folder(folder, task, skip_bad_rows=args.skip_bad_rows) for task, folder in tasks]
     if task_tables:
         rows[args.split] = merge_annotations(task_tables)
     for split, table in rows.items():
@@ -79,12 +98,25 @@ def _read_rows(args: argparse.Namespace) -> dict[str, Annotations]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check every output folder first (a folder abaw_hf did not write is refused before any work), then build
+    holding the output's writer lock (a second `build` into it is refused, naming this one)."""
+    output = outputs.check_claimable(args.output, "--output")
+    if args.parquet_dir or args.push_to_hub:
+        outputs.check_claimable(_parquet_folder(args, output), "--parquet-dir")
+    with outputs.writing(output, "--output"):
+        return _build(args, output)
+
+
+def _parquet_folder(args: argparse.Namespace, output: Path) -> Path:
+    return Path(args.parquet_dir) if args.parquet_dir else output.with_name(output.name + "_hub")
+
+
+def _build(args: argparse.Namespace, output: Path) -> int:
     import datasets  # here, not at the top: `abaw-hf build --help` stays light
 
     from .builder import build_from_arrays, build_from_extractors, image_paths
     from .converters import join_features, read_feature_dict_npy, read_openface_folder
 
-    output = check_output_folder(args.output)
     if args.synthetic:
         from .synthetic import make_synthetic_dataset
 
@@ -94,15 +126,15 @@ def run(args: argparse.Namespace) -> int:
         if others:
             raise UserError(f"--synthetic makes its own rows and features; drop {', '.join(others)}")
 
-        if output.exists() and any(output.iterdir()) and not args.overwrite:
-            raise UserError(f"{output} is not empty; pass --overwrite")
+        if outputs.entries(output) and not args.overwrite:
+            raise UserError(f"--output {output} is not empty (an earlier build); pass --overwrite to replace it")
         try:
             built = make_synthetic_dataset(scale=args.scale, seed=args.seed)
         except ValueError as error:
             raise UserError(f"--scale {args.scale}: {error}") from None
         if args.overwrite:
-            remove_own_folder(output)
-        built.save_to_disk(str(mark_output_folder(output)))
+            outputs.clear(output)
+        built.save_to_disk(str(output))
     else:
         rows = _read_rows(args)
         if not rows:
@@ -123,8 +155,10 @@ def run(args: argparse.Namespace) -> int:
                     shard_size=args.shard_size, overwrite=args.overwrite, split=split,
                 )  # fmt: skip
         else:
-            tables = [read_feature_dict_npy(path, name, allow_pickle=args.allow_pickle)
-                      for name, path in parse_assignments(args.features, "--features", "NAME=FILE.npy")]
+            assignments = parse_assignments(args.features, "--features", "NAME=FILE.npy")
+            for name, _ in assignments:
+                check_feature_name(name, "--features")
+            tables = [read_feature_dict_npy(path, name, allow_pickle=args.allow_pickle) for name, path in assignments]
             if args.openface_dir:
                 tables.append(read_openface_folder(args.openface_dir))
             joined = {}
@@ -149,8 +183,9 @@ def run(args: argparse.Namespace) -> int:
     if args.parquet_dir or args.push_to_hub:
         from .publish import push_dataset_to_hub, stage_parquet_folder
 
-        folder = Path(args.parquet_dir or output.with_name(output.name + "_hub"))
-        stage_parquet_folder(built, folder, repo_id=args.push_to_hub or "<org>/<dataset>")
+        folder = _parquet_folder(args, output)
+        with outputs.writing(folder, "--parquet-dir"):
+            stage_parquet_folder(built, folder, repo_id=args.push_to_hub or "<org>/<dataset>")
         print(f"staged Parquet + dataset card in {folder}")
         if args.push_to_hub:
             print(push_dataset_to_hub(folder, args.push_to_hub, private=args.private))

@@ -66,11 +66,15 @@ class JoinReport:
 
 def _frame_number(key, path: Path, video: str) -> int:
     if isinstance(key, (int, np.integer)):
-        return int(key)
-    text = str(key).replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    if not text.isdigit():
-        raise FeatureFileError(f"{path}: video {video!r} has a frame key {key!r} that is not a frame number")
-    return int(text)
+        number = int(key)
+    else:
+        text = str(key).replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        if not text.isdigit():
+            raise FeatureFileError(f"{path}: video {video!r} has a frame key {key!r} that is not a frame number")
+        number = int(text)
+    if not 0 <= number < 2**63:
+        raise FeatureFileError(f"{path}: video {video!r} has a frame key {key!r} outside 0..2^63-1")
+    return number
 
 
 def read_feature_dict_npy(path: str | os.PathLike, name: str | None = None, *, allow_pickle: bool = False) -> FeatureTable:
@@ -100,6 +104,8 @@ def read_feature_dict_npy(path: str | os.PathLike, name: str | None = None, *, a
         for key, vector in per_frame.items():
             frame = _frame_number(key, path, str(video))
             vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+            if len(vector) == 0:
+                raise FeatureFileError(f"{path}: video {video!r} frame {frame} has an empty (0-length) vector")
             if dim is None:
                 dim = len(vector)
             if len(vector) != dim:
@@ -187,9 +193,24 @@ def concatenate_tables(tables: Iterable[FeatureTable], source: str = "") -> Feat
     )
 
 
+_KEY = np.dtype([("video", np.int64), ("frame", np.int64)])
+
+
 def _keys(video: np.ndarray, frame: np.ndarray, codes: dict[str, int]) -> np.ndarray:
-    video_codes = np.asarray([codes.setdefault(v, len(codes)) for v in video.tolist()], dtype=np.int64)
-    return (video_codes << 32) | np.asarray(frame, dtype=np.int64)
+    """(video, frame) as a pair (a structured array that sorts by video, then frame): never packed into one
+    integer, where a large frame number would spill into the next video's code."""
+    keys = np.empty(len(frame), dtype=_KEY)
+    keys["video"] = [codes.setdefault(v, len(codes)) for v in np.asarray(video).tolist()]
+    keys["frame"] = np.asarray(frame, dtype=np.int64)
+    return keys
+
+
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """For each of `keys`, whether it is one of `sorted_keys` (sorted pairs)."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), bool)
+    position = np.clip(np.searchsorted(sorted_keys, keys), 0, len(sorted_keys) - 1)
+    return sorted_keys[position] == keys
 
 
 def join_features(
@@ -225,7 +246,7 @@ def join_features(
         report.missing_in_features[table.name] = [
             (str(v), int(f)) for v, f in zip(rows.video[~found].tolist(), rows.frame[~found].tolist())
         ]
-        report.unannotated_in_features[table.name] = int(len(keys) - np.isin(keys, row_keys).sum())
+        report.unannotated_in_features[table.name] = int(len(keys) - _contains(np.sort(row_keys), keys).sum())
     if not allow_missing and any(report.missing_in_features.values()):
         raise FeatureFileError(
             "annotated frames without feature entries (pass allow_missing=True / --allow-missing-features "

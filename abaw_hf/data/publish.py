@@ -16,6 +16,7 @@ from datasets.info import DatasetInfo, DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .. import outputs
 from ..hub.repo import StagedRepo
 from ..hub.upload import upload_folder
 from .schema import AU_NAMES, EXPRESSION_NAMES, read_metadata
@@ -27,6 +28,8 @@ _CARD_BODY = """
 
 Per-frame features for multi-task facial affect recognition (ABAW MTL: valence/arousal, 8 expressions,
 12 action units), built with [abaw_hf](https://github.com/). One row per frame, sorted by (video, frame).
+
+**Weights:** {status}
 
 | column | type | meaning |
 | --- | --- | --- |
@@ -79,9 +82,10 @@ def stage_parquet_folder(
     max_shard_rows: int = DEFAULT_SHARD_ROWS,
     license: str | None = None,
 ) -> Path:
-    """Write `data/<split>-XXXXX-of-NNNNN.parquet` and a dataset card `README.md` into `folder`."""
+    """Write `data/<split>-XXXXX-of-NNNNN.parquet` and a dataset card `README.md` into `folder`: a new or empty
+    folder, or one abaw_hf staged before (its marker; `abaw_hf.outputs`), whose old Parquet files are replaced."""
     splits = _split_map(splits)
-    folder = Path(folder)
+    folder = outputs.claim(folder, "--parquet-dir")  # a folder abaw_hf did not write is refused, never emptied
     data_dir = folder / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     for stale in data_dir.glob("*.parquet"):
@@ -119,10 +123,22 @@ def stage_parquet_folder(
         split_rows=split_rows,
         provenance=json.dumps(metadata, indent=2),
         repo_id=repo_id,
+        status=features_status(metadata),
     )
     card = DatasetCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
     card.save(str(folder / "README.md"))
     return folder
+
+
+def features_status(metadata: Mapping[str, Any]) -> str:
+    """What the features are, in the words of every output (`abaw_hf.status.weights_status`): synthetic demo data,
+    and the extractors that ran with random weights, from the dataset's metadata."""
+    from ..status import weights_status
+
+    extractors = metadata.get("extractors") or {}
+    random_features = [name for name, provenance in extractors.items() if (provenance or {}).get("random_init")]
+    synthetic = True if metadata.get("synthetic") else (False if extractors else None)
+    return weights_status(synthetic, random_features)
 
 
 def read_card_metadata(folder: str | os.PathLike) -> dict[str, Any]:

@@ -39,6 +39,16 @@ def check_split_name(name: str, flag: str = "--split") -> str:
     return name
 
 
+def check_feature_name(name: str, flag: str = "--features") -> str:
+    """A feature column name is a plain word too: the model's config (feature_dims) refuses anything else, so a
+    dataset column it could never train on is refused when the dataset is built."""
+    if not isinstance(name, str) or not _SPLIT_NAME.match(name) or ".." in name:
+        raise DatasetLayoutError(
+            f"{flag} {name!r} is not a feature name a model can use; use letters, digits, '_', '-' or '.' (e.g. resnet18)"
+        )
+    return name
+
+
 def _is_saved_dataset(path: Path) -> bool:
     return (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
 

@@ -139,9 +139,12 @@ class FeatureWindows(Dataset):
                     block = chunk.values[low : low + block_rows]
                     if block.size and np.max(block.view(np.uint16) & 0x7FFF) >= 0x7C00:
                         row = chunk.start + low + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-                        raise ValueError(
+                        from .builder import FeatureError  # a UserError: a message naming the row, exit 2
+
+                        raise FeatureError(
                             f"feature {name!r} has NaN or Inf at video {str(self.videos[row])!r} frame "
-                            f"{int(self.frames[row])} (dataset row {row})"
+                            f"{int(self.frames[row])} (dataset row {row}); rebuild the dataset with `abaw-hf build` "
+                            "or `extract` (they refuse NaN; a missing vector is a null)"
                         )
 
     def __len__(self) -> int:

@@ -8,7 +8,7 @@
 
 An image that cannot be used (empty, corrupt, truncated, larger than --max-image-pixels, a folder,
 unreadable) becomes a missing vector listed with its reason under `failed_files` in extraction_report.json,
-and the run goes on (exit 0). A rerun with the same arguments resumes: finished shards are skipped. With `--split NAME` the dataset goes to
+and the run goes on (exit 0); so does a video that cannot be used (`failed_videos`). A rerun with the same arguments resumes: finished shards are skipped. With `--split NAME` the dataset goes to
 `<output>/<NAME>` and `<output>/dataset_dict.json` lists the splits, so `<output>` is what training,
 `evaluate`, `tune` and `submit` read (`datasets.load_from_disk(<output>)` works too).
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 
 from ..data import read_mtl_annotations, read_mtl_test_list
 from ..data.storage import check_new_split, check_split_name, register_split
-from ..errors import UserError, check_output_folder, face_selection, positive_int
+from .. import outputs
+from ..errors import UserError, face_selection, positive_int
 from ..faces.settings import BACKENDS, DEFAULT_BACKEND, DEFAULT_MAX_IMAGE_PIXELS
 from ..onnx import add_runtime_arguments
 from ..specs import add_extractor_arguments, create_extractors, parse_input_sizes
@@ -43,11 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--video: all, largest or N faces; a video with several face tracks gives one dataset "
                              "video per track, <video>_face<k>")
     source.add_argument("--face-size", type=positive_int, default=112, help="aligned crop size for --video")
+    source.add_argument("--videos", type=Path, metavar="DIR",
+                        help="--frames: the raw videos whose sound audio: extractors read (Aff-Wild2 naming: "
+                             "video5_left and video5_right take DIR/video5.*; frame k is at (k-1)/fps)")
     models = parser.add_argument_group("extractors")
     add_extractor_arguments(models, required=True)
     models.add_argument("--allow-pickle", action="store_true", help="allow checkpoints that need full unpickling")
     models.add_argument("--input-size", action="append", metavar="NAME=PIXELS",
                         help="override an extractor's input size (recorded in the provenance)")
+    models.add_argument("--audio-window", type=float, metavar="SECONDS",
+                        help="audio: extractors: each frame's vector is the mean of the encoder outputs within this "
+                             "window centred on the frame (default 1.0 s; recorded in the provenance)")
     run = parser.add_argument_group("run")
     run.add_argument("--output", type=Path, required=True,
                      help="dataset folder; with --split, the feature set's root (the split goes to OUTPUT/SPLIT)")
@@ -72,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..onnx.runtime import check_runtime
-    from .runner import extract_features, rows_from_frames_folder
+    from .runner import extract_features, process_state, rows_from_frames_folder
     from .video import extract_video_features
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -80,10 +87,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give either --frames (a frames folder) or --video")
     if args.annotations and args.test_list:
         raise UserError("give --annotations or --test-list, not both")
-    check_output_folder(args.output)
+    outputs.check_claimable(args.output, "--output")  # a folder abaw_hf did not write is refused before any work
     output = args.output / check_split_name(args.split) if args.split else args.output
+    outputs.check_claimable(output, "--output")
     extractors = create_extractors(args.extractor, random_init=args.random_init, allow_pickle=args.allow_pickle,
-                                   input_sizes=parse_input_sizes(args.input_size))
+                                   input_sizes=parse_input_sizes(args.input_size), audio_window=args.audio_window)
+    reads_sound = any(e.modality == "audio" for e in extractors)
+    if args.videos and (args.video or not reads_sound):
+        raise UserError("--videos gives the sound of a --frames folder to audio: extractors; "
+                        + ("with --video the sound is the video's own" if args.video else "no audio: extractor is given"))
     check_runtime(args.runtime, args.onnx_dir)
     if args.split:  # a split that disagrees with the others of this feature set is refused before any work
         check_new_split(args.output, args.split, {e.name: e.dim for e in extractors},
@@ -95,18 +107,28 @@ def run(args: argparse.Namespace) -> int:
         min_image_size=args.min_image_size, max_image_pixels=args.max_image_pixels, progress=not args.no_progress,
         runtime=args.runtime, onnx_dir=args.onnx_dir,
     )
-    if args.video:
-        result = extract_video_features(args.video, extractors, output, detector=args.detector,
-                                        face_size=args.face_size, faces=args.faces, **options)
-    else:
-        if args.annotations:
-            rows = read_mtl_annotations(args.annotations)
-        elif args.test_list:
-            rows = read_mtl_test_list(args.test_list)
+    # one writer per output: a second `extract` into it is refused, naming this one (the main process holds it);
+    # with --split the feature set's root (its splits, dataset_dict.json) is claimed too
+    with outputs.writing(output, "--output", main_process=process_state().is_main_process,
+                         root=args.output if args.split else None):
+        if args.video:
+            result = extract_video_features(args.video, extractors, output, detector=args.detector,
+                                            face_size=args.face_size, faces=args.faces, **options)
         else:
-            rows = rows_from_frames_folder(args.frames, Path(args.image_pattern).suffix or ".jpg")
-        result = extract_features(rows, args.frames, extractors, output, image_pattern=args.image_pattern,
-                                  allow_missing_images=args.allow_missing_images, **options)
+            if args.annotations:
+                rows = read_mtl_annotations(args.annotations)
+            elif args.test_list:
+                rows = read_mtl_test_list(args.test_list)
+            else:
+                rows = rows_from_frames_folder(args.frames, Path(args.image_pattern).suffix or ".jpg")
+            audio_sources = None
+            if reads_sound and args.videos:  # without --videos, extract_features says to give it
+                from .audio import sources_from_folder
+
+                audio_sources = sources_from_folder(rows.video.tolist(), args.videos)
+            result = extract_features(rows, args.frames, extractors, output, image_pattern=args.image_pattern,
+                                      allow_missing_images=args.allow_missing_images, audio_sources=audio_sources,
+                                      **options)
     report = result.report
     if not report:  # not the main process
         return 0
@@ -117,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
         f"{'done' if result.complete else 'partial'}: {report['shards']['done']}/{report['shards']['total']} shards, "
         f"{report['rows']} rows, {len(report['failed_files'])} unusable files, {len(report['missing_images'])} missing "
         f"images, {len(report['frames_without_face'])} frames without a face, "
-        f"{len(report['converted_files'])} converted; report: {result.report_path}{registered}"
+        f"{len(report['converted_files'])} converted"
+        + (f", {len(report['failed_videos'])} failed videos" if report.get("failed_videos") else "")
+        + (f", {len(report['missing_audio'])} videos/extractors without sound" if report.get("missing_audio") else "")
+        + f"; report: {result.report_path}{registered}"
     )
     return 0 if result.complete else 3

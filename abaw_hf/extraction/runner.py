@@ -31,7 +31,8 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from tqdm.auto import tqdm
 
-from ..errors import UserError, mark_output_folder, remove_own_folder
+from .. import outputs
+from ..errors import UserError
 from ..data import Annotations, write_sharded_dataset
 from ..data.builder import FeatureError
 from ..extractors import Extractor
@@ -185,34 +186,44 @@ def _list_missing_images(ordered: Annotations, paths: list[str], known: Mapping[
 
 def _finished_report(output_dir: Path, fingerprint: str) -> dict | None:
     """The report of a finished extraction of the same inputs in `output_dir`, if there is one."""
-    path = output_dir / REPORT_NAME
-    report = json.loads(path.read_text()) if path.is_file() else {}
+    report = _read_report(output_dir / REPORT_NAME)
     return report if report.get("fingerprint") == fingerprint and report.get("complete") else None
+
+
+def _read_report(path: Path) -> dict:
+    """An earlier report or work manifest ({} when there is none, or it is damaged: then it is no match)."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
 
 
 def _prepare_folders(output_dir: Path, features_dir: Path, fingerprint: str, overwrite: bool, meta: dict) -> None:
     """Main process: check or reset the output and work folders (nothing to do when the output is finished)."""
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+    # only folders abaw_hf wrote (their marker, `abaw_hf.outputs`) are resumed or replaced; any other is refused
+    outputs.check_claimable(output_dir, "--output")
+    outputs.check_claimable(features_dir.parent, "--output's work folder")
+    if outputs.entries(output_dir) and not overwrite:
         if _finished_report(output_dir, fingerprint) is not None:
             return
-        previous = output_dir / REPORT_NAME
-        if not previous.is_file() or json.loads(previous.read_text()).get("fingerprint") != fingerprint:
-            raise FileExistsError(
+        if _read_report(output_dir / REPORT_NAME).get("fingerprint") != fingerprint:
+            raise outputs.OutputFolderError(
                 f"{output_dir} is not empty and was not extracted from these inputs; pass overwrite=True "
                 "(--overwrite) to replace it"
             )
     if overwrite:
-        remove_own_folder(output_dir)
-        remove_own_folder(features_dir.parent)
+        outputs.clear(output_dir)
+        shutil.rmtree(features_dir, ignore_errors=True)  # the work folder's shards; its face crops stay (video.py)
     manifest_path = features_dir / "work.json"
     if manifest_path.is_file():
-        previous = json.loads(manifest_path.read_text())
+        previous = _read_report(manifest_path)
         if previous.get("fingerprint") != fingerprint:
             raise FileExistsError(
                 f"{features_dir} holds unfinished work from other inputs (other frames, extractors or settings); "
                 "pass overwrite=True (--overwrite) to discard it"
             )
-    mark_output_folder(features_dir.parent)
+    outputs.claim(features_dir.parent, "--output's work folder")
     features_dir.mkdir(parents=True, exist_ok=True)
     manifest_path.write_text(json.dumps({"fingerprint": fingerprint, **meta}, indent=2))
     return None
@@ -243,6 +254,7 @@ def extract_features(
     progress: bool = True,
     runtime: str = "auto",
     onnx_dir: str | os.PathLike | None = None,
+    audio_sources: Mapping[str, Any] | None = None,
 ) -> ExtractionResult:
     """Extract every row's image (`image_root / image_pattern`) with `extractors` into a feature dataset.
 
@@ -253,8 +265,10 @@ def extract_features(
     in the report's `failed_files`; the run goes on. `max_shards` stops each
     process after that many new shards (a resumable partial run). Under `accelerate launch` the shards are
     split between the processes. `runtime` says what runs the networks (`abaw_hf.onnx`: ``"auto"`` takes
-    onnxruntime on CPU where it is faster); the report records what each extractor got. Returns the dataset when
-    every shard is done.
+    onnxruntime on CPU where it is faster); the report records what each extractor got. `audio_sources` (video ->
+    `abaw_hf.extraction.audio.AudioSource`) gives ``audio:`` extractors each video's sound; a video without one
+    gets missing vectors, its reason under `missing_audio` in the report. Returns the dataset when every shard is
+    done.
     """
     state = process_state()
     if len(rows) == 0:
@@ -292,8 +306,12 @@ def extract_features(
             logger.warning("%s\nthey are stored as missing vectors", message)
 
     provenance = {name: {**e.provenance(), **dict(provenance_extra or {})} for name, e in zip(names, extractors)}
+    from .audio import check_audio_sources
+
+    audio_sources = check_audio_sources(extractors, audio_sources)
     num_shards = max(1, -(-len(ordered) // shard_size))
-    fingerprint = _fingerprint(ordered, paths, skip, provenance, shard_size, min_image_size, max_image_pixels)
+    fingerprint = _fingerprint(ordered, paths, skip, [provenance, audio_sources] if audio_sources else provenance,
+                               shard_size, min_image_size, max_image_pixels)
     report_path = output_dir / REPORT_NAME
     if state.is_main_process:
         meta = {"num_shards": num_shards, "shard_size": shard_size, "rows": len(ordered), "extractors": names}
@@ -315,7 +333,7 @@ def extract_features(
     frames_done = _extract_shards(
         mine, ordered, paths, skip, extractors, features_dir, shard_size, batch_size, num_workers,
         device, precision, channels_last, min_image_size, max_image_pixels,
-        progress and state.is_main_process, state.process_index,
+        progress and state.is_main_process, state.process_index, audio_sources,
     )
     seconds = time.perf_counter() - started
     state.wait_for_everyone()
@@ -333,7 +351,7 @@ def extract_features(
         if complete:
             # The output folder holds nothing but an earlier merge of these inputs (checked above), which the
             # builder replaces; the unfinished report marks the folder as this extraction's while merging.
-            output_dir.mkdir(parents=True, exist_ok=True)
+            outputs.claim(output_dir)
             report_path.write_text(json.dumps({**report, "complete": False}, indent=2))
             dataset = _write_dataset(ordered, names, extractors, features_dir, output_dir, shard_size, provenance, fingerprint, progress)
         report_path.write_text(json.dumps(report, indent=2))
@@ -346,13 +364,15 @@ def extract_features(
 def _extract_shards(
     shards, ordered, paths, skip, extractors, features_dir, shard_size, batch_size, num_workers,
     device, precision, channels_last, min_image_size, max_image_pixels, show_progress, process_index,
+    audio_sources=None,
 ) -> int:
     """Compute and save the given shards; returns the number of frames processed."""
     if not shards:
         return 0
     configs = preprocess_groups(extractors)
-    group_of = [configs.index(e.preprocess_cfg) for e in extractors]
-    runners = [_Runner(extractor, device, precision, channels_last) for extractor in extractors]
+    images = [e.modality == "image" for e in extractors]  # audio: extractors read the sound, per shard below
+    group_of = [configs.index(e.preprocess_cfg) if image else None for e, image in zip(extractors, images)]
+    runners = [_Runner(e, device, precision, channels_last) if image else None for e, image in zip(extractors, images)]
     batches = []
     for shard in shards:
         start, stop = shard * shard_size, min(len(paths), (shard + 1) * shard_size)
@@ -377,6 +397,8 @@ def _extract_shards(
         if ok.any():
             ok_tensor = torch.from_numpy(ok)
             for j, extractor in enumerate(extractors):
+                if runners[j] is None:
+                    continue
                 vectors, present = runners[j](batch["inputs"][group_of[j]][ok_tensor])
                 if vectors.shape != (int(ok.sum()), int(extractor.dim)):
                     raise FeatureError(f"extractor {extractor.name!r} returned shape {vectors.shape}, expected ({int(ok.sum())}, {extractor.dim})")
@@ -391,6 +413,10 @@ def _extract_shards(
         current.filled += len(index)
         bar.update(len(index))
         if current.filled == current.stop - current.start:
+            if not all(images):
+                from .audio import fill_audio_vectors
+
+                fill_audio_vectors(current, extractors, ordered, audio_sources)
             current.save(features_dir, ordered, paths, process_index)
             current = None
     bar.close()
@@ -409,13 +435,15 @@ class _ShardBuffer:
         self.present = [np.zeros(count, bool) for _ in extractors]
         self.failed: list[dict] = []
         self.converted: list[dict] = []
+        self.missing_audio: list[dict] = []
         self.filled = 0
 
     def save(self, features_dir: Path, ordered: Annotations, paths: Sequence[str], process_index: int) -> None:
         rows = ordered.take(np.arange(self.start, self.stop))
         for name, vectors, present in zip(self.names, self.vectors, self.present):
             _check_finite(name, vectors, present, rows, paths[self.start : self.stop])
-        entries = {"failed": self.failed, "converted": self.converted, "process": process_index}
+        entries = {"failed": self.failed, "converted": self.converted, "process": process_index,
+                   "missing_audio": self.missing_audio}
         _save_part(_part_path(features_dir, self.index), self.vectors, self.present, entries)
 
 
@@ -442,7 +470,7 @@ def _write_dataset(ordered, names, extractors, features_dir, output_dir, shard_s
 
 def _merge_report(features_dir, num_shards, count, fingerprint, complete, ordered, names, provenance,
                   missing_images, num_processes, frames_done, seconds, report_extra) -> dict:
-    failed, converted = [], []
+    failed, converted, missing_audio = [], [], []
     missing_vectors = {name: 0 for name in names}
     done, shards_by_process = 0, {}
     for index in range(num_shards):
@@ -454,6 +482,7 @@ def _merge_report(features_dir, num_shards, count, fingerprint, complete, ordere
         failed.extend(entries["failed"])
         shards_by_process[str(entries["process"])] = shards_by_process.get(str(entries["process"]), 0) + 1
         converted.extend(entries["converted"])
+        missing_audio.extend(entries.get("missing_audio", []))
         for name, mask in zip(names, present):
             missing_vectors[name] += int((~mask).sum())
     unusable = [f for f in failed if f["reason"] not in (NO_IMAGE_REASON, NO_FACE_REASON)]
@@ -473,6 +502,7 @@ def _merge_report(features_dir, num_shards, count, fingerprint, complete, ordere
         ],
         "converted_files": converted,
         "missing_vectors": missing_vectors,
+        "missing_audio": missing_audio,
         "main_process_frames_per_second": round(frames_done / seconds, 2) if frames_done and seconds > 0 else None,
     }
     report.update(dict(report_extra or {}))

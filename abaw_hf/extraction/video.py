@@ -7,7 +7,8 @@ of Aff-Wild2's `<video>_left` / `<video>_right`), with all the video's frames: t
 seen are recorded, never dropped, and become rows with missing vectors. Tracks shorter than `min_track_frames`
 (a passing false detection) are left out and counted. ``faces`` (all, largest, N) chooses the faces as in the
 pipeline. A video whose `faces.json` exists was finished and is skipped on a rerun. With several processes the
-videos are split between them.
+videos are split between them. A video that cannot be used (not a video, damaged, no face) is a failed video under
+`failed_videos` in the report, and the run goes on with the others (it is tried again on a rerun).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .. import outputs
 from ..errors import UserError
 from ..data import Annotations
 from ..extractors import Extractor
@@ -48,8 +50,24 @@ class NoFaceError(UserError, ValueError):
     """A video in which no frame has a face."""
 
 
+class NoUsableVideoError(UserError, ValueError):
+    """Every video given to `extract --video` failed (not a video, damaged, no face); the message says why."""
+
+
 def video_name(path: str | os.PathLike) -> str:
     return Path(path).stem
+
+
+def _failure_path(crops_dir: Path, name: str) -> Path:
+    return Path(crops_dir) / f".{name}.failed.json"
+
+
+def _record_failure(crops_dir: Path, path: Path, error: BaseException) -> None:
+    """A video that could not be used: its reason, for the report (the run goes on with the other videos)."""
+    target = _failure_path(crops_dir, video_name(path))
+    shutil.rmtree(Path(crops_dir) / f".{video_name(path)}.tracking", ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps({"video": video_name(path), "path": str(path), "reason": str(error)}))
 
 
 def track_video_faces(
@@ -154,16 +172,30 @@ def extract_video_features(
             raise FileNotFoundError(f"{path}: no such video file")
     state = process_state()
     crops_dir = work_root_for(output_dir) / "faces"
-    if overwrite and state.is_main_process:
+    if state.is_main_process:
+        outputs.claim(crops_dir.parent, "--output's work folder")  # only a folder abaw_hf wrote holds the crops
         for name in names:
-            marker = crops_dir / name / FACES_MARKER
-            marker.unlink(missing_ok=True)
+            _failure_path(crops_dir, name).unlink(missing_ok=True)  # a video that failed before is tried again
+            if overwrite:
+                (crops_dir / name / FACES_MARKER).unlink(missing_ok=True)
     state.wait_for_everyone()
     with state.split_between_processes(videos) as mine:
         for path in mine:
-            track_video_faces(path, crops_dir, detector=detector, face_size=face_size, faces=faces, progress=progress)
+            try:
+                track_video_faces(path, crops_dir, detector=detector, face_size=face_size, faces=faces,
+                                  progress=progress)
+            except UserError as error:  # one bad video is a failed video in the report; the others go on
+                _record_failure(crops_dir, path, error)
     state.wait_for_everyone()
 
+    failed = [json.loads(_failure_path(crops_dir, name).read_text()) for name in names
+              if _failure_path(crops_dir, name).is_file()]
+    if len(failed) == len(names):
+        shown = "; ".join(f"{entry['path']}: {entry['reason']}" for entry in failed[:3])
+        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+        raise NoUsableVideoError(f"no usable video among the {len(names)} given: {shown}{more}")
+    names = [name for name in names if not _failure_path(crops_dir, name).is_file()]
+    videos = [path for path in videos if video_name(path) in names]
     records = [json.loads((crops_dir / name / FACES_MARKER).read_text()) for name in names]
     tracks = [(r, track) for r in records for track in video_tracks(r)]
     video_column = np.concatenate([[track["video"]] * r["frames"] for r, track in tracks])
@@ -175,7 +207,8 @@ def extract_video_features(
             {k: r[k] for k in ("video", "path", "frames", "truncated")}
             | {"frames_without_face": len(r["frames_without_face"]), "face_tracks": [t["video"] for t in video_tracks(r)]}
             for r in records
-        ]
+        ],
+        "failed_videos": failed,
     }
     return extract_features(
         rows,
@@ -188,5 +221,15 @@ def extract_video_features(
         report_extra=report_extra,
         overwrite=overwrite,
         progress=progress,
+        audio_sources=_audio_sources(extractors, tracks),
         **options,
     )
+
+
+def _audio_sources(extractors, tracks) -> dict | None:
+    """Each face track's sound is its video's own (``audio:`` extractors); None when no extractor reads sound."""
+    if not any(getattr(e, "modality", "image") == "audio" for e in extractors):
+        return None
+    from .audio import sources_from_paths
+
+    return sources_from_paths({track["video"]: record["path"] for record, track in tracks})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import outputs
 from ..errors import run_command
 from ..specs import parse_assignments
 from .repo import StagingError, describe
@@ -47,6 +48,19 @@ def run(args: argparse.Namespace) -> int:
     if not model_dir.is_dir():
         raise StagingError(f"{model_dir}: no such model folder (the output_dir of scripts/train.py)")
     staging = Path(args.staging_dir) if args.staging_dir else model_dir.parent / "hub_staging"
+    with outputs.writing(staging, "--staging-dir"):  # a folder abaw_hf did not write is refused; one writer at a time
+        staged = _stage(args, model_dir, staging)
+    for repo in staged:
+        print(describe(repo))
+    if args.dry_run:
+        print("dry run: nothing uploaded")
+        return 0
+    for repo in staged:
+        print(f"uploaded: {upload_staged(repo, token=args.token, private=args.private)}")
+    return 0
+
+
+def _stage(args: argparse.Namespace, model_dir: Path, staging: Path) -> list:
     staged = [
         stage_model_repo(
             model_dir, staging / "model", repo_id=args.repo_id, metrics=args.metrics, synthetic=args.synthetic,
@@ -56,14 +70,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     if args.space_id:
         staged.append(stage_space_repo(staging / "space", space_id=args.space_id, model_id=args.repo_id))
-    for repo in staged:
-        print(describe(repo))
-    if args.dry_run:
-        print("dry run: nothing uploaded")
-        return 0
-    for repo in staged:
-        print(f"uploaded: {upload_staged(repo, token=args.token, private=args.private)}")
-    return 0
+    return staged
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
-
-STAGING_MARKER = ".abaw_hf_staging"  # lets a later staging replace the folder; excluded from uploads
+from ..outputs import MARKER as STAGING_MARKER  # the output marker (`abaw_hf.outputs`): never uploaded
+from ..outputs import BOOKKEEPING_PATTERN
 
 
 class StagingError(UserError, ValueError):
@@ -25,10 +25,12 @@ class StagedRepo:
     repo_type: str  # "model", "space" or "dataset"
     space_variables: dict[str, str] = field(default_factory=dict)
     allow_patterns: list[str] | None = None  # the files of the folder that form the repo (None: all)
+    status: str | None = None  # what the weights are (`abaw_hf.status.weights_status`), for a model repo
 
     @property
     def files(self) -> list[str]:
-        names = (str(p.relative_to(self.folder)) for p in self.folder.rglob("*") if p.is_file() and p.name != STAGING_MARKER)
+        names = (str(p.relative_to(self.folder)) for p in self.folder.rglob("*") if p.is_file()
+                 and not fnmatch.fnmatch(p.name, BOOKKEEPING_PATTERN))
         return sorted(name for name in names if self.allow_patterns is None
                       or any(fnmatch.fnmatch(name, pattern) for pattern in self.allow_patterns))
 
@@ -36,6 +38,10 @@ class StagedRepo:
 def describe(staged: StagedRepo) -> str:
     """What would be sent: one line per file with its size."""
     lines = [f"{staged.repo_type} repo {staged.repo_id} <- {staged.folder}"]
+    if staged.status is not None:
+        from ..status import status_line
+
+        lines.append(f"  {status_line(staged.status)}")
     for name in staged.files:
         lines.append(f"  {name}  ({(staged.folder / name).stat().st_size:,} bytes)")
     return "\n".join(lines)

@@ -16,8 +16,9 @@ import yaml
 from ..model_files import TRAIN_CONFIG_FILE, read_model_record
 from ..model_loading import MODELING_FILES
 from ..space import SPACE_TEMPLATE_DIR
-from .card import load_model_config, read_metrics, render_model_card
-from .repo import STAGING_MARKER, StagedRepo, StagingError
+from .card import load_model_config, read_metrics, render_model_card, staged_weights_status
+from .. import outputs
+from .repo import StagedRepo, StagingError
 from .wheel import build_wheel
 
 if TYPE_CHECKING:  # `abaw-hf push --help` loads no torch
@@ -37,17 +38,13 @@ def trained_on_synthetic_data(model_dir: str | Path) -> bool | None:
 
 
 def _fresh_folder(output_dir: str | Path) -> Path:
-    """An empty staging folder; one of our earlier stagings (it carries the marker) is replaced, nothing else is."""
-    output = Path(output_dir)
-    if output.exists():
-        if not output.is_dir():
-            raise StagingError(f"{output}: exists and is not a folder")
-        if any(output.iterdir()):
-            if not (output / STAGING_MARKER).is_file():
-                raise StagingError(f"{output}: the folder is not empty and was not staged by abaw_hf; pick another --staging-dir")
-            shutil.rmtree(output)  # stale files of an earlier staging must never be uploaded
-    output.mkdir(parents=True, exist_ok=True)
-    (output / STAGING_MARKER).write_text("staged by abaw_hf.hub; never uploaded\n")
+    """An empty staging folder: a new or empty folder, or one of our earlier stagings (its marker; `abaw_hf.outputs`)
+    emptied first, since stale files must never be uploaded. Any other folder is refused, listing what it holds."""
+    try:
+        output = outputs.claim(output_dir, "--staging-dir")
+        outputs.clear(output, "--staging-dir")
+    except outputs.OutputFolderError as error:
+        raise StagingError(str(error)) from None
     return output
 
 
@@ -140,7 +137,8 @@ def stage_model_repo(
         model_dir, metrics, synthetic=synthetic, repo_id=repo_id, template=template, extractor_weight_files=weight_files
     )
     (output / "README.md").write_text(card)
-    return StagedRepo(folder=output, repo_id=repo_id, repo_type="model")
+    return StagedRepo(folder=output, repo_id=repo_id, repo_type="model",
+                      status=staged_weights_status(config, synthetic, weight_files))
 
 
 def _set_space_models(readme: str, model_id: str, source: Path) -> str:

@@ -3,7 +3,7 @@ object every Hub call goes through (tests replace it)."""
 
 from __future__ import annotations
 
-from .repo import STAGING_MARKER, StagedRepo
+from .repo import BOOKKEEPING_PATTERN, StagedRepo
 
 
 def hub_api(token: str | None = None):
@@ -31,7 +31,7 @@ def upload_folder(
         revision=revision,
         commit_message=commit_message or f"Upload {staged.repo_type} from abaw_hf",
         allow_patterns=staged.allow_patterns,
-        ignore_patterns=[STAGING_MARKER],
+        ignore_patterns=[BOOKKEEPING_PATTERN],
     )
     return str(url), None if commit is None else str(getattr(commit, "commit_url", commit))
 

@@ -13,6 +13,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import is_tensorboard_available, parse_flag_from_env, set_seed
 from tqdm.auto import tqdm
 
+from .. import outputs
 from ..data.windows import FeatureWindows, WindowCollator
 from ..errors import ConfigError
 from ..evaluation import format_metrics_table, predict_with_accelerator, score_predictions
@@ -32,6 +33,7 @@ from .runs import (
     check_output_dir,
     latest_checkpoint,
     remove_training_outputs,
+    run_folder_lock,
     run_is_finished,
     save_best_model,
     save_checkpoint,
@@ -76,7 +78,13 @@ def train(config: TrainConfig) -> dict:
         )
         return {"finished": True, "best": state["best"], "history": state["history"], "output_dir": str(output_dir),
                 "checkpoint": str(checkpoint)}
+    with run_folder_lock(config, main_process=process_state().is_main_process):
+        return _train(config, check_output_dir(config))  # checked again under the lock: no run slipped in
 
+
+def _train(config: TrainConfig, resume) -> dict:
+    """The run itself, holding the run folder's writer lock (`train`)."""
+    output_dir = Path(config.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=config.mixed_precision,
@@ -255,6 +263,8 @@ def train(config: TrainConfig) -> dict:
 def train_folds(config: TrainConfig) -> dict:
     """K video-disjoint models, one after the other, each in its own output_dir/fold-k."""
     fold_configs = []
+    # the folds' parent folder is an output too: refused when abaw_hf did not write it, marked when it is new
+    (outputs.claim if process_state().is_main_process else outputs.check_claimable)(config.output_dir, "--output_dir")
     for fold in range(config.folds):
         fold_config = dataclasses.replace(config, fold=fold, output_dir=f"{config.output_dir}/fold-{fold}")
         if config.resume == "latest" and latest_checkpoint(Path(fold_config.output_dir)) is None:

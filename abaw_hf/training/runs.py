@@ -7,7 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from ..errors import ConfigError, UserError, check_output_folder, read_text_file
+from .. import outputs
+from ..errors import ConfigError, UserError, read_text_file
 from ..hub.card import render_model_card
 from ..model_files import TRAIN_CONFIG_FILE
 from ..model_loading import MODELING_FILES
@@ -68,7 +69,8 @@ def run_is_finished(state: dict, config: TrainConfig) -> bool:
 
 # ----- run folders -------------------------------------------------------------------------------------------
 
-# What training writes into its output_dir, and so what --overwrite removes; anything else is the user's.
+# What training writes into its output_dir (a folder carrying abaw_hf's marker), and so what --overwrite removes;
+# anything else the user put there later stays.
 RUN_FILES = (
     TRAIN_CONFIG_FILE, "config.json", "model.safetensors", "model.safetensors.index.json", "eval_results.json",
     "README.md", "metrics.jsonl", "history.json", "train_summary.json", "training_curves.png",
@@ -104,7 +106,8 @@ def remove_training_outputs(output_dir: str | Path) -> list[Path]:
 def check_output_dir(config: TrainConfig) -> tuple[Path, dict] | None:
     """Before any work: ``output_dir`` is a writable folder holding no other run, unless --overwrite (replace it)
     or --resume (continue from a checkpoint) says what to do with it. Returns (checkpoint, state) to resume."""
-    output_dir = check_output_folder(config.output_dir, "--output_dir")
+    # a folder abaw_hf did not write (no marker, `abaw_hf.outputs`) is refused, listing what it holds
+    output_dir = outputs.check_claimable(config.output_dir, "--output_dir")
     resume = resolve_resume(config.resume, output_dir, config) if config.resume else None
     inside = resume is not None and output_dir.resolve() in resume[0].resolve().parents
     if inside and config.overwrite:
@@ -121,10 +124,19 @@ def check_output_dir(config: TrainConfig) -> tuple[Path, dict] | None:
     return resume
 
 
+def run_folder_lock(config: TrainConfig, main_process: bool = True):
+    """The run folder for the whole run: marked as ours, and locked so that a second `train` on the same
+    --output_dir is refused naming this one (the main process of an accelerate run holds the lock)."""
+    return outputs.writing(config.output_dir, "--output_dir", main_process=main_process)
+
+
 def save_best_model(model, output_dir: Path, metrics: dict, config: TrainConfig) -> Path:
     """save_pretrained (safetensors + config + modeling code), the metrics JSON and a drafted model card."""
     target = output_dir  # the run folder itself loads with from_pretrained; checkpoints live below it
-    model.save_pretrained(target)
+    from ..console import no_progress_bars
+
+    with no_progress_bars():  # no "Writing model shards" bar (--debug shows it)
+        model.save_pretrained(target)
     (target / "eval_results.json").write_text(json.dumps(metrics, indent=2))
     save_train_config(config, target / TRAIN_CONFIG_FILE)
 
