@@ -36,9 +36,15 @@ def preprocess_groups(extractors: Sequence[Extractor]) -> list[PreprocessConfig]
     """The distinct preprocessing configs of `extractors`, in first-use order (one input tensor per config)."""
     configs: list[PreprocessConfig] = []
     for extractor in extractors:
-        if extractor.preprocess_cfg not in configs:
+        if extractor.modality == "image" and extractor.preprocess_cfg not in configs:
             configs.append(extractor.preprocess_cfg)
     return configs
+
+
+def _describe(cfg) -> str:
+    if isinstance(cfg, PreprocessConfig):
+        return f"{cfg.input_size}px {cfg.color_order}"
+    return f"{cfg.to_dict().get('library')} {'x'.join(map(str, cfg.input_shape[1:]))}px"
 
 
 class FaceFrames(torch.utils.data.Dataset):
@@ -75,9 +81,9 @@ class FaceFrames(torch.utils.data.Dataset):
         inputs = []
         for cfg in self.configs:
             if pixels is None:
-                inputs.append(torch.zeros(3, cfg.input_size, cfg.input_size))
+                inputs.append(torch.zeros(cfg.input_shape))
             else:
-                inputs.append(preprocess_images([pixels], cfg, f"preprocess[{cfg.input_size}px {cfg.color_order}]")[0])
+                inputs.append(preprocess_images([pixels], cfg, f"preprocess[{_describe(cfg)}]")[0])
         return {
             "index": index,
             "ok": problem is None,

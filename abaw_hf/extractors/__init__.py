@@ -18,6 +18,7 @@ from .registry import create_extractor, get_extractor_class, list_extractors, re
 
 # Importing a backbone module registers its extractor.
 from . import eac, fau, poster_v1, poster_v2, resnet  # noqa: E402,F401
+from . import audio_encoders, hf_vision, timm_backbone  # noqa: E402,F401  (open families: timm:, hf:, audio:)
 
 __all__ = [
     "IMAGENET_MEAN",

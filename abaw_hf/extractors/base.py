@@ -43,6 +43,34 @@ class PreprocessConfig:
         values["mean"], values["std"] = list(self.mean), list(self.std)
         return values
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The preprocessed image's shape, (3, height, width)."""
+        return (3, self.input_size, self.input_size)
+
+
+class ModelPreprocess:
+    """Preprocessing that comes from the model itself (timm's data config, a transformers image processor) instead
+    of a `PreprocessConfig`: ``input_shape`` and ``__call__(list of HxWx3 uint8 RGB) -> float [N, 3, H, W]``.
+    Instances are plain data (DataLoader workers preprocess without any weights) and compare by what they do."""
+
+    input_shape: tuple[int, int, int]
+
+    def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.to_dict() == self.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(repr(self.to_dict()))
+
+    def __repr__(self) -> str:  # stable across processes: ONNX cache keys and resume fingerprints read it
+        return f"{type(self).__name__}({self.to_dict()!r})"
+
 
 def preprocess_images(
     images: torch.Tensor | np.ndarray | Sequence[np.ndarray], cfg: PreprocessConfig, name: str = "preprocess"
@@ -52,17 +80,29 @@ def preprocess_images(
     A float tensor [N,3,S,S] is taken as already preprocessed and passed through. ``name`` (the extractor's)
     starts error messages. A plain function of the config: DataLoader workers preprocess without any weights.
     """
-    size = cfg.input_size
+    shape = tuple(cfg.input_shape)
+    size = ",".join(map(str, shape[1:]))
     if isinstance(images, torch.Tensor):
         if not images.is_floating_point() or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(
-                f"{name}: a tensor input must be a preprocessed float batch [N,3,{size},{size}], "
+                f"{name}: a tensor input must be a preprocessed float batch [N,3,{size}], "
                 f"got dtype {images.dtype} shape {tuple(images.shape)}; pass raw images as uint8 numpy "
                 "arrays [N,H,W,3] or a list of HxWx3 arrays"
             )
-        if tuple(images.shape[2:]) != (size, size):
-            raise ValueError(f"{name}: preprocessed input must be [N,3,{size},{size}], got {tuple(images.shape)}")
+        if tuple(images.shape[1:]) != shape:
+            raise ValueError(f"{name}: preprocessed input must be [N,3,{size}], got {tuple(images.shape)}")
         return images.float()
+    if isinstance(cfg, ModelPreprocess):  # the model's own transform, image by image
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            images = list(images)
+        if isinstance(images, np.ndarray) or not isinstance(images, Sequence) or isinstance(images, (str, bytes)):
+            raise ValueError(f"{name}: expected a list of HxWx3 uint8 RGB arrays or a uint8 array [N,H,W,3], "
+                             f"got {type(images).__name__}")
+        if len(images) == 0:
+            raise ValueError(f"{name}: no images given")
+        for index, image in enumerate(images):
+            _check_uint8(image, name, expected_ndim=3, what=f"image {index}")
+        return cfg(images).float()
     if isinstance(images, np.ndarray):
         _check_uint8(images, name, expected_ndim=4, what="an image batch")
         return _normalise(_resize(torch.from_numpy(np.ascontiguousarray(images)), cfg), cfg)
@@ -76,7 +116,7 @@ def preprocess_images(
         return _normalise(torch.cat(resized), cfg)
     raise ValueError(
         f"{name}: expected a list of HxWx3 uint8 RGB arrays, a uint8 array [N,H,W,3] or a float "
-        f"tensor [N,3,{size},{size}], got {type(images).__name__}"
+        f"tensor [N,3,{size}], got {type(images).__name__}"
     )
 
 
@@ -136,6 +176,13 @@ class Extractor(nn.Module):
     # True for extractors that look for the face in the crop themselves and can miss it (fau): their
     # ``extract_with_mask`` says which rows got a vector, and ``forward`` alone does not.
     may_miss_faces: ClassVar[bool] = False
+    # What the extractor reads: "image" (face crops) or "audio" (the video's sound track, `extractors.audio_encoders`).
+    modality: ClassVar[str] = "image"
+    # Families whose variant is open (`timm:<model>`, `hf:<folder>`, `audio:<folder>`): the instance's ``name`` is
+    # its feature column (``timm_<model>``...), the class's registered name the family's.
+    open_family: ClassVar[bool] = False
+    # Measured faster under onnxruntime than eager torch on CPU (bench_runtime.py): ``--runtime auto`` runs it there.
+    onnx_on_cpu: ClassVar[bool] = False
 
     def __init__(self, variant: str | None = None) -> None:
         super().__init__()

@@ -1,4 +1,10 @@
-"""Name -> extractor class registry."""
+"""Name -> extractor class registry, and the one place an extractor spec becomes an extractor.
+
+Named extractors (``resnet18``, ``poster2``, ...) are classes registered under their name; open families
+(``timm``, ``hf``, ``audio``) are classes registered under the family's name whose variant is any model
+(``timm:convnext_tiny``, ``hf:facebook/dinov2-small:cls``, ``audio:microsoft/wavlm-base-plus``). Everything that
+lists extractors (schema dims, the ONNX choice, synthetic data, ablations) reads this registry.
+"""
 
 from __future__ import annotations
 
@@ -34,8 +40,19 @@ def register_extractor(name: str):
     return decorate
 
 
-def list_extractors() -> list[str]:
-    return sorted(_REGISTRY)
+def list_extractors(*, open_families: bool = True) -> list[str]:
+    """Registered names; ``open_families=False`` leaves out ``timm``, ``hf`` and ``audio`` (named extractors only)."""
+    return sorted(name for name, cls in _REGISTRY.items() if open_families or not cls.open_family)
+
+
+def named_extractor_dims() -> dict[str, int]:
+    """Feature width of every named extractor (open families have a width per model), in registry order."""
+    return {name: int(cls.dim) for name, cls in _REGISTRY.items() if not cls.open_family}
+
+
+def cpu_onnx_networks() -> frozenset[str]:
+    """Named extractors that declare onnxruntime faster than torch on CPU (``onnx_on_cpu``): ``--runtime auto``."""
+    return frozenset(name for name, cls in _REGISTRY.items() if cls.onnx_on_cpu)
 
 
 def get_extractor_class(name: str) -> type[Extractor]:
@@ -66,6 +83,9 @@ def create_extractor(
     Without a checkpoint, ``random_seed`` makes the random weights reproducible without touching the global RNG.
     """
     extractor_class = get_extractor_class(name)
+    if extractor_class.open_family:  # the model itself says how it is built, loaded and preprocessed
+        return extractor_class.from_spec(variant, checkpoint, random_seed=random_seed, allow_pickle=allow_pickle,
+                                         **kwargs).eval()
     seeded = checkpoint is None and random_seed is not None
     with torch.random.fork_rng(devices=[]) if seeded else contextlib.nullcontext():
         if seeded:

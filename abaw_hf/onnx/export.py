@@ -98,9 +98,9 @@ def fusion_io(config) -> dict:
 
 
 def extractor_io(extractor) -> dict:
-    size = extractor.preprocess_cfg.input_size
+    shape = list(extractor.preprocess_cfg.input_shape)
     return {
-        "inputs": [_tensor_description("pixel_values", "float32", ["batch", 3, size, size])],
+        "inputs": [_tensor_description("pixel_values", "float32", ["batch", *shape])],
         "outputs": [_tensor_description("features", "float32", ["batch", int(extractor.dim)])],
         "preprocessing": extractor.preprocess_cfg.to_dict(),
     }
@@ -174,8 +174,7 @@ def export_fusion(model, path: str | Path) -> dict:
 
 def export_extractor(extractor, path: str | Path) -> dict:
     """A torch extractor's network (preprocessed pixels [N, 3, S, S] -> features [N, D]) -> ONNX at `path`."""
-    size = extractor.preprocess_cfg.input_size
-    example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    example = torch.randn(2, *extractor.preprocess_cfg.input_shape, generator=torch.Generator().manual_seed(0))
     dynamic_axes = {"pixel_values": {0: "batch"}, "features": {0: "batch"}}
     module = extractor.eval()
     if extractor.channels_last:  # the graph takes plain NCHW arrays
@@ -194,6 +193,8 @@ def _contiguous_copy(extractor):
 
 def exportable(extractor) -> bool:
     """Torch networks export; extractors without learned weights (fau: MediaPipe / OpenFace) stay as they are."""
+    if getattr(extractor, "modality", "image") != "image":  # audio: encoders read sound in chunks, not pixels
+        return False
     return isinstance(extractor, nn.Module) and any(True for _ in extractor.parameters())
 
 
@@ -217,10 +218,9 @@ def fusion_parity(model, session, shapes=((1, 1), (2, 7), (3, 16))) -> float:
 
 
 def extractor_parity(extractor, session, batches=(1, 3)) -> float:
-    size = extractor.preprocess_cfg.input_size
     worst = 0.0
     for batch in batches:
-        pixels = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
+        pixels = torch.randn(batch, *extractor.preprocess_cfg.input_shape, generator=torch.Generator().manual_seed(batch))
         with torch.inference_mode():
             expected = extractor.inference_module()(pixels.contiguous(memory_format=_memory_format(extractor)))
         got = session.run(["features"], {"pixel_values": pixels.numpy()})[0]
@@ -268,7 +268,10 @@ def export_model(model, extractors: dict, folder: str | Path, *, model_id: str |
         manifest["fusion"]["max_abs_difference"] = difference
     for feature, extractor in extractors.items():
         if not exportable(extractor):
-            manifest["not_exported"][feature] = f"{extractor.name}: no torch network (runs as it is under either runtime)"
+            manifest["not_exported"][feature] = (
+                f"{extractor.name}: audio encoder, not exported: it reads the video's sound in chunks and runs under "
+                "torch in every runtime" if getattr(extractor, "modality", "image") == "audio"
+                else f"{extractor.name}: no torch network (runs as it is under either runtime)")
             continue
         file = f"{EXTRACTOR_FOLDER}/{feature}.onnx"
         entry = {"file": file, "fingerprint": extractor_fingerprint(extractor), **export_extractor(extractor, folder / file)}

@@ -6,7 +6,10 @@ preprocessing, metadata and provenance and runs its network in onnxruntime (`ext
 `onnx_extractor` / `onnx_fusion_model` build them from torch objects, through an export verified against torch
 and cached by weights fingerprint, or from an `abaw-hf export-onnx` folder. `runtime_extractors` and `use_runtime`
 are the one switch: ``auto`` (the default) runs `CPU_ONNX_NETWORKS` under onnxruntime on CPU and falls back to torch,
-with one warning, wherever onnxruntime is missing, the cache cannot be written or an export fails its check.
+with one warning, wherever onnxruntime is missing, the cache cannot be written or an export fails its check. Where
+a call must not wait (the pipeline: `predict`, the Space), ``auto`` takes only graphs already in the cache and runs
+torch for the others, with a note saying so; `prepare_graphs` exports them at an explicit step (`abaw-hf export-onnx
+MODEL`, the Space's start-up in the background, the first step of `extract`).
 """
 
 from __future__ import annotations
@@ -166,6 +169,13 @@ class OnnxUnavailable(UserError):
     """No verified graph for a network: onnxruntime missing, the cache not writable, or the export failed its check."""
 
 
+class OnnxNotPrepared(OnnxUnavailable):
+    """No verified graph in the cache yet, and the caller must not wait for an export (``prepare=False``)."""
+
+
+NOT_PREPARED_NOTE = "no ONNX graph prepared yet"
+
+
 def cache_folder() -> Path:
     """Where verified exports are kept, by weights fingerprint (``$ABAW_HF_ONNX_CACHE``, else ~/.cache/abaw_hf/onnx)."""
     if os.environ.get(CACHE_ENV):
@@ -198,10 +208,11 @@ def _recorded_refusal(path: Path) -> str | None:
     return str(record.get("reason") or "an earlier export failed its check")
 
 
-def _cached_graph(kind: str, fingerprint: str, export, parity, retry_refused: bool) -> Path:
+def _cached_graph(kind: str, fingerprint: str, export, parity, retry_refused: bool, prepare: bool = True) -> Path:
     """The cache's verified graph of `kind`, exported and checked against torch on first use. The lock makes
     concurrent processes (``accelerate launch``) export once; a graph enters the cache only after its check, and a
-    failed check is recorded so that ``auto`` does not export again on every run."""
+    failed check is recorded so that ``auto`` does not export again on every run. ``prepare=False``: never export
+    (`OnnxNotPrepared` when the cache has no graph)."""
     from filelock import FileLock
 
     from .export import OnnxExportError, _check_parity
@@ -211,6 +222,11 @@ def _cached_graph(kind: str, fingerprint: str, export, parity, retry_refused: bo
     if path.is_file():
         return path
     refused = _refusal_path(path)
+    if not prepare:
+        recorded = None if retry_refused else _recorded_refusal(refused)
+        if recorded:
+            raise OnnxUnavailable(f"{kind}: {recorded} (recorded in {refused})")
+        raise OnnxNotPrepared(f"{kind}: {NOT_PREPARED_NOTE}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock"):
@@ -262,8 +278,9 @@ def _exported_graph(folder: Path, entry: dict | None, kind: str, fingerprint: st
 
 
 def onnx_extractor(extractor, onnx_dir: str | Path | None = None, feature: str | None = None, *,
-                   retry_refused: bool = True):
-    """The ONNX Runtime version of one torch extractor (itself when it has no torch network, e.g. fau)."""
+                   retry_refused: bool = True, prepare: bool = True):
+    """The ONNX Runtime version of one torch extractor (itself when it has no torch network, e.g. fau); with
+    ``prepare=False`` only from a graph already in the cache (`OnnxNotPrepared` otherwise)."""
     from .export import exportable, export_extractor, extractor_fingerprint, extractor_parity, read_manifest
 
     if isinstance(extractor, OnnxExtractor) or not exportable(extractor):
@@ -275,7 +292,7 @@ def onnx_extractor(extractor, onnx_dir: str | Path | None = None, feature: str |
         path = _exported_graph(Path(onnx_dir), entry, f"extractor {feature or extractor.name!r}", fingerprint)
     else:
         path = _cached_graph(f"extractor-{extractor.name}", fingerprint, lambda p: export_extractor(extractor, p),
-                             lambda session: extractor_parity(extractor, session), retry_refused)
+                             lambda session: extractor_parity(extractor, session), retry_refused, prepare)
     return OnnxExtractor(extractor, _open_graph(path))
 
 
@@ -322,13 +339,17 @@ def runtime_name(network) -> str:
 
     if isinstance(network, (OnnxExtractor, OnnxFusionModel)):
         return "onnxruntime"
-    return "torch" if exportable(network) else "own"
+    return "torch" if exportable(network) or getattr(network, "modality", "") == "audio" else "own"
 
 
-def _auto_onnx_extractor(extractor, feature: str):
-    """``auto``'s choice for one extractor: onnxruntime when it can be had, else torch with one warning."""
+def _auto_onnx_extractor(extractor, feature: str, prepare: bool, notes: dict | None):
+    """``auto``'s choice for one extractor: onnxruntime when it can be had, else torch with one warning (or, for a
+    graph not prepared yet where the caller must not wait, with a note in ``notes`` and no warning)."""
     try:
-        return onnx_extractor(extractor, feature=feature, retry_refused=False)
+        return onnx_extractor(extractor, feature=feature, retry_refused=False, prepare=prepare)
+    except OnnxNotPrepared:
+        if notes is not None:
+            notes[feature] = NOT_PREPARED_NOTE
     except OnnxUnavailable as problem:
         logger.warning("running %s under torch: %s", feature, problem)
     except UserError:  # onnxruntime missing
@@ -336,8 +357,11 @@ def _auto_onnx_extractor(extractor, feature: str):
     return extractor
 
 
-def runtime_extractors(extractors, runtime: str, device=None, onnx_dir: str | Path | None = None):
-    """`extractors` (a feature -> extractor mapping, or a sequence) with each network under `runtime` on `device`."""
+def runtime_extractors(extractors, runtime: str, device=None, onnx_dir: str | Path | None = None, *,
+                       prepare: bool = True, notes: dict | None = None):
+    """`extractors` (a feature -> extractor mapping, or a sequence) with each network under `runtime` on `device`.
+    ``prepare=False``: ``auto`` exports nothing and runs torch where the cache has no graph yet, noting it in
+    ``notes`` (feature -> why)."""
     runtime = check_runtime(runtime, onnx_dir)
     named = extractors.items() if isinstance(extractors, Mapping) else ((e.name, e) for e in extractors)
     converted = {}
@@ -345,16 +369,58 @@ def runtime_extractors(extractors, runtime: str, device=None, onnx_dir: str | Pa
         if not uses_onnx(extractor.name, runtime, device):
             converted[feature] = extractor
         elif runtime == "auto":
-            converted[feature] = _auto_onnx_extractor(extractor, feature)
+            converted[feature] = _auto_onnx_extractor(extractor, feature, prepare, notes)
         else:
             converted[feature] = onnx_extractor(extractor, onnx_dir, feature)
     return converted if isinstance(extractors, Mapping) else list(converted.values())
 
 
 def use_runtime(pipeline, runtime: str, onnx_dir: str | Path | None = None):
-    """Run `pipeline`'s fusion model and extractors under `runtime` on the pipeline's device."""
+    """Run `pipeline`'s fusion model and extractors under `runtime` on the pipeline's device. A call of the
+    pipeline must not wait for an export: ``auto`` takes the cache's graphs only (`pipeline.runtime_notes` names
+    the networks left on torch for now; `prepare_graphs` exports them)."""
     runtime = check_runtime(runtime, onnx_dir)
-    pipeline.extractors = runtime_extractors(pipeline.extractors, runtime, pipeline.device, onnx_dir)
+    notes: dict[str, str] = {}
+    pipeline.extractors = runtime_extractors(pipeline.extractors, runtime, pipeline.device, onnx_dir, prepare=False,
+                                             notes=notes)
+    pipeline.runtime_notes = notes
     if uses_onnx("fusion", runtime, pipeline.device):
         pipeline.model = onnx_fusion_model(pipeline.model, onnx_dir)
     return pipeline
+
+
+def prepare_graphs(extractors, device=None, *, retry_refused: bool = True) -> dict[str, str]:
+    """Export and check, into the cache, the graph of every network ``auto`` runs under onnxruntime on `device`
+    (the explicit step: `abaw-hf export-onnx MODEL`, the Space's start-up). Works on copies, so a pipeline may go on
+    using the extractors meanwhile. ``retry_refused=False`` leaves a graph whose export failed its check with these
+    versions alone (a server restarting). Returns feature -> what happened (``prepared in 2.5 s``, ``already
+    prepared``, or why not)."""
+    import copy
+    import time
+
+    require_onnxruntime()
+    named = extractors.items() if isinstance(extractors, Mapping) else ((e.name, e) for e in extractors)
+    done = {}
+    for feature, extractor in named:
+        if isinstance(extractor, OnnxExtractor):
+            done[feature] = "already prepared"
+            continue
+        if not uses_onnx(extractor.name, "auto", device):
+            continue
+        try:
+            onnx_extractor(extractor, feature=feature, prepare=False, retry_refused=retry_refused)
+            done[feature] = "already prepared"
+            continue
+        except OnnxNotPrepared:
+            pass
+        except OnnxUnavailable as problem:  # a recorded refusal, a damaged cached graph
+            done[feature] = f"not prepared: {problem}"
+            continue
+        started = time.perf_counter()
+        try:
+            onnx_extractor(copy.deepcopy(extractor), feature=feature, retry_refused=True, prepare=True)
+        except OnnxUnavailable as problem:
+            done[feature] = f"not prepared: {problem}"
+            continue
+        done[feature] = f"prepared in {time.perf_counter() - started:.1f} s"
+    return done

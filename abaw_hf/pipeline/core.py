@@ -80,6 +80,7 @@ class AffectPipeline:
         self.extractors = {name: extractors[name].to(self.device).eval() for name in self.config.feature_names}
         from ..onnx.runtime import use_runtime
 
+        self.runtime, self.onnx_dir = runtime, onnx_dir
         use_runtime(self, runtime, onnx_dir)  # onnxruntime objects with the torch call signatures, where they run
         self.weights_report = WeightsReport(str(model_id or getattr(self.config, "_name_or_path", "") or "(in memory)"),
                                             synthetic_training, weights)
@@ -131,12 +132,37 @@ class AffectPipeline:
 
         return {"fusion": runtime_name(self.model), **{name: runtime_name(e) for name, e in self.extractors.items()}}
 
+    @property
+    def runtime_summary(self) -> str:
+        """One line for people: ``fusion torch, resnet18 torch (no ONNX graph prepared yet), fau own``."""
+        notes = getattr(self, "runtime_notes", {})
+        return ", ".join(f"{name} {runtime}" + (f" ({notes[name]})" if name in notes else "")
+                         for name, runtime in self.runtimes.items())
+
+    def prepare_runtime(self, lock=None, *, retry_refused: bool = True) -> dict[str, str]:
+        """Export, into the ONNX cache, the graphs ``runtime="auto"`` lacks (a call never waits for them: until
+        then those networks run under torch), then switch to them, under ``lock`` when one is given (a server
+        answering requests meanwhile). ``retry_refused=False``: a graph whose export failed its check is not
+        tried again. Returns feature -> what happened."""
+        import contextlib
+
+        from ..onnx.runtime import prepare_graphs, use_runtime
+
+        if self.runtime != "auto" or self.onnx_dir is not None:
+            return {}
+        done = prepare_graphs(self.extractors, self.device, retry_refused=retry_refused)
+        with lock if lock is not None else contextlib.nullcontext():
+            use_runtime(self, self.runtime, self.onnx_dir)
+        return done
+
     # ----- entry points ------------------------------------------------------------------------------------------
 
-    def stream(self, *, source: str = "frames", temporal: bool = True, fps: float | None = None) -> PredictionStream:
+    def stream(self, *, source: str = "frames", temporal: bool = True, fps: float | None = None,
+               audio: str | Path | None = None) -> PredictionStream:
         """A stream of one video's frames (or, ``temporal=False``, of independent images): ``feed`` frames as they
-        come and get the rows that are final, ``finish`` for the rest. One stream at a time per pipeline."""
-        stream = PredictionStream(self, source=source, temporal=temporal, fps=fps)
+        come and get the rows that are final, ``finish`` for the rest. One stream at a time per pipeline. ``audio``
+        (the video file) is where ``audio:`` extractors read the sound; without it their vectors are missing."""
+        stream = PredictionStream(self, source=source, temporal=temporal, fps=fps, audio=audio)
         self.timings, self.extractor_timings = stream.timings, stream.extractor_timings
         return stream
 
@@ -165,10 +191,10 @@ class AffectPipeline:
         frames = video_frames(path, problem)
         if max_frames is not None:
             frames = itertools.islice(frames, max_frames)  # stops decoding there
-        stream = self.stream(source=path.name)
+        stream = self.stream(source=path.name, audio=path)  # audio: extractors hear the video's own sound
         parts = [stream.feed(frames)]
         if problem.error is not None:
-            message = f"{problem.error} - the table covers the {stream.count} frames decoded before it"
+            message = problem.note(stream.count)
             warnings.warn(message, UserWarning, stacklevel=2)
             stream.warnings.append(message)
         parts.append(stream.finish())

@@ -52,10 +52,13 @@ class PredictionStream:
     """Frames of one video (``temporal``) or independent images in, per-frame table rows out.
 
     Items fed may be `Frame`s, decoded video frames (anything with ``index``, ``timestamp`` and ``image``, such as
-    `abaw_hf.faces.DecodedFrame`) or RGB arrays (numbered from 0, timed by ``fps`` when given).
+    `abaw_hf.faces.DecodedFrame`) or RGB arrays (numbered from 0, timed by ``fps`` when given). ``audio`` (the video
+    file) gives ``audio:`` extractors the sound, frame ``index`` at ``index / fps`` of the video; without it (images,
+    webcam frames) their vectors are missing and the model's missing-feature embedding takes their place.
     """
 
-    def __init__(self, pipeline, *, source: str = "frames", temporal: bool = True, fps: float | None = None):
+    def __init__(self, pipeline, *, source: str = "frames", temporal: bool = True, fps: float | None = None,
+                 audio=None):
         from ..faces.multi_tracking import MultiFaceTracker
 
         self.pipeline = pipeline
@@ -78,6 +81,20 @@ class PredictionStream:
         self._last_frame: int | None = None
         self._next_index = 0
         self.finished = False
+        self._sound = self._open_sound(audio)  # audio: extractor -> pooler over the video's sound
+
+    def _open_sound(self, audio) -> dict:
+        listeners = {name: e for name, e in self.pipeline.extractors.items() if getattr(e, "modality", "") == "audio"}
+        if not listeners or audio is None:
+            return {}
+        from ..extraction.audio import open_audio_source
+
+        sound = open_audio_source(audio)
+        if sound.path is None:
+            self.warnings.append(f"{sound.reason}: the audio features ({', '.join(listeners)}) are missing")
+            return {}
+        self._fps = sound.fps
+        return {name: extractor.stream(sound.path) for name, extractor in listeners.items()}
 
     @property
     def count(self) -> int:
@@ -153,8 +170,14 @@ class PredictionStream:
         features, present = {}, {}
         for name, extractor in self.pipeline.extractors.items():
             extractor_started = time.perf_counter()
-            # all present, except where an extractor with its own face detector (fau) missed the face
-            values, mask = extractor.extract_with_mask(crops, batch_size=self.pipeline.batch_size)
+            if name in self._sound:  # the sound around each face's frame
+                times = [self._rows[row].frame / self._fps for row in rows]
+                values, mask = self._sound[name].vectors(times)
+                values, mask = torch.from_numpy(values), torch.from_numpy(mask)
+            else:
+                # all present, except where an extractor with its own face detector (fau) missed the face, or it
+                # reads sound and there is none (audio: extractors on images)
+                values, mask = extractor.extract_with_mask(crops, batch_size=self.pipeline.batch_size)
             features[name], present[name] = values.float(), mask.bool()
             self.extractor_timings[name] += time.perf_counter() - extractor_started
         self.timings["extractors"] += time.perf_counter() - started

@@ -46,6 +46,13 @@ class WeightsReport:
         return not self.synthetic_training and not self.random_extractors
 
     @property
+    def status(self) -> str:
+        """What the predictions are, in the words every output uses (`abaw_hf.status.weights_status`)."""
+        from ..status import weights_status
+
+        return weights_status(self.synthetic_training, self.random_extractors)
+
+    @property
     def warnings(self) -> list[str]:
         """Banner texts: why the predictions should not be believed (empty when nothing is wrong)."""
         messages = []
@@ -59,7 +66,9 @@ class WeightsReport:
         return messages
 
     def __str__(self) -> str:
-        lines = [f"model: {self.model} (training data: "
+        from ..status import status_line
+
+        lines = [status_line(self.status), f"model: {self.model} (training data: "
                  f"{'synthetic demo' if self.synthetic_training else 'real' if self.synthetic_training is False else 'not recorded'})"]
         for item in self.extractors:
             detail = item.checkpoint or "-"
@@ -105,6 +114,12 @@ def build_extractors(
                 f"the model {model_id or ''} needs extractor {name!r} (feature {feature!r}), which is not installed; "
                 f"installed extractors: {list_extractors()}"
             ) from None
+        if extractor_class.open_family:  # timm:, hf:, audio: (`extractors.open_models`)
+            extractor, weights = _build_open(feature, provenance, checkpoints.get(feature), model_id, revision,
+                                             allow_pickle, config)
+            extractors[feature] = extractor
+            report.append(weights)
+            continue
         if variant is not None and variant not in extractor_class.layouts:
             raise PipelineError(
                 f"{model_id or 'the model'}: config.json asks for variant {variant!r} of extractor {name!r} (feature "
@@ -158,6 +173,84 @@ def build_extractors(
         extractors[feature] = extractor
         report.append(ExtractorWeights(feature, name, extractor.variant, source, checkpoint, sha))
     return extractors, report
+
+
+def _build_open(feature: str, provenance: dict, given, model_id, revision, allow_pickle: bool, config):
+    """An open-family extractor (``timm:``, ``hf:``, ``audio:``) rebuilt from the model's provenance.
+
+    timm: the file given (``--checkpoint FEATURE=FILE``), else the model repo's ``extractors/<feature>.safetensors``,
+    else the Hub weights timm names when the features came from them, else random weights and a loud warning.
+    hf / audio: the folder given, else the Hub id at the recorded commit, else the recorded folder when it is on this
+    machine and its weights have the recorded sha256 (a path read from config.json is used only then)."""
+    from ..extractors import create_extractor, file_sha256, load_matching_state_dict
+    from ..extractors.open_models import ExtractorSpecError, folder_weights_sha256
+    from ..extractors.registry import random_init_seed
+
+    family, variant = provenance["name"], provenance.get("variant")
+    recorded_sha = provenance.get("sha256")
+    dim = config.feature_dims[feature]
+
+    def built(extractor, source, checkpoint=None, sha=None):
+        if extractor.dim != dim:
+            raise PipelineError(f"{provenance.get('spec', family)} gives {extractor.dim}-d features, but the model "
+                                f"expects {dim} for feature {feature!r}")
+        if source == "checkpoint" and recorded_sha and sha != recorded_sha:
+            warnings.warn(f"{given}: not the weights the model was trained with (sha256 {str(sha)[:12]}… vs "
+                          f"{recorded_sha[:12]}…); features of {feature!r} will differ", UserWarning, stacklevel=3)
+        extractor.name = feature
+        return extractor, ExtractorWeights(feature, family, variant, source, checkpoint, sha)
+
+    if family == "timm":
+        if given is not None:
+            extractor = create_extractor("timm", variant, given, allow_pickle=allow_pickle)
+            return built(extractor, "checkpoint", extractor.checkpoint_file, extractor.checkpoint_sha256)
+        seed = random_init_seed(json.dumps([config.feature_dims, config.extractors], sort_keys=True), feature, family, variant)
+        hub_weights = None if model_id is None else model_file(model_id, f"extractors/{feature}.safetensors", revision)
+        if hub_weights is not None:
+            from safetensors.torch import load_file
+
+            extractor = create_extractor("timm", variant, pretrained=False, random_seed=seed)
+            load_matching_state_dict(extractor, load_file(str(hub_weights)), source=hub_weights, strict=True)
+            extractor.source_info["random_init"] = False
+            return built(extractor, "hub", f"extractors/{feature}.safetensors", file_sha256(hub_weights))
+        recorded = Path(str(provenance.get("path") or ""))
+        if provenance.get("source") == "file" and recorded.is_absolute() and recorded.is_file() and recorded_sha \
+                and file_sha256(recorded) == recorded_sha:  # a path from config.json, used only with its sha256
+            extractor = create_extractor("timm", variant, str(recorded), allow_pickle=False)
+            return built(extractor, "checkpoint", extractor.checkpoint_file, extractor.checkpoint_sha256)
+        if provenance.get("source") == "hub":
+            try:
+                return built(create_extractor("timm", variant, pretrained=True), "hub", provenance.get("hub_id"))
+            except ExtractorSpecError as error:
+                logger.warning("%s", error)
+        extractor = create_extractor("timm", variant, pretrained=False, random_seed=seed)
+        warnings.warn(
+            f"extractor timm:{variant} for feature {feature!r} has NO weights (the model was trained with "
+            f"{provenance.get('checkpoint')!r}; pass checkpoints={{{feature!r}: path}} or --checkpoint {feature}=FILE): "
+            "it runs with RANDOM WEIGHTS and the predictions are meaningless", UserWarning, stacklevel=3)
+        return built(extractor, "random")
+
+    options = {}
+    if family == "audio":
+        audio = provenance.get("audio") or provenance.get("preprocessing") or {}
+        options = {key: float(audio[key]) for key in ("window_seconds", "chunk_seconds", "context_seconds") if key in audio}
+    source, pooling = provenance.get("source") or variant, provenance.get("pooling")
+    suffix = f":{pooling}" if family == "hf" and pooling else ""
+    if given is not None:
+        extractor = create_extractor(family, f"{Path(given).expanduser().resolve()}{suffix}", **options)
+        return built(extractor, "checkpoint", str(given), extractor.checkpoint_sha256)
+    if provenance.get("hub"):
+        extractor = create_extractor(family, f"{source}{suffix}", revision=provenance.get("revision"), **options)
+        return built(extractor, "hub", source, provenance.get("revision"))
+    folder = Path(str(source))
+    if not folder.is_absolute() or not (folder / "config.json").is_file():
+        raise PipelineError(f"feature {feature!r} comes from {family}:{source}, which is not on this machine; pass "
+                            f"--checkpoint {feature}=FOLDER (checkpoints={{{feature!r}: folder}}) with that model")
+    if recorded_sha and folder_weights_sha256(folder) != recorded_sha:
+        raise PipelineError(f"feature {feature!r}: {folder} no longer holds the weights the model was trained with "
+                            f"(sha256 differs); pass --checkpoint {feature}=FOLDER to use it anyway")
+    extractor = create_extractor(family, f"{folder}{suffix}", **options)
+    return built(extractor, "checkpoint", str(folder), extractor.checkpoint_sha256)
 
 
 def report_given_extractors(config, extractors: dict) -> list[ExtractorWeights]:

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,11 @@ import numpy as np
 import pandas as pd
 
 import abaw_hf
-from abaw_hf.faces import VideoError, iter_video_frames, probe_video
+from abaw_hf.faces import VideoError, probe_video
 from abaw_hf.pipeline import AffectPipeline, PipelineError, read_image
-from abaw_hf.pipeline.table import concat_tables
+from abaw_hf.pipeline.inputs import VideoProblem, video_frames
+from abaw_hf.pipeline.table import concat_tables, write_csv
+from abaw_hf.status import status_line
 
 from . import EXAMPLES_DIR, views
 
@@ -68,11 +71,15 @@ def load_pipeline(model_id: str) -> tuple[AffectPipeline | None, str | None]:
                    or Path(model_id).exists())
     if looks_local and not Path(model_id).expanduser().is_dir():
         return None, (
-            f"No model loaded: the model folder '{model_id}' does not exist. Run `make demo` to train the demo "
-            "model, or set ABAW_MODEL_ID to a Hub id or a model folder."
+            f"No model loaded: the model folder '{model_id}' does not exist ({Path(model_id).expanduser().resolve()}). "
+            "Run `make demo` in the clone to train the demo model there, or pass --model / set ABAW_MODEL_ID to a Hub "
+            "id or a model folder."
         )
     try:
-        return AffectPipeline.from_pretrained(str(Path(model_id).expanduser()) if looks_local else model_id), None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the banner says each cause once (and `main` logs it once)
+            pipeline = AffectPipeline.from_pretrained(str(Path(model_id).expanduser()) if looks_local else model_id)
+        return pipeline, None
     except Exception as error:  # any failure must leave a running app that says why
         logger.exception("loading %s failed", model_id)
         return None, f"No model loaded: '{model_id}' could not be loaded ({type(error).__name__}: {error})."
@@ -104,6 +111,31 @@ class AffectSpace:
         if self.pipeline is None:
             return views.header_markdown(self.model_id, None, package_line())
         return views.header_markdown(self.model_id, self.pipeline.weights_report, package_line(), self.pipeline.runtimes)
+
+    def prepare_runtime_in_background(self) -> threading.Thread | None:
+        """Start-up's ONNX step: export the graphs ``--runtime auto`` lacks in a low-priority thread, then switch to
+        them between requests (under the lock). Requests never wait for it: until then those networks run under
+        torch. Returns the thread (None without a model)."""
+        if self.pipeline is None:
+            return None
+
+        def prepare() -> None:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: this thread only
+            except (AttributeError, OSError):
+                pass
+            try:
+                done = self.pipeline.prepare_runtime(lock=self.lock, retry_refused=False)
+            except Exception:  # a server must stay up: torch keeps running those networks
+                logger.exception("preparing the ONNX graphs failed; the networks stay on torch")
+                return
+            for feature, what in done.items():
+                logger.info("ONNX graph of %s: %s", feature, what)
+            logger.info("runtime: %s", self.pipeline.runtime_summary)
+
+        thread = threading.Thread(target=prepare, name="abaw-onnx-prepare", daemon=True)
+        thread.start()
+        return thread
 
     # ----- checks ------------------------------------------------------------------------------------------
 
@@ -153,7 +185,7 @@ class AffectSpace:
             frames = VideoFrames(video_path, *self._check_video(video_path))
             name, started = Path(video_path).name, time.perf_counter()
             yield self._progress(f"⏳ Analysing {name}…")
-            stream, parts = pipeline.stream(source=name), []
+            stream, parts = pipeline.stream(source=name, audio=video_path), []
             while frames.has_more():
                 with self.lock:
                     parts.append(stream.feed(frames.take(pipeline.batch_size)))
@@ -161,10 +193,8 @@ class AffectSpace:
                     yield self._results(concat_tables(parts), kind="video", previews=frames.previews,
                                         timings=stream.timings, seconds=time.perf_counter() - started, final=False,
                                         expected=frames.expected, source_path=video_path)
-            if frames.problem is not None:
-                stream.warnings.append(
-                    f"{name}: {frames.problem.reason} - the table covers the {stream.count} frames decoded before it"
-                )
+            if frames.problem.error is not None:  # the frames before a break are kept (`VideoProblem`: one rule)
+                stream.warnings.append(frames.problem.note(stream.count, name))
             with self.lock:
                 parts.append(stream.finish())
             yield self._results(concat_tables(parts), kind="video", previews=frames.previews, timings=stream.timings,
@@ -213,7 +243,7 @@ class AffectSpace:
         row["time"] = now - start
         history = [*history, {**row.to_dict(), "_clock": start}][-WEBCAM_HISTORY:]
         table = pd.DataFrame(history).drop(columns="_clock")
-        status = "🎥 " + views.frame_caption(row)
+        status = "🎥 " + views.frame_caption(row) + "\n\n" + status_line(pipeline.weights_report.status)
         return (
             status,
             views.draw_face_boxes(frame, faces),
@@ -284,7 +314,7 @@ class AffectSpace:
         first = int(np.argmax(found)) if found.any() else 0
         frame_image, caption = self.show_frame(result, first)
         csv_path = Path(tempfile.mkdtemp(dir=self.csv_dir)) / f"{Path(source_path).stem}_predictions.csv"
-        table.to_csv(csv_path, index=False)
+        write_csv(table, csv_path, self.pipeline.weights_report.status)  # its `weights` column says what it is
         notes = [message for message in table.attrs.get("warnings", [])
                  if message not in self.banner_messages and not message.startswith("no face found in any")]
         frames = f"{len(found)} frame{'s' if len(found) != 1 else ''}"
@@ -300,6 +330,7 @@ class AffectSpace:
         if final and not found.any():
             gr.Warning(f"No face found in {Path(source_path).name}.")
             status = f"⚠️ No face found in {'any of the ' + str(len(found)) + ' frames' if temporal else 'the image'}. " + status
+        status += "\n\n" + status_line(self.pipeline.weights_report.status)  # what API users read, every time
         status += "".join(f"\n\n⚠️ {note}" for note in notes)
         slider = gr.update(visible=temporal and len(found) > 1, minimum=0, maximum=max(len(found) - 1, 1), value=first)
         selector = gr.update(choices=[(f"face {face}", face) for face in faces], value=result["face"],
@@ -322,11 +353,11 @@ class VideoFrames:
     frame viewer and remembers a broken tail."""
 
     def __init__(self, path: str, expected: int | None = None, max_frames: int | None = None):
-        self._decoded = iter_video_frames(path)
+        self.problem = VideoProblem()  # a truncated or damaged tail: the frames before it are kept
+        self._decoded = video_frames(Path(path), self.problem)
         self.expected = expected if max_frames is None else None
         self.max_frames = max_frames
         self.previews = views.FramePreviews()
-        self.problem: VideoError | None = None
         self._next = None
         self._done = False
 
@@ -340,14 +371,9 @@ class VideoFrames:
                 self._done = True
                 return False
             try:
-                self._next = next(self._decoded)
+                self._next = next(self._decoded)  # nothing decodable at all: the VideoError reaches the caller
             except StopIteration:
                 self._done = True
-            except VideoError as error:
-                self._done = True
-                if self.count == 0:
-                    raise  # nothing decodable: the caller reports it
-                self.problem = error  # a truncated or damaged tail: keep the frames before it
         return self._next is not None
 
     def take(self, count: int):
@@ -471,9 +497,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logger.info("abaw_hf %s from %s", abaw_hf.__version__, abaw_hf.__file__)
+    from abaw_hf.threads import configure_threads
+
+    # one analysis at a time (concurrency_limit=1): it takes the cores free to this process
+    logger.info("threads: %s", configure_threads(processes=1))
     space = AffectSpace(args.model, limits=Limits.from_env())
     for message in space.banner_messages:
         logger.warning(message)
+    space.prepare_runtime_in_background()
     launch(space, host=args.host, port=args.port)
     return 0
 
