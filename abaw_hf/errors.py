@@ -131,9 +131,16 @@ def _int(text: str) -> int:
 # ----- output paths: checked before the work starts, so finished work is never lost to an unwritable output ----
 
 
+def require_path(path, what: str = "path") -> Path:
+    """A path the user gave, never empty: ``Path("")`` means the current folder, which nobody means by ''."""
+    if path is None or not str(os.fspath(path) if isinstance(path, os.PathLike) else path).strip():
+        raise UserError(f"{what}: an empty path; give a file or folder name ('.' for the current folder)")
+    return Path(path)
+
+
 def check_output_file(path: str | os.PathLike, flag: str = "--output") -> Path:
     """A file the command will write: not a folder, and its folder can be created and written."""
-    path = Path(path)
+    path = require_path(path, flag)
     if path.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name (e.g. {path / 'out'}{path.suffix or ''})")
     parent = path.parent
@@ -149,7 +156,7 @@ def check_output_file(path: str | os.PathLike, flag: str = "--output") -> Path:
 
 def check_output_folder(path: str | os.PathLike, flag: str = "--output") -> Path:
     """A folder the command will write into: not a file, and creatable/writable."""
-    path = Path(path)
+    path = require_path(path, flag)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is a file; give a folder")
     existing = next((p for p in [path, *path.parents] if p.exists()), None)

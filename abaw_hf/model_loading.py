@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, require_path
 
 
 class ModelLoadError(UserError, ValueError):
@@ -26,7 +26,7 @@ def load_fusion_model(model_id: str | Path, *, revision: str | None = None, flag
 
     from .modeling import AbawFusionConfig, AbawFusionModel
 
-    path = Path(model_id).expanduser()
+    path = require_path(model_id, flag).expanduser()  # '' is no model (Path('') would be the current folder)
     if path.exists():
         if not path.is_dir():
             raise ModelLoadError(f"{flag} {model_id}: is a file; give the model folder (config.json + model.safetensors)")

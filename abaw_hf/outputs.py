@@ -26,13 +26,13 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UserError, check_output_folder
+from .errors import UserError, check_output_folder, require_path
 
 MARKER = ".abaw_hf_output"  # written by abaw_hf when it creates (or takes an empty) output folder
 LOCK_FILE = MARKER + ".lock"  # the exclusive lock of the one writer
 OWNER_FILE = MARKER + ".owner"  # who holds the lock: pid, start time, command (JSON)
 BOOKKEEPING_PATTERN = MARKER + "*"  # every bookkeeping file: left out of uploads and of `entries`
-_SHOWN = 6
+_SHOWN = 8
 
 
 class OutputFolderError(UserError, FileExistsError):
@@ -73,7 +73,7 @@ def check_claimable(path: str | os.PathLike, flag: str = "--output") -> Path:
 
     Anything else (a file, a link, a folder with the user's files) is an `OutputFolderError` listing what is there.
     """
-    path = Path(path)
+    path = require_path(path, flag)
     if path.is_symlink():
         raise OutputFolderError(f"{flag} {path} is a link; give the folder itself (abaw_hf never writes through links)")
     check_output_folder(path, flag)

@@ -55,6 +55,7 @@ class TestList:
 def read_test_list(path: str | Path) -> TestList:
     """Read ``MTL.txt`` (header checked by the data reader) and keep the listed image names verbatim."""
     table = read_mtl_test_list(path)
+    table.sort_order()  # a frame listed twice would be written twice: refused, naming the lines (as `build` does)
     lines = read_text_file(path, "test list").splitlines()
     images = [lines[number - 1].split(",", 1)[0].strip() for number in table.line.tolist()]
     return TestList(str(path), images, table.video, table.frame, table.line)
@@ -165,7 +166,7 @@ def check_submission(path: str | Path, test_list: str | Path | TestList) -> int:
     path = Path(path)
     if not path.is_file():
         raise SubmissionError(f"{path}: no such file")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text_file(path, "submission file").splitlines()  # not UTF-8: a message naming the file and line
     problems = []
     if not lines or lines[0].strip() != SUBMISSION_HEADER:
         problems.append(f"{path}:1: header must be {SUBMISSION_HEADER!r}, found {lines[0] if lines else ''!r}")

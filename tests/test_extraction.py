@@ -350,3 +350,23 @@ def test_bad_videos_get_a_clear_message(frames, tmp_path, capsys):
         code = cli_main(["extract", "--video", str(path), *checkpoint, "--output", str(tmp_path / f"out_{path.stem}"), "--no-progress"])
         err = capsys.readouterr().err
         assert code == 2 and str(path) in err and message in err, err[-2000:]
+
+
+def test_one_bad_video_is_a_failed_video_and_the_run_goes_on(frames, tmp_path, capsys):
+    good = _moving_face_video(tmp_path / "good.mp4", blank=set(), count=4)
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    blank = _moving_face_video(tmp_path / "blank.mp4", blank=set(range(4)), count=4)
+    checkpoint = ["--extractor", f"resnet18={frames['checkpoint']}", "--input-size", f"resnet18={SIZE}"]
+    output = tmp_path / "features"
+    code = cli_main(["extract", "--video", str(text), str(good), str(blank), *checkpoint, "--output", str(output),
+                     "--num-workers", "0", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    assert "2 failed videos" in captured.out
+    report = json.loads((output / "extraction_report.json").read_text())
+    failed = {entry["video"]: entry["reason"] for entry in report["failed_videos"]}
+    assert set(failed) == {"notes", "blank"}
+    assert "not a video file" in failed["notes"] and "no face found" in failed["blank"]
+    dataset = datasets.load_from_disk(str(output))
+    assert set(dataset["video"]) == {"good"} and len(dataset) == 4

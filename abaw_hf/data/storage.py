@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ..errors import UserError
+from ..errors import UserError, require_path
 
 DATASET_DICT_FILE = "dataset_dict.json"
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -179,7 +179,7 @@ def load_feature_data(data: str | os.PathLike, *, synthetic_size: str = "small",
         from .synthetic import make_synthetic_dataset, synthetic_preset
 
         return make_synthetic_dataset(**synthetic_preset(synthetic_size), seed=synthetic_seed)
-    path = Path(data)
+    path = require_path(data, "--data")  # '' is no dataset (Path('') would be the current folder)
     if not path.exists():
         raise DatasetLayoutError(f"{path}: no such dataset folder (give a folder from `abaw-hf extract`, or 'synthetic')")
     if not path.is_dir():

@@ -35,6 +35,11 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None:
         return prepare_cache(args)
     output = outputs.check_claimable(args.output, "--output")  # a folder abaw_hf did not write is refused
+    with outputs.writing(output, "--output"):  # one writer at a time
+        return _export(args, output)
+
+
+def _export(args: argparse.Namespace, output) -> int:
     checkpoints = dict(parse_assignments(args.checkpoint, "--checkpoint", "FEATURE=PATH"))
     from ..model_loading import load_fusion_model
     from ..pipeline.weights import build_extractors
@@ -50,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     for entry in weights:
         if entry.source == "random":
             print(f"warning: extractor {entry.extractor!r} for {entry.feature!r} has RANDOM weights", file=sys.stderr)
-    with outputs.writing(output, "--output"):  # one writer at a time
-        exported = export_model(model, extractors, output, model_id=args.model)
+    exported = export_model(model, extractors, output, model_id=args.model)
     manifest = exported.manifest
     graphs = ["fusion.onnx", *(entry["file"] for entry in manifest["extractors"].values())]
     differences = [manifest["fusion"]["max_abs_difference"], *(e["max_abs_difference"] for e in manifest["extractors"].values())]
