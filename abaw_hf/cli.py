@@ -35,8 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# subcommands that run networks: their threads follow the cores free to them (`abaw_hf.threads`)
+RUNS_NETWORKS = {"extract", "train", "evaluate", "predict", "tune", "submit", "export-onnx"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch to a subcommand; a user error is a message and exit status 2 (``--debug`` shows the traceback)."""
+    """Dispatch to a subcommand; a user error is a message and exit status 2 (``--debug`` shows the traceback).
+    Run as the console script (``argv`` None), a subcommand that runs networks takes as many threads as cores are
+    free to it (`abaw_hf.threads`); a caller in the same process keeps its own setting."""
+    as_command = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = strip_debug_flag(argv)
     if not commands or commands[0] not in SUBCOMMANDS:
@@ -49,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     parser.add_argument(DEBUG_FLAG, action="store_true", help="show the full traceback of an error")
     args = parser.parse_args(rest)
+    if as_command and name in RUNS_NETWORKS:
+        from .threads import configure_threads
+
+        configure_threads()
     return run_command(prog, lambda: module.run(args), argv)
 
 

@@ -20,8 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="a video, image files, or a folder of images")
     parser.add_argument("-o", "--output", required=True, help="CSV file to write (one row per frame or image)")
     parser.add_argument(
-        "--model", default=os.environ.get("ABAW_MODEL_ID", DEFAULT_MODEL),
-        help="Hub id or local folder of the fusion model (default: $ABAW_MODEL_ID or %(default)s)",
+        "--model", default=None,
+        help=f"Hub id or local folder of the fusion model (default: $ABAW_MODEL_ID, else {DEFAULT_MODEL} in the "
+             "current folder, what `make demo` writes in the clone)",
     )
     parser.add_argument(
         "--checkpoint", action="append", metavar="FEATURE=PATH",
@@ -41,13 +42,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
 
 
+def default_model() -> str:
+    """``$ABAW_MODEL_ID``, else the `make demo` output in the current folder; a missing default is a message
+    naming where it was looked for and how to give a model."""
+    if os.environ.get("ABAW_MODEL_ID"):
+        return os.environ["ABAW_MODEL_ID"]
+    if not Path(DEFAULT_MODEL).is_dir():
+        raise UserError(f"no --model given, and the default {DEFAULT_MODEL} is not here ({Path(DEFAULT_MODEL).resolve()}"
+                        "): pass --model FOLDER or a Hub id, set ABAW_MODEL_ID, or run `make demo` in the clone and "
+                        "predict from there")
+    return DEFAULT_MODEL
+
+
 def run(args: argparse.Namespace) -> int:
     from .pipeline import AffectPipeline
+    from .pipeline.table import write_csv
 
     check_output_file(args.output)
     for item in args.inputs:  # before the (slow) model load
         if not Path(item).exists():
             raise UserError(f"{item}: no such file or folder")
+    if args.model is None:
+        args.model = default_model()
     checkpoints = dict(parse_assignments(args.checkpoint, "--checkpoint", "FEATURE=PATH"))
     options = {"batch_size": args.batch_size, "face_backend": args.face_backend, "faces": args.faces,
                "allow_pickle": args.allow_pickle,
@@ -59,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")  # the weights report below says the same, once
         pipeline = AffectPipeline.from_pretrained(args.model, checkpoints=checkpoints, device=args.device, **options)
     print(pipeline.weights_report, file=sys.stderr)
-    print("runtime: " + ", ".join(f"{name} {runtime}" for name, runtime in pipeline.runtimes.items()), file=sys.stderr)
+    print(f"runtime: {pipeline.runtime_summary}", file=sys.stderr)
+    if pipeline.runtime_notes:  # auto never makes this call wait for an export; one explicit step prepares them
+        print(f"  ({', '.join(pipeline.runtime_notes)} ran under torch this time: `abaw-hf export-onnx {args.model}` "
+              "prepares the ONNX graphs once, then --runtime auto runs them under onnxruntime, faster on CPU)",
+              file=sys.stderr)
     inputs = args.inputs
     if len(inputs) == 1:
         single = Path(inputs[0])
@@ -68,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         table = pipeline.predict_images(inputs)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(output, index=False)
+    write_csv(table, output, pipeline.weights_report.status)
     for message in table.attrs.get("warnings", []):
         if message not in pipeline.weights_report.warnings:
             print(f"warning: {message}", file=sys.stderr)

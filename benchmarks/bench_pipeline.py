@@ -79,6 +79,7 @@ def build(runtime: str, device: torch.device, batch_size: int, warm: Path) -> Af
         warnings.simplefilter("ignore")  # random extractor weights are expected here
         pipeline = AffectPipeline(paper_model(), device=device, window=16, max_gap=8, batch_size=batch_size,
                                   runtime=runtime)
+    pipeline.prepare_runtime()  # auto: the graphs a call never waits for, exported at this explicit step
     pipeline(warm)
     return pipeline
 

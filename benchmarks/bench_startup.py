@@ -73,8 +73,16 @@ def main() -> None:
         ("`python -c 'import torch'` (for scale)", [sys.executable, "-c", "import torch"]),
     ]:
         print(f"| {label} | {wall(command):.2f} |", flush=True)
-    exported = {"auto": "resnet18", "onnx": "poster2 and the fusion model (resnet18 is cached)"}
+    exported = {"onnx": "poster2 and the fusion model (resnet18 is cached)"}
     for runtime in ("torch", "auto", "onnx"):
+        if runtime == "auto":  # a call never waits for an export: torch, then the explicit step prepares the graph
+            first = [str(BIN / "abaw-hf"), "predict", str(photo), "--model", str(folder / "model"), "-o",
+                     str(folder / "first.csv")]
+            print(f"| first `abaw-hf predict photo` (auto, nothing prepared: resnet18 on torch, no export) | "
+                  f"{wall(first, repeats=1):.2f} |", flush=True)
+            prepare = [str(BIN / "abaw-hf"), "export-onnx", str(folder / "model")]
+            print(f"| `abaw-hf export-onnx MODEL` (the explicit step: export + verify resnet18 into the cache) | "
+                  f"{wall(prepare, repeats=1):.2f} |", flush=True)
         if runtime in exported:  # the first use exports and verifies into the cache: once per set of weights
             started = time.perf_counter()
             subprocess.run([sys.executable, "-c", PHOTO_CHILD, str(folder / "model"), str(photo), runtime], check=True,

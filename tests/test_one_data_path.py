@@ -141,7 +141,7 @@ def test_16_bit_photo_gives_the_face_and_features_of_its_8_bit_copy(image_kinds,
 
 
 def _numeric(table: pd.DataFrame) -> pd.DataFrame:
-    return table.drop(columns=["source", "expression", "note"]).astype(float)
+    return table.drop(columns=["source", "expression", "note", "weights"]).astype(float)
 
 
 def test_space_csv_equals_predict_on_a_real_video(tmp_path, space_model, free_port):
@@ -169,7 +169,7 @@ def test_space_csv_equals_predict_on_a_real_video(tmp_path, space_model, free_po
     assert list(space_csv.columns) == list(predicted.columns) and len(space_csv) == len(predicted) == 30
     assert space_csv["face_found"].sum() > 10 and (~space_csv["face_found"]).sum() > 0  # the clip pans off the face
     np.testing.assert_allclose(_numeric(space_csv), _numeric(predicted), rtol=0, atol=1e-6, equal_nan=True)
-    for column in ("source", "expression", "note"):
+    for column in ("source", "expression", "note", "weights"):
         assert space_csv[column].fillna("").tolist() == predicted[column].fillna("").tolist()
     # progressive: each partial CSV is a prefix of the final one, rows never change once shown
     partial = [pd.read_csv(update[7]) for update in updates[1:-1]]

@@ -185,8 +185,39 @@ def test_auto_choice_is_onnxruntime_on_cpu_for_the_measured_networks_only():
         assert uses_onnx(network, "torch", "cpu") is False and uses_onnx(network, "onnx", "cuda") is True
 
 
+def test_a_first_photo_never_waits_for_an_export(paper_model, tmp_path, monkeypatch, capsys):
+    """The first `predict` with nothing prepared runs torch and exports nothing; it says so and names the explicit
+    step, `abaw-hf export-onnx MODEL`, after which auto runs resnet18 under onnxruntime."""
+    cache = tmp_path / "empty-cache"
+    monkeypatch.setenv("ABAW_HF_ONNX_CACHE", str(cache))
+    calls = []
+    monkeypatch.setattr(onnx_export, "export_extractor", lambda *args, **kwargs: calls.append(args) or 1 / 0)
+    photo = tmp_path / "astronaut.png"
+    from PIL import Image
+
+    Image.fromarray(data.astronaut()).save(photo)
+    assert main(["predict", str(photo), "--model", str(paper_model), "-o", str(tmp_path / "first.csv")]) == 0
+    said = capsys.readouterr().err
+    assert calls == [] and not cache.exists()  # no export on the call, not even a cache folder
+    assert "runtime: fusion torch, resnet18 torch (no ONNX graph prepared yet), poster2 torch, fau own" in said
+    assert f"`abaw-hf export-onnx {paper_model}` prepares the ONNX graphs once" in said
+    monkeypatch.undo()
+    monkeypatch.setenv("ABAW_HF_ONNX_CACHE", str(cache))
+    assert main(["export-onnx", str(paper_model)]) == 0  # the explicit step
+    said = capsys.readouterr().out
+    assert "resnet18: prepared in" in said and "runs resnet18 under onnxruntime" in said
+    assert main(["export-onnx", str(paper_model)]) == 0 and "resnet18: already prepared" in capsys.readouterr().out
+    assert len(list(cache.glob("extractor-resnet18-*.onnx"))) == 1 and not list(cache.glob("*poster2*"))
+    pipeline = _pipeline(paper_model)
+    assert pipeline.runtimes == {"fusion": "torch", "resnet18": "onnxruntime", "poster2": "torch", "fau": "own"}
+    assert pipeline.runtime_notes == {}
+    pipeline.close()
+
+
 def test_auto_is_the_default_and_matches_torch(paper_model, tmp_path, capsys):
     pipeline = _pipeline(paper_model)
+    assert pipeline.runtimes["resnet18"] == "torch" and pipeline.runtime_notes == {"resnet18": "no ONNX graph prepared yet"}
+    assert pipeline.prepare_runtime()["resnet18"].startswith("prepared in")  # the explicit step, then onnxruntime
     assert pipeline.runtimes == {"fusion": "torch", "resnet18": "onnxruntime", "poster2": "torch", "fau": "own"}
     assert isinstance(pipeline.extractors["resnet18"], OnnxExtractor) and not isinstance(pipeline.model, OnnxFusionModel)
     pipeline.close()
@@ -223,10 +254,11 @@ def test_auto_with_an_unwritable_cache_runs_torch_and_onnx_says_where(paper_mode
     blocked = tmp_path / "a_file"
     blocked.write_text("a file where the cache folder would go")
     monkeypatch.setenv("ABAW_HF_ONNX_CACHE", str(blocked / "onnx"))
-    with caplog.at_level(logging.WARNING, logger="abaw_hf.onnx"):
-        pipeline = _pipeline(paper_model)
+    pipeline = _pipeline(paper_model)
     assert pipeline.runtimes["resnet18"] == "torch"
-    assert "cannot write the ONNX cache" in caplog.text and "ABAW_HF_ONNX_CACHE" in caplog.text
+    done = pipeline.prepare_runtime()  # the explicit step meets the cache's problem and says it
+    assert "cannot write the ONNX cache" in done["resnet18"] and "ABAW_HF_ONNX_CACHE" in done["resnet18"]
+    assert pipeline.runtimes["resnet18"] == "torch"
     pipeline.close()
     with pytest.raises(UserError, match="cannot write the ONNX cache"):
         _pipeline(paper_model, runtime="onnx")
@@ -237,17 +269,19 @@ def test_auto_records_a_failed_check_and_does_not_export_again(paper_model, tmp_
     cache = tmp_path / "cache"
     monkeypatch.setenv("ABAW_HF_ONNX_CACHE", str(cache))
     monkeypatch.setattr(onnx_export, "PARITY_TOLERANCE", -1.0)  # no export can pass: the check must refuse it
+    pipeline = _pipeline(paper_model)
     with caplog.at_level(logging.WARNING, logger="abaw_hf.onnx"):
-        pipeline = _pipeline(paper_model)
-    assert pipeline.runtimes["resnet18"] == "torch"
-    assert "exporting extractor-resnet18" in caplog.text and "does not reproduce torch" in caplog.text
+        done = pipeline.prepare_runtime(retry_refused=False)  # a server's start-up
+    assert pipeline.runtimes["resnet18"] == "torch" and "does not reproduce torch" in done["resnet18"]
+    assert "exporting extractor-resnet18" in caplog.text
     assert not list(cache.glob("*.onnx")) and len(list(cache.glob("*.refused.json"))) == 1  # no unchecked graph kept
     pipeline.close()
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="abaw_hf.onnx"):
         again = _pipeline(paper_model)
+        done = again.prepare_runtime(retry_refused=False)  # the next start-up
     assert again.runtimes["resnet18"] == "torch" and "exporting" not in caplog.text  # the record is read instead
-    assert "recorded in" in caplog.text
+    assert "recorded in" in caplog.text and "recorded in" in done["resnet18"]
     again.close()
     (record,) = cache.glob("*.refused.json")
     older = json.dumps({**json.loads(record.read_text()), "onnxruntime": "0.0.1"})  # made before an upgrade
@@ -255,8 +289,10 @@ def test_auto_records_a_failed_check_and_does_not_export_again(paper_model, tmp_
         record.write_text(content)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="abaw_hf.onnx"):
-            _pipeline(paper_model).close()
-        assert "exporting extractor-resnet18" in caplog.text and "does not reproduce torch" in caplog.text
+            pipeline = _pipeline(paper_model)
+            pipeline.prepare_runtime(retry_refused=False)
+            pipeline.close()
+        assert "exporting extractor-resnet18" in caplog.text
         assert json.loads(record.read_text())["onnxruntime"] != "0.0.1"  # recorded anew, with these versions
     with pytest.raises(UserError, match="does not reproduce torch"):  # asked for by name: tried again, and refused
         _pipeline(paper_model, runtime="onnx")
@@ -290,7 +326,9 @@ def test_concurrent_processes_export_once(tmp_path):
 def test_a_damaged_cached_graph_is_named_and_auto_goes_on(paper_model, tmp_path, monkeypatch, caplog):
     cache = tmp_path / "cache"
     monkeypatch.setenv("ABAW_HF_ONNX_CACHE", str(cache))
-    _pipeline(paper_model).close()  # exports resnet18 into the cache
+    prepared = _pipeline(paper_model)
+    prepared.prepare_runtime()  # exports resnet18 into the cache
+    prepared.close()
     (graph,) = cache.glob("extractor-resnet18-*.onnx")
     graph.write_bytes(graph.read_bytes()[:1000])  # cut short, as by a full disk
     with caplog.at_level(logging.WARNING, logger="abaw_hf.onnx"):

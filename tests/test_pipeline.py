@@ -284,7 +284,8 @@ def test_cli_predict_writes_csv_and_reports_bad_files(astronaut, tmp_path, capsy
     assert code == 0, captured.err
     assert captured.err.count("RANDOM WEIGHTS") == 1 and "5 rows, a face in 3" in captured.out
     table = pd.read_csv(out)
-    assert list(table.columns) == COLUMNS and len(table) == 5
+    assert list(table.columns) == [*COLUMNS, "weights"] and len(table) == 5  # the CSV says what it is, every row
+    assert table["weights"].str.startswith("DEMO ONLY").all()
     assert list(table["face_found"]) == [True] * 3 + [False] * 2
     assert table.loc[3:, ["valence", "AU1"]].isna().all().all() and (table.loc[3:, "note"] == NO_FACE_NOTE).all()
 

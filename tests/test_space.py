@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import warnings
 
 import httpx
 import numpy as np
@@ -16,6 +17,7 @@ from abaw_hf import AU_NAMES, EXPRESSION_NAMES
 from abaw_hf.faces import write_video
 from abaw_hf.pipeline import prediction_columns
 from abaw_hf.space import app as space_app
+from abaw_hf.status import weights_status
 
 MAX_VIDEO_SECONDS = 3.0
 OUTPUT_NAMES = ["status", "frame", "caption", "va_plot", "expression_plot", "au_plot", "table", "csv", "slider", "faces"]
@@ -69,9 +71,15 @@ def model_dir(tmp_path_factory, save_space_model):
 
 @pytest.fixture(scope="module")
 def space(model_dir):
-    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         space = space_app.AffectSpace(str(model_dir), limits=space_app.Limits(max_upload_mb=5,
                                                                                max_video_seconds=MAX_VIDEO_SECONDS))
+    assert not [str(w.message) for w in caught]  # each cause is said once, by the banner (and main's log)
+    assert "RANDOM WEIGHTS" in " ".join(space.banner_messages)
+    assert space.pipeline.runtimes["resnet18"] == "torch"  # loading never waits for an ONNX export ...
+    space.prepare_runtime_in_background().join()  # ... the start-up step prepares it in the background
+    assert space.pipeline.runtimes["resnet18"] == "onnxruntime"
     yield space
     space.pipeline.close()
 
@@ -97,7 +105,9 @@ def test_photograph_gives_one_row_table_and_csv(client, media):
     assert len(rows) == 1 and bool(rows.loc[0, "face_found"])
     assert 150 < rows.loc[0, "face_x0"] < 225 < rows.loc[0, "face_x1"] < 300
     csv = pd.read_csv(result["csv"])
-    assert list(csv.columns) == prediction_columns(EXPRESSION_NAMES, AU_NAMES) and len(csv) == 1
+    assert list(csv.columns) == [*prediction_columns(EXPRESSION_NAMES, AU_NAMES), "weights"] and len(csv) == 1
+    words = weights_status(True, ["resnet18"])  # the words of every output, from the one function
+    assert csv.loc[0, "weights"] == words and f"weights: {words}" in result["status"]  # what API users read
     assert csv.loc[0, "expression"] in EXPRESSION_NAMES and csv.loc[0, "expression"] in result["caption"]
     assert csv[[f"prob_{name}" for name in EXPRESSION_NAMES]].sum(axis=1).iloc[0] == pytest.approx(1.0, abs=1e-4)
     for name in ("va_plot", "expression_plot", "au_plot"):
@@ -179,7 +189,7 @@ def test_webcam_stream_handler_keeps_a_history_of_frames(space):
     assert [row["frame"] for row in history] == [0, 1, 2] and all(row["face_found"] for row in history)
     assert frame.size == (512, 512) and len(va_plot.axes) >= 2  # time series and circumplex
     status, *_, unchanged = space.webcam_frame(no_face(astronaut), history)
-    assert status == "🎥 frame 3: no face found" and len(unchanged) == 4
+    assert status == f"🎥 frame 3: no face found\n\nweights: {weights_status(True, ['resnet18'])}" and len(unchanged) == 4
 
 
 def test_header_names_model_and_extractor_weights_with_banner(server, model_dir):

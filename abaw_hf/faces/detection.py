@@ -145,7 +145,10 @@ class _MediaPipeBackend:
             min_face_presence_confidence=min_confidence,
             output_face_blendshapes=True,
         )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        from ..console import native_stderr_silenced
+
+        with native_stderr_silenced():  # MediaPipe's C++ log lines while it builds its graph (--debug shows them)
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
         _OPEN_BACKENDS.add(self)
         # The MediaPipe graph is not re-entrant; DataLoader threads share one detector safely.
         self._lock = threading.Lock()

@@ -38,7 +38,8 @@ class CorruptVideoError(VideoError):
 
 
 class TruncatedVideoError(CorruptVideoError):
-    """Decoding ended well before the length the container announces; the frames before were yielded."""
+    """Frames are missing from the file: fewer frames' data than the container announces (or, for a container that
+    gives only a duration, the last frame ends well before it); the frames before were yielded."""
 
     def __init__(self, path: str | os.PathLike, frames_decoded: int, frames_expected: int):
         self.frames_decoded = frames_decoded
@@ -139,9 +140,12 @@ def iter_video_frames(path: str | os.PathLike, truncation_tolerance: float = 0.0
 
     Raises ``FileNotFoundError``, ``EmptyVideoError``, ``NotAVideoError`` or ``CorruptVideoError``
     before the first frame, ``CorruptVideoError`` where decoding breaks, and ``TruncatedVideoError``
-    after the last frame when fewer frames came out than the container announces (more than
-    ``truncation_tolerance`` of them, and at least 2, are missing; for containers that give only a
-    duration, when the last frame ends that much before it).
+    after the last frame when frames are missing from the file. The one rule: a container that counts its
+    frames (MP4, AVI) is truncated when the file holds fewer frames' data (packets) than it announces (more than
+    ``truncation_tolerance`` of them, and at least 2); frames the decoder drops from packets that are there (an
+    edit list's pre-roll, e.g. after a cut without re-encoding) are not missing, so an intact video whose count
+    over-announces what decodes is not reported. A container that gives only a duration (Matroska, WebM) is
+    truncated when the last frame ends that much before it.
     """
     path = Path(path)
     container = _open(path)
@@ -153,20 +157,22 @@ def iter_video_frames(path: str | os.PathLike, truncation_tolerance: float = 0.0
         rate = stream.average_rate or stream.guessed_rate
         start_time = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
         time_base: Fraction | None = stream.time_base
-        index, last_timestamp = 0, None
+        index, packets, last_timestamp = 0, 0, None
         try:
-            for frame in container.decode(stream):
-                timestamp = float(frame.pts * time_base) if frame.pts is not None and time_base else None
-                last_timestamp = timestamp if timestamp is not None else last_timestamp
-                yield DecodedFrame(index=index, timestamp=timestamp, image=frame.to_ndarray(format="rgb24"))
-                index += 1
+            for packet in container.demux(stream):
+                packets += packet.size > 0  # the empty packet at the end only flushes the decoder
+                for frame in packet.decode():
+                    timestamp = float(frame.pts * time_base) if frame.pts is not None and time_base else None
+                    last_timestamp = timestamp if timestamp is not None else last_timestamp
+                    yield DecodedFrame(index=index, timestamp=timestamp, image=frame.to_ndarray(format="rgb24"))
+                    index += 1
         except av.FFmpegError as error:
             raise CorruptVideoError(path, f"decoding failed after frame {index} ({error.strerror})") from error
         if index == 0:
             raise CorruptVideoError(path, "the video stream holds no decodable frame")
         if stream.frames:
-            # The container indexes every frame (MP4, AVI): compare counts.
-            if expected - index > max(1, truncation_tolerance * expected):
+            # The container indexes every frame (MP4, AVI): frames are missing when their data is (the packets).
+            if expected - packets > max(1, truncation_tolerance * expected):
                 raise TruncatedVideoError(path, frames_decoded=index, frames_expected=expected)
         elif announced_seconds and last_timestamp is not None and rate:
             # Only a duration (Matroska, WebM): compare times, which also holds for variable frame rates.

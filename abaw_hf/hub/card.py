@@ -124,6 +124,26 @@ def _extractor_rows(config: AbawFusionConfig) -> tuple[list[dict], list[str], li
     return rows, random_features, unrecorded
 
 
+def staged_weights_status(config: AbawFusionConfig, synthetic: bool | None, extractor_weight_files=()) -> str:
+    """What a published model's predictions are (`abaw_hf.status.weights_status`, the words of every output): its
+    training data, and the extractors that will run with random weights wherever it is loaded from the repo, those
+    that need a checkpoint and have no ``extractors/<feature>.safetensors`` in it (as `build_extractors` decides)."""
+    from ..extractors import get_extractor_class
+    from ..status import weights_status
+
+    published = set(extractor_weight_files or ())
+    random_features = []
+    for feature in config.feature_names:
+        name = (config.extractors.get(feature) or {}).get("name", feature)
+        try:
+            needs_checkpoint = get_extractor_class(name).needs_checkpoint
+        except ValueError:  # not installed here: `predict` refuses it by name
+            continue
+        if needs_checkpoint and f"extractors/{feature}.safetensors" not in published:
+            random_features.append(feature)
+    return weights_status(synthetic, random_features)
+
+
 def render_model_card(
     model_dir_or_config,
     metrics: dict | None = None,
@@ -197,6 +217,7 @@ def render_model_card(
         extractor_weight_files=[f"`{name}`" for name in extractor_weight_files or []],
         results=results,
         evaluation_dataset=evaluation_dataset,
+        status=staged_weights_status(config, synthetic, extractor_weight_files),
     )
     return str(card)
 

@@ -71,9 +71,20 @@ def image_frames(items: Iterable) -> Iterator[Frame]:
 
 @dataclass
 class VideoProblem:
-    """The error that ended decoding after some frames (truncated or damaged video), if any."""
+    """The error that ended decoding after some frames (truncated or damaged video), if any. Whether frames are
+    missing is decided once, by `abaw_hf.faces.video.iter_video_frames`; this is the one place that keeps the
+    frames before a break and says so (`abaw-hf predict`, the pipeline and the Space)."""
 
     error: Exception | None = None
+
+    def note(self, decoded: int, source: str | None = None) -> str | None:
+        """The warning for a table of the ``decoded`` frames before the break (None when decoding did not break);
+        ``source`` names the video instead of its path (an upload's temporary path means nothing to its owner)."""
+        if self.error is None:
+            return None
+        reason = getattr(self.error, "reason", None)
+        what = f"{source}: {reason}" if source and reason else str(self.error)
+        return f"{what} - the table covers the {decoded} frames decoded before it"
 
 
 def video_frames(path: Path, problem: VideoProblem) -> Iterator[Frame]:

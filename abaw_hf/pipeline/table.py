@@ -17,6 +17,7 @@ face is one row too, with empty predictions.
 | `prob_<AU>` | float32 | one per action unit (`prob_AU12`, ...) |
 | `<AU>` | Int8 | 0/1: the AU's probability reached the model's threshold for it (`AU12`, ...) |
 | `note` | str | empty, `no face found`, or `unreadable image: <reason>` |
+| `weights` | str | CSV files only (`write_csv`): what the predictions are (`abaw_hf.status.weights_status`) |
 
 Probabilities follow one naming rule: `prob_` + the output's name. Predictions are smoothed over time (videos and
 frame sequences, along each face's track) before the decisions; empty cells are NaN / NA.
@@ -120,3 +121,11 @@ def concat_tables(parts: list[pd.DataFrame]) -> pd.DataFrame:
     table = pd.concat(nonempty, ignore_index=True) if len(nonempty) > 1 else nonempty[0].reset_index(drop=True)
     table.attrs["warnings"] = list(parts[-1].attrs.get("warnings", [])) if parts else []
     return table
+
+
+def write_csv(table: pd.DataFrame, path, status: str) -> None:
+    """The table as a CSV file (`abaw-hf predict`, the Space's download) with a last column, ``weights``, that
+    says on every row what the predictions are: ``status`` (`WeightsReport.status`), the words of every output."""
+    from ..status import STATUS_LABEL
+
+    table.assign(**{STATUS_LABEL: status}).to_csv(path, index=False)

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from ..errors import run_command
+from ..errors import EXIT_USER_ERROR, run_command
 from .config import add_arguments, parse_train_config, train_config_from_args
 
 __all__ = ["add_arguments", "run", "main"]
@@ -20,13 +21,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python scripts/train.py ...`` (also under ``accelerate launch``)."""
+    """``python scripts/train.py ...`` (also under ``accelerate launch``). As a script (``argv`` None), each process
+    takes the threads of its share of the free cores (`abaw_hf.threads`)."""
+    as_script = argv is None
     argv = sys.argv[1:] if argv is None else argv
 
     def parse_and_train() -> int:
         from .loop import train
 
-        train(parse_train_config(argv))
+        config = parse_train_config(argv)
+        if as_script:
+            from ..threads import configure_threads
+
+            configure_threads()
+        train(config)
         return 0
 
-    return run_command("train.py", parse_and_train, argv)
+    status = run_command("train.py", parse_and_train, argv)
+    if status == EXIT_USER_ERROR and os.environ.get("ACCELERATE_MIXED_PRECISION") is not None:
+        # `accelerate launch` answers a non-zero exit with its own CalledProcessError traceback after this line
+        print("train.py: (the error is the line above; accelerate launch may add a CalledProcessError traceback "
+              "of its own, reporting this exit status 2: `accelerate launch --quiet` leaves it out)", file=sys.stderr)
+    return status
