@@ -64,15 +64,13 @@ def save_tiny_whisper(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def tone_signal(seconds: float, changes: list[float], seed: int = 0) -> np.ndarray:
-    """Mono float32 sound: quiet noise, then from each time in ``changes`` on a different loud tone."""
-    rng = np.random.default_rng(seed)
+def tone_signal(seconds: float, changes: list[float]) -> np.ndarray:
+    """Mono float32 sound of equal-loudness tones: 200 Hz, then from each time in ``changes`` on another pitch."""
     t = np.arange(int(seconds * SAMPLING_RATE)) / SAMPLING_RATE
-    signal = 0.01 * rng.standard_normal(len(t))
+    frequency = np.full(len(t), 200.0)
     for number, start in enumerate(changes):
-        frequency = 300.0 * (number + 1)
-        signal = np.where(t >= start, 0.5 * np.sin(2 * np.pi * frequency * t) * (1 if number % 2 else -1), signal)
-    return signal.astype(np.float32)
+        frequency[t >= start] = 200.0 * (number + 2.5)
+    return (0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
 
 
 def write_video_with_audio(path: Path, frames, fps: int, audio: np.ndarray | None,
