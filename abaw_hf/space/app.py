@@ -6,12 +6,15 @@
 The model is ``--model``, else ``$ABAW_MODEL_ID`` (a Hub id or a local folder), else the ``make demo``
 output ``outputs/abaw-fusion``. Without a loadable model the app still starts and says why in a
 banner. Bad input (not a video, too large, too long, no face) gives a message in the status box, never
-a stack trace, and the server stays up.
+a stack trace, and the server stays up. A video's cost is capped from its container header before decoding
+(length, pixels per second, total pixels: `Limits`, set by the ABAW_SPACE_* variables of `LIMIT_VARIABLES`), and each
+visitor has one analysis at a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -43,17 +46,45 @@ DEFAULT_MAX_VIDEO_SECONDS = 20.0
 WEBCAM_HISTORY = 120  # streamed frames kept for the webcam plots
 
 
+DEFAULT_MAX_PIXELS_PER_SECOND = 1920 * 1080 * 30  # 1080p at 30 fps
+DEFAULT_MAX_TOTAL_PIXELS = 1920 * 1080 * 30 * 20  # 20 s of it
+DEFAULT_MAX_CONCURRENT = 4  # analyses admitted at once (the networks still run one batch at a time)
+# each limit and the environment variable that sets it (the README's Space section lists them)
+LIMIT_VARIABLES = {
+    "max_upload_mb": "ABAW_SPACE_MAX_UPLOAD_MB",
+    "max_video_seconds": "ABAW_SPACE_MAX_SECONDS",
+    "max_pixels_per_second": "ABAW_SPACE_MAX_PIXELS_PER_SECOND",
+    "max_total_pixels": "ABAW_SPACE_MAX_TOTAL_PIXELS",
+    "max_concurrent": "ABAW_SPACE_MAX_CONCURRENT",
+}
+
+
 @dataclass
 class Limits:
+    """What one request may cost. Videos are checked from the container header before any frame is decoded:
+    length, pixels per second (width x height x fps) and total pixels (width x height x frames)."""
+
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS
+    max_pixels_per_second: float = DEFAULT_MAX_PIXELS_PER_SECOND
+    max_total_pixels: float = DEFAULT_MAX_TOTAL_PIXELS
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
 
     @classmethod
     def from_env(cls) -> Limits:
-        return cls(
-            float(os.environ.get("ABAW_SPACE_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB)),
-            float(os.environ.get("ABAW_SPACE_MAX_SECONDS", DEFAULT_MAX_VIDEO_SECONDS)),
-        )
+        values = {}
+        for name, variable in LIMIT_VARIABLES.items():
+            text = os.environ.get(variable)
+            if text is None:
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                value = float("nan")
+            if not (value > 0 and value != float("inf")):
+                raise SystemExit(f"{variable}={text!r}: expected a finite number > 0")
+            values[name] = int(value) if name == "max_concurrent" else value
+        return cls(**values)
 
 
 class InputProblem(Exception):
@@ -96,6 +127,8 @@ class AffectSpace:
         else:
             self.pipeline, self.load_error = pipeline, None
         self.lock = threading.Lock()
+        self.active_visitors: set[str] = set()  # visitors with an analysis running (`visitor_slot`)
+        self._visitors_lock = threading.Lock()
         self.csv_dir = Path(tempfile.mkdtemp(prefix="abaw_space_csv_"))
         self.last_timings: dict[str, float] = {}
 
@@ -166,23 +199,59 @@ class AffectSpace:
             raise InputProblem(
                 f"{name} is {seconds:.1f} s long; this Space analyses videos up to {limit:g} s. Trim it and upload again."
             )
-        return info.frames_expected, None if seconds is not None else int(limit * (info.fps or 30))
+        # the work a video costs, from its header: frames of this size at this rate, and all of them together
+        fps = info.fps or 30.0
+        frame_pixels = (info.width or 0) * (info.height or 0)
+        rate, total = frame_pixels * fps, frame_pixels * (info.frames_expected or (seconds or limit) * fps)
+        size = f"{info.width}x{info.height} at {fps:g} fps"
+        if rate > self.limits.max_pixels_per_second:
+            raise InputProblem(
+                f"{name} is {size} ({rate / 1e6:.0f} megapixels per second); this Space takes up to "
+                f"{self.limits.max_pixels_per_second / 1e6:g} (e.g. 1080p at 30 fps). Scale it down and upload again."
+            )
+        if total > self.limits.max_total_pixels:
+            raise InputProblem(
+                f"{name} is {size}, {total / 1e6:.0f} megapixels in all; this Space takes up to "
+                f"{self.limits.max_total_pixels / 1e6:g}. Trim or scale it down and upload again."
+            )
+        cap = int(limit * fps) if seconds is None else None
+        if frame_pixels:  # a header that understates the frame count never decodes past the total-pixel cap
+            cap = min(cap or 2**62, max(1, int(self.limits.max_total_pixels // frame_pixels)))
+        return info.frames_expected, cap
 
     # ----- handlers ----------------------------------------------------------------------------------------
 
-    def analyse_video(self, video_path: str | None):
+    @contextlib.contextmanager
+    def visitor_slot(self, request: gr.Request | None):
+        """One analysis at a time per visitor: a second upload while the first runs is refused at once, so one
+        visitor cannot fill the queue (the networks still take one batch at a time, `self.lock`)."""
+        visitor = _visitor(request)
+        with self._visitors_lock:
+            if visitor in self.active_visitors:
+                raise InputProblem("Your previous upload is still being analysed; wait for its result, then try again.")
+            self.active_visitors.add(visitor)
+        try:
+            yield
+        finally:
+            with self._visitors_lock:
+                self.active_visitors.discard(visitor)
+
+    def analyse_video(self, video_path: str | None, request: gr.Request = None):
         """A video upload or webcam recording -> every output of the results area, progressively.
 
         Frames are decoded once and fed to one `pipeline.stream()` as they come; the outputs are shown each time
         rows become final, and the final table is the one `abaw-hf predict` writes for the same video. A small
         JPEG of every frame is kept for the frame viewer, so moving the slider never decodes the video again.
         """
+        slot = None
         try:
             if not video_path:
                 raise InputProblem("Upload a video (or record one with the webcam) first.")
             pipeline = self._require_model()
             self._check_size(video_path)
-            frames = VideoFrames(video_path, *self._check_video(video_path))
+            frames = VideoFrames(video_path, *self._check_video(video_path))  # the header's caps, before decoding
+            slot = self.visitor_slot(request)
+            slot.__enter__()  # left in `finally` below: the generator may stop early (the visitor left)
             name, started = Path(video_path).name, time.perf_counter()
             yield self._progress(f"⏳ Analysing {name}…")
             stream, parts = pipeline.stream(source=name, audio=video_path), []
@@ -203,9 +272,12 @@ class AffectSpace:
             yield self._failure(self._message(error, video_path))
         except Exception as error:  # a message, never a stack trace, and the server stays up
             logger.exception("analysing %s failed", video_path)
-            yield self._failure(f"Could not analyse {Path(video_path).name}: {type(error).__name__}: {error}")
+            yield self._failure(f"Could not analyse {Path(str(video_path)).name}: {type(error).__name__}: {error}")
+        finally:
+            if slot is not None:
+                slot.__exit__(None, None, None)
 
-    def analyse_image(self, image_path: str | None):
+    def analyse_image(self, image_path: str | None, request: gr.Request = None):
         """An image upload -> every output of the results area (circumplex, bars instead of timelines)."""
         try:
             if not image_path:
@@ -213,7 +285,7 @@ class AffectSpace:
             pipeline = self._require_model()
             self._check_size(image_path)
             started = time.perf_counter()
-            with self.lock:
+            with self.visitor_slot(request), self.lock:  # the file as uploaded reaches our decoder (no re-encode)
                 table = pipeline.predict_images([image_path])
             previews = views.FramePreviews()
             previews.add(read_image(image_path))  # the table names the file; the viewer needs its pixels once
@@ -223,7 +295,7 @@ class AffectSpace:
             return self._failure(self._message(error, image_path))
         except Exception as error:
             logger.exception("analysing %s failed", image_path)
-            return self._failure(f"Could not analyse {Path(image_path).name}: {type(error).__name__}: {error}")
+            return self._failure(f"Could not analyse {Path(str(image_path)).name}: {type(error).__name__}: {error}")
 
     def webcam_frame(self, frame: np.ndarray | None, history: list[dict] | None):
         """One streamed webcam frame: its face box, and plots of the recent frames (no temporal model context)."""
@@ -348,6 +420,14 @@ class AffectSpace:
         )
 
 
+def _visitor(request: gr.Request | None) -> str:
+    """Who sent a request: the first address of X-Forwarded-For (behind the Spaces proxy), else the client's."""
+    if request is None:
+        return "local"
+    forwarded = (request.headers.get("x-forwarded-for") or "").split(",")[0].strip()
+    return forwarded or getattr(request.client, "host", None) or "unknown"
+
+
 class VideoFrames:
     """The frames of one video, decoded once and handed out chunk by chunk; keeps a small JPEG of each frame for the
     frame viewer and remembers a broken tail."""
@@ -355,7 +435,7 @@ class VideoFrames:
     def __init__(self, path: str, expected: int | None = None, max_frames: int | None = None):
         self.problem = VideoProblem()  # a truncated or damaged tail: the frames before it are kept
         self._decoded = video_frames(Path(path), self.problem)
-        self.expected = expected if max_frames is None else None
+        self.expected = expected
         self.max_frames = max_frames
         self.previews = views.FramePreviews()
         self._next = None
@@ -428,8 +508,10 @@ def build_app(space: AffectSpace) -> gr.Blocks:
                 if video_examples:
                     gr.Examples(video_examples, inputs=[video_input], label="Example (offline)")
             with gr.Tab("Image", id="image"):
-                image_input = gr.Image(label=f"Image (up to {limits.max_upload_mb:g} MB)", type="filepath",
-                                       sources=["upload", "clipboard"], height=320, elem_id="image-input")
+                # a File, not an Image: the upload reaches our decoder byte for byte (an Image input re-encodes it as
+                # 8-bit RGB first, and its own decoding errors would not be our message)
+                image_input = gr.File(label=f"Image (up to {limits.max_upload_mb:g} MB)", type="filepath",
+                                      height=120, elem_id="image-input")
                 image_button = gr.Button("Analyse image", variant="primary", elem_id="analyse-image")
                 image_examples = _examples(["astronaut.jpg"])
                 if image_examples:
@@ -457,10 +539,12 @@ def build_app(space: AffectSpace) -> gr.Blocks:
 
         outputs = [status, frame_image, frame_caption, va_plot, expression_plot, au_plot, table, csv_file,
                    result_state, frame_slider, face_selector]
+        # admitted together up to max_concurrent (the header checks answer at once; the networks take one batch at
+        # a time under space.lock, so two videos share them batch by batch), one per visitor (visitor_slot)
         video_button.click(space.analyse_video, [video_input], outputs, api_name="analyse_video",
-                           concurrency_id="model", concurrency_limit=1)
+                           concurrency_id="analysis", concurrency_limit=limits.max_concurrent)
         image_button.click(space.analyse_image, [image_input], outputs, api_name="analyse_image",
-                           concurrency_id="model", concurrency_limit=1)
+                           concurrency_id="analysis", concurrency_limit=limits.max_concurrent)
         webcam_input.stream(space.webcam_frame, [webcam_input, webcam_history],
                             [status, frame_image, va_plot, expression_plot, au_plot, webcam_history],
                             api_name="webcam_frame", stream_every=1.0, time_limit=300,
