@@ -106,6 +106,7 @@ class PosterV1Extractor(Extractor):
 
     dim = EMBED_DIM
     fold_batchnorm = True
+    onnx_on_cpu = True  # bench_runtime.py: onnxruntime faster on CPU at batch 1, 8 and 32
     preprocess_cfg = PreprocessConfig(input_size=224, color_order="BGR")
     layouts = {"large_7cls": "poster_v1_large_7cls"}
 

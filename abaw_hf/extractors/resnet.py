@@ -18,6 +18,7 @@ class ResNet18Extractor(Extractor):
 
     dim = 512
     channels_last = True
+    onnx_on_cpu = True  # bench_runtime.py: onnxruntime faster on CPU at batch 1, 8 and 32
     fold_batchnorm = True
     preprocess_cfg = PreprocessConfig(input_size=224)
     layouts = {"msceleb": "resnet18_msceleb_torchvision"}

@@ -12,17 +12,26 @@ RUNTIMES = ("auto", "torch", "onnx")  # what runs the networks; preprocessing, f
 DEFAULT_RUNTIME = "auto"
 
 # The networks onnxruntime ran faster than eager torch on CPU at batch 1, 8 and 32 in every run, with parity
-# <= 1e-5 (`benchmarks/bench_runtime.py` on the 2-core CPU, 4 runs: 1.04-1.99x; the README has the table). ``auto``
-# runs these under onnxruntime on CPU; POSTER V2 (0.85-0.96x at batch 8 and 32), the fusion model (0.74-0.98x for a
-# full batch of windows) and every network on a GPU (not measured: no GPU was lent) stay with torch.
-CPU_ONNX_NETWORKS = frozenset({"resnet18", "eac", "poster"})
+# <= 1e-5 (`benchmarks/bench_runtime.py` on the 2-core CPU, 4 runs: 1.04-1.99x; the README has the table) declare
+# ``onnx_on_cpu = True`` in their extractor class (resnet18, eac, poster); ``CPU_ONNX_NETWORKS`` reads the registry
+# (`abaw_hf.extractors.registry.cpu_onnx_networks`) on first use. ``auto`` runs these under onnxruntime on CPU;
+# POSTER V2 (0.85-0.96x at batch 8 and 32), the fusion model (0.74-0.98x for a full batch of windows), the open
+# families (timm:, hf:, audio:) and every network on a GPU (not measured: no GPU was lent) stay with torch.
+
+
+def __getattr__(name: str):
+    if name == "CPU_ONNX_NETWORKS":  # the registry imports torch: only when asked, never for --help
+        from ..extractors.registry import cpu_onnx_networks
+
+        return cpu_onnx_networks()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def add_runtime_arguments(parser) -> None:
     """``--runtime`` and ``--onnx-dir``, the same in every command that runs the networks (predict, extract)."""
     parser.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME,
-                        help="what runs the networks: auto (on CPU onnxruntime for "
-                             f"{', '.join(sorted(CPU_ONNX_NETWORKS))}, where it is faster; torch for the rest and "
+                        help="what runs the networks: auto (on CPU onnxruntime for the extractors measured faster "
+                             "there, which declare onnx_on_cpu; torch for the rest and "
                              "on GPU), torch, or onnx (every network). ONNX graphs are exported and verified against "
                              "torch once, into $ABAW_HF_ONNX_CACHE (default: %(default)s)")
     parser.add_argument("--onnx-dir", metavar="DIR",

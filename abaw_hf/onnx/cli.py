@@ -1,6 +1,6 @@
 """``abaw-hf export-onnx MODEL -o DIR``: the fusion model and each torch extractor it names, as verified ONNX graphs.
 
-Without ``-o``, the graphs ``--runtime auto`` uses (on CPU: `abaw_hf.onnx.CPU_ONNX_NETWORKS`) go into the ONNX
+Without ``-o``, the graphs ``--runtime auto`` uses (on CPU: the extractors that declare `onnx_on_cpu`) go into the ONNX
 cache, verified: the explicit step after which `predict` and the pipeline run those networks under onnxruntime
 (they never export during a call).
 

@@ -5,7 +5,7 @@ feature_mask, frame_index) and returns the same three output tensors; `OnnxExtra
 preprocessing, metadata and provenance and runs its network in onnxruntime (`extract`, `inference_module`).
 `onnx_extractor` / `onnx_fusion_model` build them from torch objects, through an export verified against torch
 and cached by weights fingerprint, or from an `abaw-hf export-onnx` folder. `runtime_extractors` and `use_runtime`
-are the one switch: ``auto`` (the default) runs `CPU_ONNX_NETWORKS` under onnxruntime on CPU and falls back to torch,
+are the one switch: ``auto`` (the default) runs the extractors that declare ``onnx_on_cpu`` (the registry) under onnxruntime on CPU and falls back to torch,
 with one warning, wherever onnxruntime is missing, the cache cannot be written or an export fails its check. Where
 a call must not wait (the pipeline: `predict`, the Space), ``auto`` takes only graphs already in the cache and runs
 torch for the others, with a note saying so; `prepare_graphs` exports them at an explicit step (`abaw-hf export-onnx
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from . import CPU_ONNX_NETWORKS, RUNTIMES
+from . import RUNTIMES
 
 CACHE_ENV = "ABAW_HF_ONNX_CACHE"
 logger = logging.getLogger("abaw_hf.onnx")
@@ -329,7 +329,9 @@ def uses_onnx(network: str, runtime: str, device: str | torch.device | None = No
     onnxruntime on `device`: ``auto`` takes onnxruntime only on CPU, for the networks measured faster there."""
     if runtime in ("onnx", "torch"):
         return runtime == "onnx"
-    return torch.device(device if device is not None else "cpu").type == "cpu" and network in CPU_ONNX_NETWORKS
+    from ..extractors.registry import cpu_onnx_networks
+
+    return torch.device(device if device is not None else "cpu").type == "cpu" and network in cpu_onnx_networks()
 
 
 def runtime_name(network) -> str:
