@@ -12,8 +12,16 @@ from ..modeling.labels_abaw_fusion import AU_NAMES, EXPRESSION_NAMES, NUM_AUS, N
 from ..modeling.labels_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA  # noqa: F401
 LABEL_COLUMNS = ("video", "frame", "valence", "arousal", "expression", "aus")
 
-# The extractors of the paper and their output dims (POSTER V1 is 512 in its official code).
-KNOWN_FEATURE_DIMS = {"resnet18": 512, "poster2": 768, "poster": 512, "eac": 2048, "fau": 17}
+
+
+def __getattr__(name: str):
+    """``KNOWN_FEATURE_DIMS``: each named extractor's output width, read from the extractor registry
+    (`abaw_hf.extractors.registry.named_extractor_dims`; POSTER V1 is 512 in its official code), on first use."""
+    if name == "KNOWN_FEATURE_DIMS":
+        from ..extractors.registry import named_extractor_dims
+
+        return named_extractor_dims()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 METADATA_KEY = "abaw_hf"
 
