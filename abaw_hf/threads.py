@@ -45,19 +45,29 @@ class ThreadChoice:
                 f"{self.processes} process(es) sharing them")
 
 
+def _affinity() -> list[int] | None:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity), else the machine's."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    affinity = _affinity()
+    return max(1, len(affinity) if affinity else os.cpu_count() or 1)
 
 
 def busy_cores(cores: int, seconds: float = SAMPLE_SECONDS) -> float:
-    """Cores busy with other work: the system's CPU use over ``seconds`` while this process waits."""
+    """Cores busy with other work: the CPU use, over ``seconds`` while this process waits, of the cores this
+    process may run on (a neighbour on other cores takes none of them)."""
     import psutil
 
-    return min(float(cores), psutil.cpu_percent(interval=seconds) / 100.0 * (psutil.cpu_count() or cores))
+    per_core = psutil.cpu_percent(interval=seconds, percpu=True)
+    affinity = _affinity()
+    if affinity and all(index < len(per_core) for index in affinity):
+        per_core = [per_core[index] for index in affinity]
+    return min(float(cores), sum(per_core) / 100.0)
 
 
 def threads_for(cores: int, busy: float, processes: int = 1) -> int:
@@ -85,6 +95,11 @@ def choose_threads(processes: int | None = None, *, busy: float | None = None) -
     if busy is None:
         busy = busy_cores(cores)
     return ThreadChoice(threads_for(cores, busy, processes), cores, busy, processes, "rule")
+
+
+def configured() -> ThreadChoice | None:
+    """What `configure_threads` chose in this process (None when it did not run)."""
+    return _configured
 
 
 def configure_threads(processes: int | None = None, *, force: bool = False) -> ThreadChoice:
