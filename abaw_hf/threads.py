@@ -1,7 +1,7 @@
 """How many threads a process runs its networks with: the cores actually free to it.
 
 On a machine other jobs share, torch's default (one thread per core) makes every parallel region wait for a
-thread the kernel has given to a neighbour: on 2 cores beside one CPU-bound job, face detection took 17x longer
+thread the kernel has given to a neighbour: on 2 cores beside one CPU-bound job, face detection took 16x longer
 with 2 threads than with 1 (`benchmarks/bench_busy.py`). The rule, in one place:
 
     threads = max(1, round((cores this process may use - cores busy with other work) / processes sharing them))
