@@ -197,3 +197,52 @@ def test_two_extractors_writing_one_column_are_refused(models):
 
     with pytest.raises(UserError, match="would both write column 'timm_test_vit'"):
         create_extractors([f"timm:test_vit={models['vit']}", "timm:test_vit"], random_init=True)
+
+
+# ----- runtimes, export, resume -------------------------------------------------------------------------------
+
+
+def test_vision_families_run_under_onnxruntime_and_audio_stays_torch(models, face, tiny_model, tmp_path):
+    from abaw_hf.onnx.export import export_model
+    from abaw_hf.onnx.runtime import runtime_extractors, runtime_name
+
+    extractors = create_extractors([f"timm:test_vit={models['vit']}", f"hf:{models['dinov2']}:cls",
+                                    f"audio:{models['wavlm']}"])
+    converted = runtime_extractors(extractors, "onnx")
+    assert [runtime_name(e) for e in converted] == ["onnxruntime", "onnxruntime", "torch"]
+    for torch_extractor, onnx_extractor in zip(extractors[:2], converted[:2]):
+        torch.testing.assert_close(onnx_extractor.extract([face]), torch_extractor.extract([face]), rtol=1e-4, atol=1e-4)
+    _, present = converted[2].extract_with_mask([face])  # a face crop carries no sound: missing, not zeros
+    assert not present.any()
+    model = tiny_model({e.name: e.dim for e in extractors}, extractors={e.name: e.provenance() for e in extractors})
+    manifest = export_model(model, {e.name: e for e in extractors}, tmp_path / "onnx").manifest
+    shapes = {name: entry["inputs"][0]["shape"] for name, entry in manifest["extractors"].items()}
+    assert shapes == {"timm_test_vit": ["batch", 3, 160, 160], "hf_dinov2_cls": ["batch", 3, 56, 56]}
+    assert "audio encoder, not exported" in manifest["not_exported"]["audio_wavlm"]
+
+
+def test_resumed_extraction_equals_one_run(models, tmp_path, face):
+    """Shards of 4 rows, one shard per run: the timm and sound columns come out as in one uninterrupted run."""
+    import datasets
+
+    from abaw_hf.extraction.audio import sources_from_paths
+
+    frames = tmp_path / "frames" / "clip"
+    frames.mkdir(parents=True)
+    for k in range(1, 11):
+        Image.fromarray(np.roll(face, 3 * k, axis=0)).save(frames / f"{k:05d}.jpg")
+    video = write_video_with_audio(tmp_path / "clip.mp4", [np.zeros((32, 32, 3), np.uint8)] * 10, FPS,
+                                   tone_signal(1.0, [0.5]))
+    rows = Annotations.unlabelled(["clip"] * 10, np.arange(1, 11))
+    extractors = create_extractors([f"timm:test_vit={models['vit']}", f"audio:{models['wavlm']}"], audio_window=0.3)
+    options = dict(audio_sources=sources_from_paths({"clip": video}), shard_size=4, batch_size=4, num_workers=0,
+                   progress=False, runtime="torch")
+    done = [extract_features(rows, tmp_path / "frames", extractors, output, max_shards=max_shards, **options).complete
+            for output, max_shards in ((tmp_path / "resumed", 1), (tmp_path / "resumed", 1),
+                                       (tmp_path / "resumed", None), (tmp_path / "whole", None))]
+    assert done == [False, False, True, True]  # 3 shards: one, another, the last
+    resumed = datasets.load_from_disk(str(tmp_path / "resumed"))
+    whole = datasets.load_from_disk(str(tmp_path / "whole"))
+    for name in ("timm_test_vit", "audio_wavlm"):
+        np.testing.assert_array_equal(column_array(resumed, name)[0], column_array(whole, name)[0])
+        assert column_array(resumed, name)[1].all()
