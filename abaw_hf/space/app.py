@@ -492,7 +492,8 @@ def build_app(space: AffectSpace) -> gr.Blocks:
         )
         gr.HTML(views.banner_html(space.banner_messages), elem_id="banner", visible=bool(space.banner_messages))
         with gr.Accordion("Loaded model and extractor weights", open=space.pipeline is None or bool(space.banner_messages)):
-            gr.Markdown(space.header(), elem_id="model-header")
+            # a function: rendered again at each page load, so "runs on" follows the start-up's ONNX step
+            gr.Markdown(space.header, elem_id="model-header")
         limits = space.limits
         with gr.Tabs():
             with gr.Tab("Video", id="video"):
