@@ -154,7 +154,10 @@ def test_a_video_cut_short_is_still_truncated_and_the_frames_before_are_kept(tmp
 # ----- quiet unless --debug; paths as a user expects ---------------------------------------------------------
 
 
-_BUILD_MEDIAPIPE = "from abaw_hf.faces import FaceDetector; FaceDetector('mediapipe').close(); print('built')"
+_BUILD_MEDIAPIPE = ("from abaw_hf.faces import FaceDetector\n"
+                    "FaceDetector('mediapipe').close()\n"
+                    "FaceDetector().close()  # the default: MTCNN, full-range BlazeFace (LiteRT), MediaPipe's mesh\n"
+                    "print('built')")
 
 
 @pytest.mark.parametrize("debug", [False, True], ids=["quiet", "debug"])
@@ -165,7 +168,8 @@ def test_mediapipe_native_log_lines_only_with_debug(debug):
     result = subprocess.run([sys.executable, "-c", _BUILD_MEDIAPIPE], env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "built", result.stderr
-    native = [line for line in result.stderr.splitlines() if line.startswith(("W0000", "I0000", "WARNING: Logging"))]
+    native = [line for line in result.stderr.splitlines()
+              if line.startswith(("W0000", "I0000", "WARNING: Logging", "INFO: Created TensorFlow Lite"))]
     assert bool(native) is debug, result.stderr  # MediaPipe writes them here; --debug shows them
 
 

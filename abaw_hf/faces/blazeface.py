@@ -73,8 +73,11 @@ class BlazeFaceDetector:
         self.model_path = bundled_blazeface_model()
         self.min_confidence = float(min_confidence)
         self.max_faces = max_faces
-        self._interpreter = Interpreter(model_path=str(self.model_path), num_threads=num_threads)
-        self._interpreter.allocate_tensors()
+        from ..console import native_stderr_silenced
+
+        with native_stderr_silenced():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" (--debug shows it)
+            self._interpreter = Interpreter(model_path=str(self.model_path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
         (self._input,) = [detail["index"] for detail in self._interpreter.get_input_details()]
         outputs = {detail["name"]: detail["index"] for detail in self._interpreter.get_output_details()}
         self._regressors = next(index for name, index in outputs.items() if "regressor" in name)
