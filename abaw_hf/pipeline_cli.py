@@ -76,14 +76,14 @@ def run(args: argparse.Namespace) -> int:
         pipeline = AffectPipeline.from_pretrained(args.model, checkpoints=checkpoints, device=args.device, **options)
     print(pipeline.weights_report, file=sys.stderr)
     print(f"runtime: {pipeline.runtime_summary}", file=sys.stderr)
+    if pipeline.runtime_notes:  # auto never makes this call wait for an export; one explicit step prepares them
+        print(f"  ({', '.join(pipeline.runtime_notes)} run under torch this time: `abaw-hf export-onnx {args.model}` "
+              "prepares the ONNX graphs once, then --runtime auto runs them under onnxruntime, faster on CPU)",
+              file=sys.stderr)
     from .threads import configured
 
     if configured() is not None:  # the console script: threads from the cores free to it
         print(f"threads: {configured()}", file=sys.stderr)
-    if pipeline.runtime_notes:  # auto never makes this call wait for an export; one explicit step prepares them
-        print(f"  ({', '.join(pipeline.runtime_notes)} ran under torch this time: `abaw-hf export-onnx {args.model}` "
-              "prepares the ONNX graphs once, then --runtime auto runs them under onnxruntime, faster on CPU)",
-              file=sys.stderr)
     inputs = args.inputs
     if len(inputs) == 1:
         single = Path(inputs[0])
