@@ -1,0 +1,175 @@
+"""Open extractors against their bare backbones, and the sound path's speed and memory.
+
+    python benchmarks/bench_open_extractors.py                 # vision table, then the audio table
+    python benchmarks/bench_open_extractors.py --audio-minutes 1 10
+
+Vision (timm and hf, random weights at real sizes, built offline): frames/s of the extractor's network
+(`extractor(pixel_values)`: features + pooling, what the extraction runner and the pipeline run) against the bare
+backbone forward on the same tensors, in alternating rounds of the same run, and the overhead between them; plus
+`extract(images)` with the model's own preprocessing on 112 px crops (in extraction that runs in DataLoader
+workers, beside the network). Audio (a WavLM-shaped encoder, random weights, made here): seconds of sound encoded
+per second through `frame_vectors` (decode from the container, resample, chunked encoding, per-frame windows)
+against the bare encoder on the same chunks, and the peak resident memory of a process that encodes a 1-minute and a
+10-minute synthetic track (each in its own subprocess). Load (`os.getloadavg`) is printed beside every table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tiny-model and sound-video helpers
+
+FPS = 25
+
+
+def _best_rate(function, count: int, rounds: int) -> list[float]:
+    rates = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        function()
+        rates.append(count / (time.perf_counter() - started))
+    return rates
+
+
+def vision_rows(batch: int, rounds: int, folder: Path) -> list[dict]:
+    import timm
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    from abaw_hf.extractors import create_extractor
+
+    torch.manual_seed(0)
+    dino = folder / "dinov2_small_random"
+    Dinov2Model(Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+                             image_size=224, patch_size=14)).save_pretrained(dino)
+    BitImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224}).save_pretrained(dino)
+    cases = [("timm", create_extractor("timm", "convnext_atto", pretrained=False, random_seed=0)),
+             ("timm", create_extractor("timm", "vit_tiny_patch16_224", pretrained=False, random_seed=0)),
+             ("hf", create_extractor("hf", f"{dino}:cls"))]
+    crops = [np.random.default_rng(i).integers(0, 255, (112, 112, 3), dtype=np.uint8) for i in range(batch)]
+    rows = []
+    for family, extractor in cases:
+        pixels = extractor.preprocess(crops)
+        model = extractor.model
+        if family == "timm":
+            bare = lambda: model.forward_head(model.forward_features(pixels), pre_logits=True)  # noqa: E731
+        else:
+            bare = lambda: model(pixel_values=pixels).last_hidden_state  # noqa: E731
+        with torch.inference_mode():
+            bare(), extractor(pixels)  # warm-up
+            wrapped, plain = [], []
+            for _ in range(rounds):  # alternating rounds: the machine's load hits both alike
+                plain += _best_rate(bare, batch, 1)
+                wrapped += _best_rate(lambda: extractor(pixels), batch, 1)
+            with_preprocessing = max(_best_rate(lambda: extractor.extract(crops, batch_size=batch), batch, 2))
+        rows.append({"family": family, "extractor": extractor.name, "dim": extractor.dim,
+                     "input": "x".join(map(str, extractor.preprocess_cfg.input_shape[1:])),
+                     "bare_fps": max(plain), "extractor_fps": max(wrapped),
+                     "overhead_pct": 100 * (max(plain) / max(wrapped) - 1), "extract_fps": with_preprocessing})
+    return rows
+
+
+def _encoder_folder(folder: Path) -> Path:
+    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
+
+    target = folder / "wavlm_small_random"
+    if not target.is_dir():
+        torch.manual_seed(0)
+        WavLMModel(WavLMConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+                               conv_dim=(256,) * 7)).save_pretrained(target)
+        Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=False).save_pretrained(target)
+    return target
+
+
+def _sound_video(folder: Path, minutes: float) -> Path:
+    from open_models_fixture import tone_signal, write_video_with_audio
+
+    path = folder / f"sound_{minutes:g}min.mp4"
+    if not path.is_file():
+        seconds = minutes * 60
+        changes = list(np.arange(0.5, seconds, 0.5))
+        frames = [np.zeros((16, 16, 3), np.uint8)] * int(seconds)  # 1 frame/s: the video stream only times frames
+        write_video_with_audio(path, frames, 1, tone_signal(seconds, changes))
+    return path
+
+
+def audio_one(folder: Path, minutes: float) -> dict:
+    """In a fresh process: encode the whole track, per-frame vectors at FPS; seconds, peak RSS."""
+    from abaw_hf.extractors import create_extractor
+
+    extractor = create_extractor("audio", str(_encoder_folder(folder)))
+    video = _sound_video(folder, minutes)
+    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = np.arange(int(minutes * 60 * FPS)) / FPS
+    started = time.perf_counter()
+    vectors, present, _ = extractor.frame_vectors(video, times)
+    seconds = time.perf_counter() - started
+    # the bare encoder on chunks of the same length, for the same amount of sound
+    settings = extractor.preprocess_cfg
+    chunk = np.random.default_rng(0).standard_normal(int(settings.chunk_seconds * 16000)).astype(np.float32)
+    core = settings.chunk_seconds - 2 * settings.context_seconds
+    count = max(1, int(np.ceil(minutes * 60 / core)))
+    bare_started = time.perf_counter()
+    inputs = {"input_values": torch.from_numpy(chunk)[None]}
+    with torch.inference_mode():
+        for _ in range(count):
+            extractor.encoder(**inputs)
+    bare = time.perf_counter() - bare_started
+    return {"minutes": minutes, "frames": len(times), "present": int(present.sum()), "seconds": seconds,
+            "sound_seconds_per_second": minutes * 60 / seconds, "bare_encoder_seconds": bare,
+            "overhead_pct": 100 * (seconds / bare - 1),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_before_mb": baseline_rss / 1024, "vectors_mb": vectors.nbytes / 2**20}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--audio-minutes", type=float, nargs="+", default=[1.0, 10.0])
+    parser.add_argument("--skip-vision", action="store_true")
+    parser.add_argument("--one-audio", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one_audio is not None:
+        print(json.dumps(audio_one(args.folder, args.one_audio)))
+        return 0
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()}")
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
+        if not args.skip_vision:
+            print(f"\nvision, batch {args.batch}, best of {args.rounds} alternating rounds (frames/s)")
+            print("| family | column | dim | input | bare backbone | extractor network | overhead | extract() with preprocessing |")
+            print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |")
+            for row in vision_rows(args.batch, args.rounds, folder):
+                print(f"| {row['family']} | {row['extractor']} | {row['dim']} | {row['input']} | {row['bare_fps']:.1f} | "
+                      f"{row['extractor_fps']:.1f} | {row['overhead_pct']:+.1f} % | {row['extract_fps']:.1f} |")
+            print(f"load after: {os.getloadavg()}")
+        print("\naudio (WavLM-shaped, hidden 256, 4 layers, random weights; 20 s chunks, 1 s context, 1 s window, "
+              f"{FPS} frames/s)")
+        print("| sound | frames | sound s per s | bare encoder, same chunks | overhead | peak RSS | RSS before encoding |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for minutes in args.audio_minutes:
+            _encoder_folder(folder), _sound_video(folder, minutes)  # made outside the measured process
+            result = subprocess.run([sys.executable, __file__, "--one-audio", str(minutes), "--folder", str(folder)],
+                                    capture_output=True, text=True, check=True)
+            row = json.loads(result.stdout.strip().splitlines()[-1])
+            print(f"| {minutes:g} min | {row['frames']} | {row['sound_seconds_per_second']:.1f} | "
+                  f"{row['bare_encoder_seconds']:.1f} s vs {row['seconds']:.1f} s | {row['overhead_pct']:+.1f} % | "
+                  f"{row['peak_rss_mb']:.0f} MB | {row['rss_before_mb']:.0f} MB |")
+        print(f"load after: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
