@@ -420,7 +420,11 @@ def prepare_graphs(extractors, device=None, *, retry_refused: bool = True) -> di
             continue
         started = time.perf_counter()
         try:
-            onnx_extractor(copy.deepcopy(extractor), feature=feature, retry_refused=True, prepare=True)
+            exported = copy.deepcopy(extractor)  # the caller may go on running the original meanwhile
+        except Exception:  # an extractor holding something that does not copy: export the original
+            exported = extractor
+        try:
+            onnx_extractor(exported, feature=feature, retry_refused=True, prepare=True)
         except OnnxUnavailable as problem:
             done[feature] = f"not prepared: {problem}"
             continue
