@@ -19,6 +19,23 @@ def test_parse_combos_and_paper_defaults():
         ablation.parse_combo("resnet18+vgg")
 
 
+def test_any_dataset_column_is_a_feature_and_the_paper_comparison():
+    columns = ["resnet18", "fau", "timm-test_vit", "audio-wavlm"]  # e.g. timm:/audio: extractor columns
+    assert ablation.parse_combo("TIMM-test_vit+ResNet18", columns) == ["timm-test_vit", "resnet18"]
+    assert ablation.combo_label(["timm-test_vit", "resnet18"]) == "timm-test_vit+ResNet18"
+    with pytest.raises(UserError, match="unknown feature.*poster2"):
+        ablation.parse_combo("poster2", columns)  # not a column of this dataset
+    assert set(ablation.known_features()) >= {"resnet18", "poster2", "poster", "eac", "fau"}  # the registry
+    assert ablation.run_folder_name("../x/y+Z") == "-x-y_z" and ablation.run_folder_name("..") == "features"
+    assert ablation.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert ablation.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    rows = [(label, {"p_mtl": row[4] + 0.01}) for label, row in ablation.PAPER_TABLE1.items()]
+    summary = ablation.paper_comparison(rows)
+    assert summary["rows"] == 8 and summary["spearman"] == pytest.approx(1.0)
+    assert summary["max_abs_difference"] == pytest.approx(0.01) and summary["paper_set"]["paper"] == 1.2795
+    assert ablation.paper_comparison(rows[:2]) is None
+
+
 def test_two_combos_train_and_fill_the_table(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({
@@ -30,12 +47,15 @@ def test_two_combos_train_and_fill_the_table(tmp_path):
                            "--output-dir", str(tmp_path / "runs"), "-o", str(tmp_path / "table.md")])
     lines = (tmp_path / "table.md").read_text().splitlines()
     assert lines == table.splitlines()
-    assert lines[0] == "| Features | Valence | Arousal | FER | AU | score |"
+    assert lines[0] == "| Features | Valence | Arousal | FER | AU | score | paper | Δ |"
     assert [line.split("|")[1].strip() for line in lines[2:]] == ["ResNet18", "POSTER2+FAU"]
     for line in lines[2:]:
         valence, arousal, fer, au, score = (float(cell) for cell in line.split("|")[2:7])
         assert score == pytest.approx((valence + arousal) / 2 + fer + au, abs=2e-3)
         assert 0 < score <= 3
+    paper, difference = lines[2].split("|")[7:9]  # ResNet18 is a Table 1 row; POSTER2+FAU is not
+    assert float(paper) == 1.1555 and float(difference) == pytest.approx(float(lines[2].split("|")[6]) - 1.1555, abs=2e-4)
+    assert lines[3].split("|")[7:9] == [" – ", " – "]
     scores = json.loads((tmp_path / "table.json").read_text())
     assert set(scores) == {"ResNet18", "POSTER2+FAU"}
     for folder, features in (("resnet18", ["resnet18"]), ("poster2_fau", ["poster2", "fau"])):

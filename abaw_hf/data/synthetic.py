@@ -1,24 +1,34 @@
-"""The embedded default data: a deterministic, ABAW-like feature dataset generated from smooth latent affect.
+"""The embedded default data: a deterministic feature dataset calibrated to s-Aff-Wild2 (``kind="abaw"``).
 
-Each video has a timeline of latent states:
+Labels follow s-Aff-Wild2's published training statistics (``TRAIN_EXPRESSION_COUNTS``, ``TRAIN_AU_POSITIVES``,
+``MISSING_SHARES``; the ABAW MTL challenge data, see the README for sources), at 30 frames/s:
 
-* expression episodes (40-160 frames, classes drawn from a softened s-Aff-Wild2 prior), the episode's
-  one-hot vector smoothed over time -> ``expression`` latent (8);
-* action units switched on or off per episode with FACS-style probabilities for that expression, plus a
-  slow per-AU drift -> ``au`` latent (12, label = latent > 0);
-* valence/arousal around the expression's prototype, a per-episode offset and a slow residual -> ``va`` (2).
+* every video is one subject (Aff-Wild2: 554 subjects in 564 videos); every 5th video validates, so a
+  validation subject is never a training subject. Kept rows per video are log-normal around s-Aff-Wild2's mean
+  (551 rows per video), with the short and long frame gaps of a sampled video;
+* expression episodes last seconds (log-normal, median ``EPISODE_MEDIAN_S``); each subject has its own class mix
+  (a Dirichlet around the training class frequencies, so Neutral and Other dominate and Fear, Disgust are rare);
+* each AU is a continuous latent (label = latent > 0): an expression-dependent FACS mean, a per-subject and a
+  per-episode offset and a slow drift, with offsets solved so each AU's base rate is s-Aff-Wild2's;
+* valence/arousal follow the expression's prototype, a subject baseline and a slow drift;
+* labels go missing in spans at s-Aff-Wild2's shares per split (validation: VA and AUs complete, 42.5 % of
+  expressions missing).
 
-The noise-free label function is ``argmax(expression latent)``, ``au latent > 0`` and ``va`` itself; the
-stored labels add annotator noise (jittered boundaries, a few random flips, VA noise) that this function
-ignores, so :func:`synthetic_oracle_score` (the label function scored against the stored labels) is the ceiling
-a model can hope for. Frames are dropped in gaps like s-Aff-Wild2, labels go missing in spans at ABAW-like
-rates, and each extractor column (real names and dims) is a different noisy, partial view of the latents:
-per-frame noise in latent space (so averaging over time and across extractors both help), a random
-nonlinear projection to the extractor's dim, per-video identity and a slow head-pose nuisance. ``fau`` is
-OpenFace-like: 17 non-negative AU intensities, missing in bursts where "OpenFace failed".
+Features have the paper's information structure. Each network extractor reads every task signal with its own
+noise per task (``EXTRACTOR_NOISE``): the noise is partly shared by all extractors (``SHARED_NOISE``, the common
+part: what is hard in a face is hard for every network, so similar extractors add little) and partly its own,
+and each part is a per-subject constant, a slow drift and per-frame jitter (only the last averages away over a
+window). The noisy readouts, an identity vector (per subject, strongest in the face-recognition backbones) and
+recording conditions (per video, plus a slow head pose) go through a random nonlinear projection to the
+extractor's dimension from the extractor registry. ``fau`` is OpenFace-like: 17 AU intensities that read the AU
+signal above all. The per-extractor noise levels are fitted to the paper's single-extractor rows of Table 1 only
+(``python scripts/calibrate_synthetic.py``; :mod:`abaw_hf.training.synthetic_calibration`).
 
+The noise-free label function is ``argmax(expression latent)``, ``au latent > 0`` and ``va`` itself; the stored
+labels add annotator noise that this function ignores, so :func:`synthetic_oracle_score` is the ceiling.
 Videos are generated independently from ``(seed, video index)``: the same seed gives the same dataset, and a
-larger ``scale`` only adds videos. Every 5th video is in the validation split.
+larger ``scale`` only adds videos. The previous, easy generator stays available as ``kind="easy"`` (presets
+``easy``, ``easy-tiny``, ``easy-full``; :mod:`abaw_hf.data.synthetic_easy`).
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import datasets
@@ -35,13 +46,38 @@ from .annotations import Annotations
 from .builder import rows_to_table
 from .schema import METADATA_KEY, MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_AUS, NUM_EXPRESSIONS, make_info
 
-SYNTHETIC_FEATURE_DIMS = {"resnet18": 512, "poster2": 768, "poster": 512, "eac": 2048, "fau": 17}
-# s-Aff-Wild2 train expression counts, square-rooted so the rare classes keep a few episodes per split.
-_ABAW_EXPRESSION_COUNTS = np.array([23976, 4555, 3168, 3122, 18135, 7609, 5228, 24852], dtype=np.float64)
-EXPRESSION_PRIOR = np.sqrt(_ABAW_EXPRESSION_COUNTS) / np.sqrt(_ABAW_EXPRESSION_COUNTS).sum()
+# The paper's five extractors, in its feature order; dims come from the extractor registry.
+PAPER_EXTRACTORS = ("resnet18", "poster2", "poster", "eac", "fau")
 
-# P(AU on | expression): rows Neutral, Anger, Disgust, Fear, Happiness, Sadness, Surprise, Other;
-# columns AU1 AU2 AU4 AU6 AU7 AU10 AU12 AU15 AU23 AU24 AU25 AU26 (FACS prototypes, softened).
+
+def _registry_dims(names) -> dict[str, int]:
+    from ..extractors import get_extractor_class
+
+    return {name: int(get_extractor_class(name).dim) for name in names}
+
+
+SYNTHETIC_FEATURE_DIMS = _registry_dims(PAPER_EXTRACTORS)
+NETWORK_EXTRACTORS = tuple(name for name in PAPER_EXTRACTORS if name != "fau")
+
+# ---- s-Aff-Wild2 statistics (training split unless noted; see the README for sources) ----
+FPS = 30
+TRAIN_EXPRESSION_COUNTS = np.array([23976, 4555, 3168, 3122, 18135, 7609, 5228, 24852], dtype=np.float64)
+EXPRESSION_FREQUENCIES = TRAIN_EXPRESSION_COUNTS / TRAIN_EXPRESSION_COUNTS.sum()
+TRAIN_AU_POSITIVES = np.array([18713, 8745, 20342, 30605, 41337, 38286, 26783, 2460, 2980, 5003, 70584, 10756])
+AU_RATES = TRAIN_AU_POSITIVES / 103316  # of the AU-labelled training rows
+MISSING_SHARES = {  # share of rows whose label is missing (-5 / -1), per split
+    "train": {"va": 1 - 103917 / 142333, "expression": 1 - 90645 / 142333, "au": 1 - 103316 / 142333},
+    "validation": {"va": 0.0, "expression": 1 - 15440 / 26876, "au": 0.0},
+}
+ROWS_PER_VIDEO = (142333 + 26876) / 307  # 551: s-Aff-Wild2 train+validation rows over its 307 videos
+VIDEO_LENGTH_SIGMA = 0.7  # log-normal spread of rows per video (assumed)
+EPISODE_MEDIAN_S = 2.5  # median expression episode, seconds (assumed: Aff-Wild2 labels persist for seconds)
+EPISODE_SIGMA = 0.6
+ANNOTATION_CONFUSION = 0.25  # share of expression episodes that the annotation labels as another class (assumed)
+SUBJECT_MIX_CONCENTRATION = 20.0  # Dirichlet concentration of a subject's expression mix around the frequencies
+
+# P(AU on | expression) before the per-AU base-rate offsets: rows Neutral, Anger, Disgust, Fear, Happiness,
+# Sadness, Surprise, Other; columns AU1 AU2 AU4 AU6 AU7 AU10 AU12 AU15 AU23 AU24 AU25 AU26 (FACS prototypes).
 AU_GIVEN_EXPRESSION = np.array(
     [
         [0.10, 0.08, 0.10, 0.10, 0.20, 0.15, 0.10, 0.05, 0.05, 0.05, 0.35, 0.10],
@@ -54,10 +90,18 @@ AU_GIVEN_EXPRESSION = np.array(
         [0.20, 0.15, 0.30, 0.30, 0.50, 0.40, 0.30, 0.10, 0.15, 0.15, 0.50, 0.20],
     ]
 )
-# (valence, arousal) prototype of each expression
+# In the wild the AU <-> expression link is much weaker than the posed FACS prototypes (assumed: halfway to the
+# base rates), so AUs alone do not give the expression away.
+AU_GIVEN_EXPRESSION_WILD = 0.5 * AU_GIVEN_EXPRESSION + 0.5 * (np.array([18713, 8745, 20342, 30605, 41337, 38286, 26783,
+                                                                      2460, 2980, 5003, 70584, 10756]) / 103316)
+# (valence, arousal) prototype of each expression (circumplex placement)
 VA_PROTOTYPES = np.array(
     [[0.0, 0.0], [-0.55, 0.6], [-0.6, 0.3], [-0.5, 0.7], [0.65, 0.4], [-0.6, -0.35], [0.2, 0.7], [0.05, 0.15]]
 )
+VA_SUBJECT_BASELINE = ((0.05, 0.15), (0.15, 0.12))  # (mean, sd) of a subject's valence and arousal baseline
+# AU latent = FACS mean + offset + subject (sd 0.45) + episode (sd 0.5) + slow drift (sd 0.74): total sd 1
+_AU_PARTS = (0.45, 0.5, float(np.sqrt(1 - 0.45**2 - 0.5**2)))
+
 # OpenFace's 17 intensities: index into our 12 AUs, or an expression that drives it, or None (blinks).
 _OPENFACE_AUS = ["AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15",
                  "AU17", "AU20", "AU23", "AU25", "AU26", "AU45"]  # fmt: skip
@@ -67,26 +111,31 @@ _OPENFACE_FROM_EXPRESSION = {"AU05": (3, 6), "AU09": (2,), "AU14": (7,), "AU17":
 
 NUM_LATENTS = NUM_EXPRESSIONS + NUM_AUS + 2
 _EXPR, _AU, _VA = slice(0, 8), slice(8, 20), slice(20, 22)
+TASK_GROUPS = ("valence", "arousal", "expression", "au")
 
-
-@dataclass(frozen=True)
-class ViewSpec:
-    """How one extractor sees the latents: a gain per latent group, per-frame latent noise, nuisance gain."""
-
-    expression: float
-    au: tuple[float, float]  # gain on AU1..AU15, on AU23..AU26
-    va: tuple[float, float]  # gain on valence, on arousal
-    noise: float
-    nuisance: float = 0.6
-
-
-VIEWS = {
-    "resnet18": ViewSpec(expression=1.0, au=(0.3, 0.15), va=(0.45, 0.15), noise=0.5, nuisance=0.9),
-    "poster2": ViewSpec(expression=1.2, au=(0.25, 0.15), va=(1.0, 0.25), noise=0.5),
-    "poster": ViewSpec(expression=0.8, au=(0.2, 0.15), va=(0.3, 1.0), noise=0.6),
-    "eac": ViewSpec(expression=0.5, au=(1.0, 0.7), va=(0.2, 0.2), noise=0.5, nuisance=0.8),
+# ---- the extractors' information structure ----
+# Noise of each network extractor per task, in units of the task signal's standard deviation. FITTED, then
+# frozen: `python scripts/calibrate_synthetic.py` (abaw_hf.training.synthetic_calibration) trains
+# configs/default.yaml on each extractor alone and rescales each task's noise until the trained single-extractor
+# model scores the paper's Table 1 row for that extractor (EAC, POSTER, ResNet18, POSTER2: valence and arousal
+# CCC, expression F1, AU F1); the combination rows played no part. See the README for the fit's log.
+EXTRACTOR_NOISE = {
+    "resnet18": {"valence": 5.91, "arousal": 1.16, "expression": 1.91, "au": 0.315},
+    "poster2": {"valence": 4.32, "arousal": 2.62, "expression": 3.28, "au": 0.37},
+    "poster": {"valence": 3.24, "arousal": 2.56, "expression": 3.18, "au": 0.406},
+    "eac": {"valence": 6.58, "arousal": 1.22, "expression": 2.88, "au": 0.43},
 }
-FAU_NOISE = 0.7
+# Priors (not fitted): the share of each extractor's noise variance common to all extractors (redundancy); how the
+# noise splits into a per-subject constant, a slow drift (~0.7 s) and per-frame jitter; identity nuisance per
+# extractor (MS-Celeb / VGGFace2 face-recognition backbones carry most); OpenFace's noise relative to the nets'.
+SHARED_NOISE = 0.7
+NOISE_PARTS = {"subject": 0.4, "slow": 0.4, "frame": 0.2}  # variance shares
+NOISE_SLOW_SIGMA = 20.0  # frames
+IDENTITY_NUISANCE = {"resnet18": 1.0, "eac": 1.0, "poster2": 0.6, "poster": 0.6}
+CONDITION_NUISANCE = 0.6
+FAU_NOISE_RELATIVE = {"au": 0.8, "expression": 2.0}  # x the nets' mean noise on that task; OpenFace reads no VA
+_IDENTITY_DIMS, _CONDITION_DIMS, _POSE_DIMS = 8, 4, 3
+SYNTHETIC_KINDS = ("abaw", "easy")
 
 
 @dataclass(frozen=True)
@@ -94,16 +143,18 @@ class SyntheticConfig:
     """Everything that determines the generated data (stored in the dataset's metadata)."""
 
     num_videos: int = 60
-    frames_per_video: int = 320
+    frames_per_video: int = 320  # kind "abaw": median kept rows per video; "easy": mean timeline length
     seed: int = 0
     validation_every: int = 5
     va_label_noise: float = 0.06
     boundary_jitter: float = 0.12
     label_flip_rate: float = 0.01
-    missing_label_rate: dict = field(default_factory=lambda: {"va": 0.25, "expression": 0.3, "au": 0.25})
+    missing_label_rate: dict = field(default_factory=lambda: {"va": 0.25, "expression": 0.3, "au": 0.25})  # easy
     missing_vector_rate: float = 0.01
     fau_missing_rate: float = 0.05
     generator_version: int = 1
+    kind: str = "abaw"  # "abaw" (calibrated) or "easy" (the previous generator)
+    extractor_noise: dict | None = None  # kind "abaw": overrides of EXTRACTOR_NOISE (calibration)
 
 
 def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
@@ -140,35 +191,16 @@ class _Video:
     timeline: int
 
 
-def _video_latents(config: SyntheticConfig, index: int) -> _Video:
-    """Latent trajectory of one video and the frames s-Aff-Wild2-style subsampling keeps."""
-    rng = _rng(config.seed, index, 0)
-    length = int(config.frames_per_video * rng.uniform(0.6, 1.4) / 0.85)
-    classes, bounds, previous = [], [0], -1
-    while bounds[-1] < length:
-        choice = previous
-        while choice == previous:
-            choice = int(rng.choice(NUM_EXPRESSIONS, p=EXPRESSION_PRIOR))
-        classes.append(choice)
-        bounds.append(bounds[-1] + int(rng.integers(40, 161)))
-        previous = choice
-    episode = np.repeat(np.arange(len(classes)), np.diff(bounds))[:length]
-    onehot = np.eye(NUM_EXPRESSIONS)[np.asarray(classes)[episode]]
-    expression = _smooth(onehot, 4.0)
-    au_switch = np.where(rng.random((len(classes), NUM_AUS)) < AU_GIVEN_EXPRESSION[classes], 1.0, -1.0)
-    au = _smooth(au_switch[episode], 3.0) + 0.35 * _slow_noise(rng, length, NUM_AUS, 12.0)
-    va_offset = rng.uniform(-0.25, 0.25, (len(classes), 2))
-    va = _smooth(VA_PROTOTYPES[classes][episode] + va_offset[episode], 6.0) + 0.15 * _slow_noise(rng, length, 2, 20.0)
-    va = np.clip(va, -1.0, 1.0)
-    keep = np.ones(length, dtype=bool)
-    position = int(rng.integers(5, 40))
-    while position < length:  # short gaps every few dozen frames, now and then a long one
-        gap = int(rng.integers(60, 200)) if rng.random() < 0.08 else int(rng.geometric(0.15))
-        keep[position : position + gap] = False
-        position += gap + int(rng.integers(10, 80))
-    keep[:2] = True
-    latents = np.concatenate([expression, au, va], axis=1)[keep]
-    return _Video(name=f"synthetic_{index:04d}", frames=np.flatnonzero(keep) + 1, latents=latents, timeline=length)
+def _generator(kind: str):
+    """The module-like namespace that generates videos of `kind` (video_latents, observed_labels, projections,
+    video_features)."""
+    if kind == "abaw":
+        return _AbawGenerator
+    if kind == "easy":
+        from . import synthetic_easy
+
+        return synthetic_easy
+    raise ValueError(f"synthetic kind must be one of {list(SYNTHETIC_KINDS)}, got {kind!r}")
 
 
 def oracle_labels(latents: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,88 +208,183 @@ def oracle_labels(latents: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return latents[:, _VA].astype(np.float32), latents[:, _EXPR].argmax(1), (latents[:, _AU] > 0).astype(np.int64)
 
 
-def _missing_spans(rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
+def _au_offsets() -> np.ndarray:
+    """Per-AU offsets so that sum_e freq_e * P(latent > 0 | e) equals s-Aff-Wild2's AU base rate (the latent's
+    non-mean parts are a unit normal)."""
+    normal = NormalDist()
+    means = np.vectorize(normal.inv_cdf)(np.clip(AU_GIVEN_EXPRESSION_WILD, 0.02, 0.98))
+    offsets = np.empty(NUM_AUS)
+    for au in range(NUM_AUS):
+        low, high = -6.0, 6.0
+        for _ in range(60):
+            middle = (low + high) / 2
+            rate = sum(f * normal.cdf(m + middle) for f, m in zip(EXPRESSION_FREQUENCIES, means[:, au]))
+            low, high = (middle, high) if rate < AU_RATES[au] else (low, middle)
+        offsets[au] = (low + high) / 2
+    return means + offsets  # [8 expressions, 12 AUs]
+
+
+AU_MEANS = _au_offsets()
+
+
+def extractor_noise(config: SyntheticConfig) -> dict[str, dict[str, float]]:
+    """Per-task noise of every extractor for this config: EXTRACTOR_NOISE with the config's overrides, and fau's
+    from the nets' mean by FAU_NOISE_RELATIVE."""
+    noise = {name: dict(levels) for name, levels in EXTRACTOR_NOISE.items()}
+    for name, levels in (config.extractor_noise or {}).items():
+        if name not in noise:
+            raise ValueError(f"extractor_noise: {name!r} is not one of {list(noise)}")
+        noise[name].update({task: float(value) for task, value in levels.items()})
+    mean = {task: float(np.mean([noise[name][task] for name in NETWORK_EXTRACTORS])) for task in TASK_GROUPS}
+    noise["fau"] = {task: FAU_NOISE_RELATIVE[task] * mean[task] for task in FAU_NOISE_RELATIVE}
+    return noise
+
+
+def _noise_process(rng: np.random.Generator, timeline: int, dims: int) -> np.ndarray:
+    """Unit-variance extractor error over the timeline: a per-subject constant, a slow drift and frame jitter."""
+    return (
+        np.sqrt(NOISE_PARTS["subject"]) * rng.standard_normal(dims)
+        + np.sqrt(NOISE_PARTS["slow"]) * _slow_noise(rng, timeline, dims, NOISE_SLOW_SIGMA)
+        + np.sqrt(NOISE_PARTS["frame"]) * rng.standard_normal((timeline, dims))
+    )
+
+
+_GROUP_DIMS = {"expression": NUM_EXPRESSIONS, "au": NUM_AUS, "valence": 1, "arousal": 1}
+
+
+class _AbawGenerator:
+    """The calibrated generator (kind "abaw"); streams per video: 0 latents, 2 labels, 3 shared extractor
+    error, 10+k extractor k's own error and vectors, 30 fau."""
+
+    @staticmethod
+    def video_latents(config: SyntheticConfig, index: int) -> _Video:
+        rng = _rng(config.seed, index, 0)
+        rows = max(8, int(config.frames_per_video * np.exp(VIDEO_LENGTH_SIGMA * rng.standard_normal())))
+        keep = np.ones(int(rows / 0.6) + 100, dtype=bool)
+        position = int(rng.integers(5, 40))
+        while position < len(keep):  # short gaps every few dozen frames, now and then a long one
+            gap = int(rng.integers(60, 200)) if rng.random() < 0.08 else int(rng.geometric(0.15))
+            keep[position : position + gap] = False
+            position += gap + int(rng.integers(10, 80))
+        keep[:2] = True
+        length = int(np.searchsorted(np.cumsum(keep), min(rows, int(keep.sum())))) + 1  # the frame of the last row
+        keep = keep[:length]
+        mix = rng.dirichlet(SUBJECT_MIX_CONCENTRATION * EXPRESSION_FREQUENCIES)
+        classes, bounds = [], [0]
+        while bounds[-1] < length:
+            classes.append(int(rng.choice(NUM_EXPRESSIONS, p=mix)))
+            seconds = EPISODE_MEDIAN_S * np.exp(EPISODE_SIGMA * rng.standard_normal())
+            bounds.append(bounds[-1] + max(10, int(seconds * FPS)))
+        classes_arr = np.asarray(classes)
+        episode = np.repeat(np.arange(len(classes)), np.diff(bounds))[:length]
+        expression = _smooth(np.eye(NUM_EXPRESSIONS)[classes_arr[episode]], 4.0)
+        subject_part, episode_part, slow_part = _AU_PARTS
+        au_step = AU_MEANS[classes_arr] + episode_part * rng.standard_normal((len(classes), NUM_AUS))
+        au = (_smooth(au_step[episode], 3.0) + subject_part * rng.standard_normal(NUM_AUS)
+              + slow_part * _slow_noise(rng, length, NUM_AUS, 15.0))
+        (v_mean, v_sd), (a_mean, a_sd) = VA_SUBJECT_BASELINE
+        baseline = np.array([v_mean + v_sd * rng.standard_normal(), a_mean + a_sd * rng.standard_normal()])
+        va_step = VA_PROTOTYPES[classes_arr] * 0.8 + rng.uniform(-0.2, 0.2, (len(classes), 2))
+        va = _smooth(va_step[episode], 8.0) + baseline + 0.12 * _slow_noise(rng, length, 2, 30.0)
+        va = np.clip(va, -1.0, 1.0)
+        latents = np.concatenate([expression, au, va], axis=1)[keep]
+        return _Video(name=f"synthetic_{index:04d}", frames=np.flatnonzero(keep) + 1, latents=latents, timeline=length)
+
+    @staticmethod
+    def observed_labels(config: SyntheticConfig, index: int, video: _Video, split: str):
+        rng = _rng(config.seed, index, 2)
+        n = len(video.frames)
+        latents = video.latents
+        expression = (latents[:, _EXPR] + config.boundary_jitter * rng.standard_normal((n, NUM_EXPRESSIONS))).argmax(1)
+        # annotators disagree with the latent class on whole episodes, not on single frames
+        starts = np.flatnonzero(np.concatenate([[True], expression[1:] != expression[:-1]]))
+        confused = rng.random(len(starts)) < ANNOTATION_CONFUSION
+        replacement = rng.choice(NUM_EXPRESSIONS, size=len(starts), p=EXPRESSION_FREQUENCIES)
+        run = np.cumsum(np.isin(np.arange(n), starts)) - 1
+        expression = np.where(confused[run], replacement[run], expression)
+        aus = (latents[:, _AU] + 0.3 * rng.standard_normal((n, NUM_AUS)) > 0).astype(np.int64)
+        va = np.clip(latents[:, _VA] + config.va_label_noise * rng.standard_normal((n, 2)), -1, 1)
+        shares = MISSING_SHARES["validation" if split == "validation" else "train"]
+        va[_missing_spans(rng, n, shares["va"])] = MISSING_VA
+        expression[_missing_spans(rng, n, shares["expression"])] = MISSING_EXPRESSION
+        aus[_missing_spans(rng, n, shares["au"])] = MISSING_AU
+        return va.astype(np.float32), expression.astype(np.int8), aus.astype(np.int8)
+
+    @staticmethod
+    def projections(config: SyntheticConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        inputs = NUM_LATENTS + _IDENTITY_DIMS + _CONDITION_DIMS + _POSE_DIMS
+        for number, name in enumerate(NETWORK_EXTRACTORS):
+            rng = _rng(config.seed, 2_000_000 + number, 0)
+            weights = rng.standard_normal((inputs, SYNTHETIC_FEATURE_DIMS[name])) * (1.5 / np.sqrt(inputs))
+            out[name] = (weights, 0.3 * rng.standard_normal(SYNTHETIC_FEATURE_DIMS[name]))
+        return out
+
+    @staticmethod
+    def video_features(config: SyntheticConfig, index: int, video: _Video, projections) -> dict[str, tuple]:
+        n, frames = len(video.frames), video.frames - 1
+        noise = extractor_noise(config)
+        latents = video.latents
+        # task signals in units of their spread
+        signals = {
+            "expression": (latents[:, _EXPR] - 1.0 / NUM_EXPRESSIONS) * 3.0,
+            "au": latents[:, _AU],
+            "valence": (latents[:, 20:21] - 0.05) / 0.35,
+            "arousal": (latents[:, 21:22] - 0.2) / 0.3,
+        }
+        shared_rng = _rng(config.seed, index, 3)
+        shared = {task: _noise_process(shared_rng, video.timeline, _GROUP_DIMS[task])[frames] for task in TASK_GROUPS}
+        identity = _rng(config.seed, index, 4).standard_normal(_IDENTITY_DIMS)  # one subject per video
+        condition_rng = _rng(config.seed, index, 5)
+        condition = np.concatenate(
+            [np.broadcast_to(condition_rng.standard_normal(_CONDITION_DIMS), (n, _CONDITION_DIMS)),
+             _slow_noise(condition_rng, video.timeline, _POSE_DIMS, 25.0)[frames]], axis=1)
+
+        def readout(rng, task, level):
+            own = _noise_process(rng, video.timeline, _GROUP_DIMS[task])[frames]
+            error = np.sqrt(SHARED_NOISE) * shared[task] + np.sqrt(1 - SHARED_NOISE) * own
+            return (signals[task] + level * error) / np.sqrt(1 + level**2)
+
+        out = {}
+        for number, name in enumerate(NETWORK_EXTRACTORS):
+            weights, bias = projections[name]
+            rng = _rng(config.seed, index, 10 + number)
+            view = [readout(rng, task, noise[name][task]) for task in ("expression", "au", "valence", "arousal")]
+            inputs = np.concatenate(
+                view + [np.broadcast_to(IDENTITY_NUISANCE[name] * identity, (n, _IDENTITY_DIMS)),
+                        CONDITION_NUISANCE * condition], axis=1)
+            vectors = np.tanh(inputs @ weights + bias) + 0.3 * rng.standard_normal((n, len(bias)))
+            present = rng.random(n) >= config.missing_vector_rate
+            out[name] = (vectors.astype(np.float16), present)
+        rng = _rng(config.seed, index, 30)
+        au_read = readout(rng, "au", noise["fau"]["au"])
+        expression_read = readout(rng, "expression", noise["fau"]["expression"])
+        intensities = np.empty((n, len(_OPENFACE_AUS)))
+        for column, openface_name in enumerate(_OPENFACE_AUS):
+            if openface_name in _OPENFACE_FROM_AU:
+                intensities[:, column] = 1.0 * (1.2 + au_read[:, _OPENFACE_FROM_AU[openface_name]])
+            elif openface_name in _OPENFACE_FROM_EXPRESSION:
+                intensities[:, column] = 0.8 * (1.0 + expression_read[:, list(_OPENFACE_FROM_EXPRESSION[openface_name])].sum(1))
+            else:  # blinks: unrelated to affect
+                intensities[:, column] = 3.0 * (rng.random(n) < 0.05) + 0.3 * rng.standard_normal(n)
+        bursts = np.zeros(n, dtype=bool)
+        for start in np.flatnonzero(rng.random(n) < config.fau_missing_rate / 6):  # OpenFace fails a few frames at a time
+            bursts[start : start + int(rng.integers(2, 10))] = True
+        out["fau"] = (np.clip(intensities, 0.0, 5.0).astype(np.float16), ~bursts)
+        return out
+
+
+def _missing_spans(rng: np.random.Generator, n: int, share: float) -> np.ndarray:
+    """Missing labels come in spans (a task not annotated for a stretch of video), ~`share` of the rows."""
     missing = np.zeros(n, dtype=bool)
+    if share <= 0:
+        return missing
     start = 0
     while start < n:
-        span = int(rng.integers(40, 200))
-        missing[start : start + span] = rng.random() < rate
+        span = int(120 * np.exp(0.5 * rng.standard_normal())) + 10
+        missing[start : start + span] = rng.random() < share
         start += span
     return missing
-
-
-def _observed_labels(config: SyntheticConfig, index: int, video: _Video):
-    """Stored labels: the label function on jittered latents, a few flips, VA noise, missing spans."""
-    rng = _rng(config.seed, index, 2)
-    n = len(video.frames)
-    latents = video.latents
-    jitter = config.boundary_jitter * rng.standard_normal((n, NUM_EXPRESSIONS + NUM_AUS))
-    expression = (latents[:, _EXPR] + jitter[:, :NUM_EXPRESSIONS]).argmax(1)
-    flip = rng.random(n) < config.label_flip_rate
-    expression[flip] = rng.integers(0, NUM_EXPRESSIONS, int(flip.sum()))
-    aus = (latents[:, _AU] + 3 * jitter[:, NUM_EXPRESSIONS:] > 0).astype(np.int64)
-    au_flip = rng.random((n, NUM_AUS)) < config.label_flip_rate
-    aus[au_flip] = 1 - aus[au_flip]
-    va = np.clip(latents[:, _VA] + config.va_label_noise * rng.standard_normal((n, 2)), -1, 1)
-    rates = config.missing_label_rate
-    va[_missing_spans(rng, n, rates["va"])] = MISSING_VA
-    expression[_missing_spans(rng, n, rates["expression"])] = MISSING_EXPRESSION
-    aus[_missing_spans(rng, n, rates["au"])] = MISSING_AU
-    return va.astype(np.float32), expression.astype(np.int8), aus.astype(np.int8)
-
-
-def _projections(config: SyntheticConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per extractor: a random projection (latent view + nuisance -> dim) and a bias."""
-    out = {}
-    for number, (name, dim) in enumerate(SYNTHETIC_FEATURE_DIMS.items()):
-        if name == "fau":
-            continue
-        rng = _rng(config.seed, 1_000_000 + number, 0)
-        inputs = NUM_LATENTS + 6 + 3
-        out[name] = (rng.standard_normal((inputs, dim)) / np.sqrt(4.0), 0.3 * rng.standard_normal(dim))
-    return out
-
-
-def _view_gains(spec: ViewSpec) -> np.ndarray:
-    gains = np.empty(NUM_LATENTS)
-    gains[_EXPR] = spec.expression * 2.0  # expression latents live in [0, 1]: stretch to the ±1 range of the others
-    gains[8:16] = spec.au[0]
-    gains[16:20] = spec.au[1]
-    gains[20:22] = np.asarray(spec.va) * 2.0  # VA spread is ~0.4: stretch
-    return gains
-
-
-def _video_features(config: SyntheticConfig, index: int, video: _Video, projections) -> dict[str, tuple]:
-    """Every extractor's vectors (float16) and presence for one video."""
-    rng = _rng(config.seed, index, 1)
-    n = len(video.frames)
-    identity = np.broadcast_to(rng.standard_normal(6), (n, 6))
-    pose = _slow_noise(rng, video.timeline, 3, 25.0)[video.frames - 1]
-    centred = video.latents.copy()
-    centred[:, _EXPR] -= 1.0 / NUM_EXPRESSIONS
-    out = {}
-    for name, (weights, bias) in projections.items():
-        spec = VIEWS[name]
-        view = _view_gains(spec) * (centred + spec.noise * rng.standard_normal(centred.shape))
-        inputs = np.concatenate([view, spec.nuisance * identity, spec.nuisance * pose], axis=1)
-        vectors = np.tanh(inputs @ weights + bias) + 0.2 * rng.standard_normal((n, len(bias)))
-        present = rng.random(n) >= config.missing_vector_rate
-        out[name] = (vectors.astype(np.float16), present)
-    au_noisy = video.latents[:, _AU] + FAU_NOISE * rng.standard_normal((n, NUM_AUS))
-    expression_noisy = video.latents[:, _EXPR] + 0.5 * FAU_NOISE * rng.standard_normal((n, NUM_EXPRESSIONS))
-    intensities = np.empty((n, len(_OPENFACE_AUS)))
-    for column, openface_name in enumerate(_OPENFACE_AUS):
-        if openface_name in _OPENFACE_FROM_AU:
-            intensities[:, column] = 1.2 * (1.0 + au_noisy[:, _OPENFACE_FROM_AU[openface_name]])
-        elif openface_name in _OPENFACE_FROM_EXPRESSION:
-            intensities[:, column] = 2.5 * expression_noisy[:, list(_OPENFACE_FROM_EXPRESSION[openface_name])].sum(1)
-        else:  # blinks: unrelated to affect
-            intensities[:, column] = 3.0 * (rng.random(n) < 0.05) + 0.3 * rng.standard_normal(n)
-    bursts = np.zeros(n, dtype=bool)
-    for start in np.flatnonzero(rng.random(n) < config.fau_missing_rate / 6):  # OpenFace fails a few frames at a time
-        bursts[start : start + int(rng.integers(2, 10))] = True
-    out["fau"] = (np.clip(intensities, 0.0, 5.0).astype(np.float16), ~bursts)
-    return out
 
 
 def _split_indices(config: SyntheticConfig) -> dict[str, list[int]]:
@@ -275,19 +402,20 @@ def _split_indices(config: SyntheticConfig) -> dict[str, list[int]]:
 
 
 def _build_split(config: SyntheticConfig, indices: list[int], split: str) -> datasets.Dataset:
-    projections = _projections(config)
+    generator = _generator(config.kind)
+    projections = generator.projections(config)
     parts: dict[str, list] = {key: [] for key in ("video", "frame", "va", "expression", "aus")}
     vectors: dict[str, list] = {name: [] for name in SYNTHETIC_FEATURE_DIMS}
     present: dict[str, list] = {name: [] for name in SYNTHETIC_FEATURE_DIMS}
     for index in indices:
-        video = _video_latents(config, index)
-        va, expression, aus = _observed_labels(config, index, video)
+        video = generator.video_latents(config, index)
+        va, expression, aus = generator.observed_labels(config, index, video, split)
         parts["video"].append(np.full(len(video.frames), video.name))
         parts["frame"].append(video.frames)
         parts["va"].append(va)
         parts["expression"].append(expression)
         parts["aus"].append(aus)
-        for name, (values, mask) in _video_features(config, index, video, projections).items():
+        for name, (values, mask) in generator.video_features(config, index, video, projections).items():
             vectors[name].append(values)
             present[name].append(mask)
     rows = Annotations(
@@ -310,8 +438,12 @@ def _build_split(config: SyntheticConfig, indices: list[int], split: str) -> dat
 
 SYNTHETIC_PRESETS = {  # keyword arguments of make_synthetic_dataset
     "tiny": {"num_videos": 10, "frames_per_video": 120},
-    "small": {},  # the generator's default: ~15k train / ~4k validation frames
-    "full": {"scale": 9.0},  # about s-Aff-Wild2's 170k frames
+    "small": {},  # the default: 50 videos (40 train / 10 validation subjects), ~22k train / ~5k validation rows
+    "full": {"num_videos": 307},  # s-Aff-Wild2's 307 videos, ~170k rows
+    # the previous, easy generator (a quick learnable signal; not calibrated)
+    "easy-tiny": {"kind": "easy", "num_videos": 10, "frames_per_video": 120},
+    "easy": {"kind": "easy"},
+    "easy-full": {"kind": "easy", "scale": 9.0},
 }
 
 
@@ -321,22 +453,37 @@ def synthetic_preset(name: str) -> dict:
     return dict(SYNTHETIC_PRESETS[name])
 
 
+_KIND_DEFAULTS = {  # num_videos, frames_per_video
+    "abaw": (50, 430),  # median 430 kept rows, log-normal: mean ~550, s-Aff-Wild2's rows per video
+    "easy": (60, 320),
+}
+
+
 def make_synthetic_dataset(
     num_videos: int | None = None,
-    frames_per_video: int = 320,
+    frames_per_video: int | None = None,
     seed: int = 0,
     scale: float = 1.0,
+    kind: str = "abaw",
     **overrides: Any,
 ) -> datasets.DatasetDict:
     """The embedded default: `train`/`validation` splits (every 5th video validates), deterministic for a seed.
 
-    Defaults give 60 videos of ~290 kept frames (~13.8k train / ~3.6k validation frames). `scale` multiplies
-    the number of videos: `scale=10` gives ~174k frames, about s-Aff-Wild2's 170k. Other `SyntheticConfig`
-    fields may be overridden by keyword.
+    ``kind="abaw"`` (default) is calibrated to s-Aff-Wild2: 50 videos of ~550 rows (~22k train / ~5k validation
+    rows); ``kind="easy"`` is the previous generator (60 videos of ~290 rows, 13.8k / 3.6k). `scale` multiplies
+    the number of videos (``num_videos=307``: s-Aff-Wild2's video count, ~170k rows). Other
+    `SyntheticConfig` fields may be overridden by keyword.
     """
-    videos = num_videos if num_videos is not None else 60
+    _generator(kind)  # a bad kind is an error before any work
+    default_videos, default_frames = _KIND_DEFAULTS[kind]
+    videos = num_videos if num_videos is not None else default_videos
     config = SyntheticConfig(
-        num_videos=max(2, int(round(videos * scale))), frames_per_video=frames_per_video, seed=seed, **overrides
+        num_videos=max(2, int(round(videos * scale))),
+        frames_per_video=frames_per_video if frames_per_video is not None else default_frames,
+        seed=seed,
+        kind=kind,
+        generator_version=2 if kind == "abaw" else 1,
+        **overrides,
     )
     return datasets.DatasetDict(
         {split: _build_split(config, indices, split) for split, indices in _split_indices(config).items()}
@@ -349,7 +496,7 @@ def synthetic_config_of(split: datasets.Dataset) -> SyntheticConfig:
         stored = json.loads(split.info.description)[METADATA_KEY]["synthetic"]
     except (KeyError, TypeError, json.JSONDecodeError):
         raise ValueError("this dataset was not made by make_synthetic_dataset (no synthetic settings in its info)")
-    return SyntheticConfig(**stored)
+    return SyntheticConfig(**{"kind": "easy", **stored})  # settings stored without a kind: the easy generator
 
 
 def synthetic_oracle_predictions(split: datasets.Dataset) -> dict[str, np.ndarray]:
@@ -365,7 +512,7 @@ def synthetic_oracle_predictions(split: datasets.Dataset) -> dict[str, np.ndarra
     aus = np.empty((len(frames), NUM_AUS), np.int64)
     names, starts = np.unique(videos, return_index=True)
     for name, start in zip(names, starts):
-        video = _video_latents(config, int(str(name).rsplit("_", 1)[1]))
+        video = _generator(config.kind).video_latents(config, int(str(name).rsplit("_", 1)[1]))
         rows = np.flatnonzero(videos == name)
         position = np.searchsorted(video.frames, frames[rows])
         if np.any(video.frames[np.minimum(position, len(video.frames) - 1)] != frames[rows]):

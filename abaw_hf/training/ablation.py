@@ -14,6 +14,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from ..errors import UserError, run_command
@@ -38,7 +43,44 @@ PAPER_TABLE1 = {
     "POSTER2+POSTER+EAC": (0.453, 0.398, 0.243, 0.446, 1.1145),
     "ResNet18+POSTER2+FAU": (0.503, 0.432, 0.319, 0.493, 1.2795),
 }
+# Validation P_MTL on s-Aff-Wild2 of the reference systems (FACTS: the ABAW7 baseline, the paper, first place)
+REFERENCE_SCORES = {"ABAW7 baseline (VGG16)": 0.32, "the paper (ResNet18+POSTER2+FAU)": 1.2795,
+                    "ABAW7 first place (Netease Fuxi)": 1.5286}
+# The paper's spelling of the registry extractors it used; any other feature column keeps its own name.
 DISPLAY_NAMES = {"resnet18": "ResNet18", "poster2": "POSTER2", "poster": "POSTER", "eac": "EAC", "fau": "FAU"}
+
+
+def start_training(config_path: str, output_dir: Path, log_path: Path, threads: int = 1, **flags) -> subprocess.Popen:
+    """Start ``abaw-hf train --config config_path`` with ``flags`` (e.g. features, dataset, epochs) in a subprocess
+    with ``threads`` torch threads; on a shared machine single-threaded jobs waste far less time spinning."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "abaw_hf.cli", "train", "--config", str(config_path), "--output_dir", str(output_dir),
+               "--overwrite", "--no_progress", "--no_plot"]
+    for key, value in flags.items():
+        if value is not None:
+            command += [f"--{key}", ",".join(value) if isinstance(value, (list, tuple)) else str(value)]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def run_trainings(jobs: list[tuple[str, Path, dict]], config_path: str, parallel: int, log_dir: Path) -> dict[str, dict]:
+    """Train ``(name, output_dir, flags)`` jobs ``parallel`` at a time (one thread each); name -> eval_results."""
+    pending, running, results = list(jobs), {}, {}
+    while pending or running:
+        while pending and len(running) < max(1, parallel):
+            name, output_dir, flags = pending.pop(0)
+            running[name] = (start_training(config_path, output_dir, log_dir / f"{run_folder_name(name)}.log", **flags),
+                             output_dir)
+        finished = [name for name, (process, _) in running.items() if process.poll() is not None]
+        if not finished:
+            time.sleep(2)
+        for name in finished:
+            process, output_dir = running.pop(name)
+            if process.returncode != 0:
+                raise UserError(f"training {name} failed; see {log_dir / (run_folder_name(name) + '.log')}")
+            results[name] = json.loads((Path(output_dir) / "eval_results.json").read_text())
+    return results
 
 
 def train_and_score(config: TrainConfig) -> dict:
@@ -47,27 +89,115 @@ def train_and_score(config: TrainConfig) -> dict:
     return json.loads((Path(config.output_dir) / "eval_results.json").read_text())
 
 
-def parse_combo(text: str) -> list[str]:
-    """'ResNet18+Fau' -> ['resnet18', 'fau'] (case-insensitive; '+' or ',' between features)."""
-    names = [name.strip().lower() for name in text.replace(",", "+").split("+") if name.strip()]
-    unknown = [name for name in names if name not in DISPLAY_NAMES]
+def known_features() -> list[str]:
+    """Feature names the ablation knows without a dataset: the extractor registry's."""
+    from ..extractors import list_extractors
+
+    return list_extractors()
+
+
+def parse_combo(text: str, available: list[str] | None = None) -> list[str]:
+    """'ResNet18+Fau' -> ['resnet18', 'fau']: '+' or ',' between features, each matched case-insensitively
+    against ``available`` (a dataset's feature columns; default: the extractor registry's names)."""
+    available = list(available) if available is not None else known_features()
+    by_lower = {name.lower(): name for name in available}
+    names = [name.strip() for name in text.replace(",", "+").split("+") if name.strip()]
+    unknown = [name for name in names if name.lower() not in by_lower]
     if not names or unknown:
-        raise UserError(f"--combos {text!r}: unknown feature(s) {unknown or [text]}; known: {sorted(DISPLAY_NAMES)}")
-    return names
+        raise UserError(f"--combos {text!r}: unknown feature(s) {unknown or [text]}; known: {sorted(available)}")
+    return [by_lower[name.lower()] for name in names]
 
 
 def combo_label(features: list[str]) -> str:
-    return "+".join(DISPLAY_NAMES[name] for name in features)
+    return "+".join(DISPLAY_NAMES.get(name, name) for name in features)
 
 
-def markdown_table(rows: list[tuple[str, dict]]) -> str:
-    lines = ["| Features | Valence | Arousal | FER | AU | score |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+def dataset_features(config: TrainConfig) -> list[str]:
+    """The feature columns of the dataset a config trains on (its training split)."""
+    import datasets
+
+    from ..data.schema import feature_dims_of
+    from .data import load_training_data
+
+    data, _ = load_training_data(dataclasses.replace(config, fold=None))
+    split = data[config.train_split] if isinstance(data, datasets.DatasetDict) else data
+    return list(feature_dims_of(split.features))
+
+
+def run_folder_name(label: str) -> str:
+    """A combination's sub-folder: its label lower-cased, '+' as '_', anything else unsafe in a path as '-'."""
+    name = re.sub(r"[^a-z0-9_.-]", "-", label.lower().replace("+", "_")).strip(".")
+    return name or "features"
+
+
+def markdown_table(rows: list[tuple[str, dict]], paper: dict | None = None) -> str:
+    """The paper's columns (Features, Valence, Arousal, FER, AU, score); with ``paper`` (label -> Table 1 row),
+    the paper's score and the difference beside each row that the paper has."""
+    header = "| Features | Valence | Arousal | FER | AU | score |"
+    rule = "| --- | ---: | ---: | ---: | ---: | ---: |"
+    compare = paper is not None and any(label in paper for label, _ in rows)
+    if compare:
+        header += " paper | Δ |"
+        rule += " ---: | ---: |"
+    lines = [header, rule]
     for label, metrics in rows:
-        lines.append(
-            f"| {label} | {metrics['ccc_valence']:.3f} | {metrics['ccc_arousal']:.3f} | {metrics['f1_expression']:.3f} "
-            f"| {metrics['f1_au']:.3f} | {metrics['p_mtl']:.4f} |"
-        )
+        line = (f"| {label} | {metrics['ccc_valence']:.3f} | {metrics['ccc_arousal']:.3f} | {metrics['f1_expression']:.3f} "
+                f"| {metrics['f1_au']:.3f} | {metrics['p_mtl']:.4f} |")
+        if compare:
+            reference = paper.get(label)
+            line += (f" {reference[4]:.4f} | {metrics['p_mtl'] - reference[4]:+.4f} |" if reference else " – | – |")
+        lines.append(line)
     return "\n".join(lines)
+
+
+def spearman(first: list[float], second: list[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties)."""
+    import numpy as np
+
+    def ranks(values):
+        values = np.asarray(values, dtype=float)
+        order = values.argsort(kind="stable")
+        result = np.empty(len(values))
+        result[order] = np.arange(len(values), dtype=float)
+        for value in np.unique(values):  # ties share their mean rank
+            same = values == value
+            result[same] = result[same].mean()
+        return result
+
+    a, b = ranks(first), ranks(second)
+    a, b = a - a.mean(), b - b.mean()
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denominator) if denominator else float("nan")
+
+
+def paper_comparison(rows: list[tuple[str, dict]], paper: dict = PAPER_TABLE1) -> dict | None:
+    """Spearman rho of the rows' P_MTL against the paper's, the largest difference and the paper's set's score,
+    over the rows the paper has (None with fewer than 3 such rows)."""
+    shared = [(label, metrics["p_mtl"], paper[label][4]) for label, metrics in rows if label in paper]
+    if len(shared) < 3:
+        return None
+    worst = max(shared, key=lambda item: abs(item[1] - item[2]))
+    summary = {"rows": len(shared), "spearman": spearman([s[1] for s in shared], [s[2] for s in shared]),
+               "max_abs_difference": abs(worst[1] - worst[2]), "max_difference_row": worst[0]}
+    for label, ours, theirs in shared:
+        if label == PAPER_COMBOS[-1]:
+            summary["paper_set"] = {"ours": ours, "paper": theirs}
+    return summary
+
+
+def comparison_text(summary: dict) -> str:
+    text = (f"Spearman rho vs the paper's P_MTL over {summary['rows']} rows: {summary['spearman']:.3f}; largest "
+            f"|difference| {summary['max_abs_difference']:.4f} ({summary['max_difference_row']})")
+    if "paper_set" in summary:
+        text += f"; the paper's set {summary['paper_set']['ours']:.4f} vs {summary['paper_set']['paper']:.4f}"
+    return text
+
+
+def reference_text(metrics: dict) -> str:
+    """One line: a run's validation P_MTL beside the s-Aff-Wild2 reference scores."""
+    references = "; ".join(f"{name} {score:.4f}".rstrip("0").rstrip(".") for name, score in REFERENCE_SCORES.items())
+    return (f"validation P_MTL {metrics['p_mtl']:.4f} (CCC V {metrics['ccc_valence']:.3f}, A {metrics['ccc_arousal']:.3f}, "
+            f"F1 expr {metrics['f1_expression']:.3f}, F1 AU {metrics['f1_au']:.3f}) | on s-Aff-Wild2: {references}")
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -78,22 +208,43 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     parser.add_argument("--output-dir", default="outputs/ablation", help="one sub-folder per combination")
     parser.add_argument("--output", "-o", default=None, help="write the Markdown table here (default: <output-dir>/ablation.md)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trainings at a time, each a subprocess with one thread (default 1: in this process)")
+    parser.add_argument("--compare", metavar="EVAL_JSON", default=None,
+                        help="only print this eval_results.json's P_MTL beside the paper's and the baseline's, and exit")
     args = parser.parse_args(argv)
+    if args.compare:
+        try:
+            text = reference_text(json.loads(Path(args.compare).read_text()))
+        except (OSError, ValueError, KeyError) as error:
+            raise UserError(f"--compare {args.compare}: not a readable eval_results.json ({error})") from error
+        print(text)
+        return text
 
     base = parse_train_config(["--config", args.config, "--no_progress", "--no_plot"])
     overrides = {key: value for key, value in (("dataset", args.dataset), ("epochs", args.epochs)) if value is not None}
-    combos = [parse_combo(text) for text in args.combos]
+    available = dataset_features(TrainConfig(**{**dataclasses.asdict(base), **overrides}))
+    combos = [parse_combo(text, available) for text in args.combos]
     rows = []
-    for features in combos:
+    if args.jobs > 1:
+        jobs = [(combo_label(features), Path(args.output_dir) / run_folder_name(combo_label(features)),
+                 {"features": features, **overrides}) for features in combos]
+        print(f"== {len(jobs)} trainings, {args.jobs} at a time (logs in {args.output_dir}/logs)", flush=True)
+        results = run_trainings(jobs, args.config, args.jobs, Path(args.output_dir) / "logs")
+        rows = [(label, results[label]) for label, _, _ in jobs]
+    for features in combos if args.jobs <= 1 else []:
         label = combo_label(features)
         # a rerun retrains every combination: --overwrite replaces only the earlier training outputs
         config = TrainConfig(**{**dataclasses.asdict(base), **overrides, "features": features, "overwrite": True,
-                                "output_dir": str(Path(args.output_dir) / label.lower().replace("+", "_"))})
+                                "output_dir": str(Path(args.output_dir) / run_folder_name(label))})
         print(f"== {label}: training {config.epochs} epoch(s) -> {config.output_dir}", flush=True)
         rows.append((label, train_and_score(config)))
         print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
 
-    table = markdown_table(rows)
+    table = markdown_table(rows, paper=PAPER_TABLE1)
+    summary = paper_comparison(rows)
+    if summary:
+        table += "\n\n" + comparison_text(summary)
     output = Path(args.output or Path(args.output_dir) / "ablation.md")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(table + "\n")

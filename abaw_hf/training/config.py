@@ -45,7 +45,7 @@ class TrainConfig:
 
     # data
     dataset: str = field(default="synthetic", metadata={"help": "'synthetic' or a saved DatasetDict / Parquet folder"})
-    synthetic_size: str = field(default="small", metadata={"help": "synthetic preset: tiny, small or full (s-Aff-Wild2 scale)"})
+    synthetic_size: str = field(default="small", metadata={"help": "synthetic preset: tiny, small or full (s-Aff-Wild2 scale), calibrated to s-Aff-Wild2; easy-tiny, easy, easy-full: the previous easy generator"})
     synthetic_seed: int = 0
     train_split: str = "train"
     eval_split: str = "validation"
@@ -107,7 +107,7 @@ class TrainConfig:
             "mixed_precision": ("no", "fp16", "bf16"),
             "au_loss_weighting": ("inverse_rate", "none"),
             "tracker": ("jsonl", "tensorboard", "none"),
-            "synthetic_size": ("tiny", "small", "full"),
+            "synthetic_size": ("tiny", "small", "full", "easy-tiny", "easy", "easy-full"),  # data.synthetic.SYNTHETIC_PRESETS
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -1,0 +1,124 @@
+"""Fit the synthetic default's per-extractor noise to the paper's single-extractor rows of Table 1.
+
+    python scripts/calibrate_synthetic.py                      # 3 rounds x 4 trainings, prints the fitted table
+    python scripts/calibrate_synthetic.py --rounds 1 --extractors eac
+
+Only the four single-extractor rows (EAC, POSTER, ResNet18, POSTER2) are targets; the combination rows are never
+used, so the ablation's combination rows are predictions. Each round generates the default dataset with the
+current noise levels (``SyntheticConfig.extractor_noise``), trains ``configs/default.yaml`` on each extractor
+alone and rescales each task's noise towards its target metric (valence CCC, arousal CCC, expression F1, AU F1):
+a metric ``m`` behaves like ``1 / (1 + k * noise**2)`` of its usable range, so the update is
+``noise *= ((1/u* - 1) / (1/u - 1)) ** (damping / 2)`` with ``u = (m - floor) / (ceiling - floor)``. The result
+is printed as the ``EXTRACTOR_NOISE`` table to freeze in ``abaw_hf/data/synthetic.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from ..errors import UserError, run_command
+from .ablation import DEFAULT_CONFIG, PAPER_TABLE1, run_trainings
+from .config import parse_train_config
+
+# Table 1 single-extractor rows as per-task targets: registry name -> {task: metric}
+SINGLE_ROWS = {"eac": "EAC", "poster": "POSTER", "resnet18": "ResNet18", "poster2": "POSTER2"}
+METRIC_OF_TASK = {"valence": "ccc_valence", "arousal": "ccc_arousal", "expression": "f1_expression", "au": "f1_au"}
+# usable range of each metric (floor: what a model without the task's signal still scores on this data)
+RANGE_OF_TASK = {"valence": (0.0, 0.98), "arousal": (0.0, 0.97), "expression": (0.12, 0.82), "au": (0.25, 0.85)}
+
+
+def single_row_targets(extractor: str) -> dict[str, float]:
+    valence, arousal, expression, au, _ = PAPER_TABLE1[SINGLE_ROWS[extractor]]
+    return {"valence": valence, "arousal": arousal, "expression": expression, "au": au}
+
+
+def rescale(noise: float, measured: float, target: float, task: str, damping: float = 0.8) -> float:
+    """One multiplicative update of a task's noise level from its measured and target metric."""
+    floor, ceiling = RANGE_OF_TASK[task]
+
+    def odds(metric: float) -> float:
+        usable = min(max((metric - floor) / (ceiling - floor), 0.02), 0.98)
+        return 1.0 / usable - 1.0
+
+    factor = (odds(target) / odds(measured)) ** (damping / 2)
+    return float(noise * min(max(factor, 0.5), 2.0))
+
+
+def calibrate(
+    config_path: str,
+    extractors: list[str],
+    rounds: int,
+    start: dict[str, dict[str, float]],
+    workdir: Path,
+    jobs: int = 2,
+    log=print,
+) -> tuple[dict[str, dict[str, float]], list[dict]]:
+    """Rounds of (generate, train each extractor alone, rescale); returns the fitted noise and the log.
+
+    The trainings of a round run ``jobs`` at a time, one torch thread each (on a shared 2-core machine one
+    thread per process wastes far less time than two threads spinning against other work)."""
+    from ..data.synthetic import make_synthetic_dataset, synthetic_preset
+
+    base = parse_train_config(["--config", config_path])
+    noise = {name: dict(levels) for name, levels in start.items()}
+    history = []
+    for round_number in range(rounds):
+        folder = workdir / f"round{round_number}"
+        preset = synthetic_preset(base.synthetic_size)
+        make_synthetic_dataset(**preset, seed=base.synthetic_seed, extractor_noise=noise).save_to_disk(str(folder / "data"))
+        jobs_list = [(name, folder / name, {"dataset": folder / "data", "features": [name]}) for name in extractors]
+        results = run_trainings(jobs_list, config_path, jobs, folder)
+        for name in extractors:
+            metrics = results[name]
+            targets = single_row_targets(name)
+            entry = {"round": round_number, "extractor": name, "noise": dict(noise[name]),
+                     "measured": {task: metrics[METRIC_OF_TASK[task]] for task in targets}, "targets": targets,
+                     "p_mtl": metrics["p_mtl"], "target_p_mtl": PAPER_TABLE1[SINGLE_ROWS[name]][4]}
+            history.append(entry)
+            log(f"round {round_number} {name}: noise {_fmt(noise[name])} -> measured {_fmt(entry['measured'])} "
+                f"(P_MTL {metrics['p_mtl']:.4f}, target {entry['target_p_mtl']})")
+            noise[name] = {task: round(rescale(noise[name][task], entry["measured"][task], targets[task], task), 3)
+                           for task in targets}
+    return noise, history
+
+
+def _fmt(values: dict[str, float]) -> str:
+    return " ".join(f"{task[:4]} {value:.3f}" for task, value in values.items())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from ..data.synthetic import EXTRACTOR_NOISE
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="training YAML (its synthetic size and seed)")
+    parser.add_argument("--extractors", nargs="+", default=list(SINGLE_ROWS), help="which single rows to fit")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2, help="trainings at a time (one thread each)")
+    parser.add_argument("--start", default=None, help="JSON file of starting noise levels (default: the frozen table)")
+    parser.add_argument("--output-dir", default=None, help="keep the generated data and runs here (default: a temp folder)")
+    parser.add_argument("--output", "-o", default=None, help="write the fitted table and log as JSON here")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.extractors if name not in SINGLE_ROWS]
+    if unknown:
+        raise UserError(f"--extractors: {unknown} have no single-extractor row in Table 1; choose from {list(SINGLE_ROWS)}")
+    if args.rounds < 1:
+        raise UserError("--rounds must be at least 1")
+    start = EXTRACTOR_NOISE if args.start is None else json.loads(Path(args.start).read_text())
+    with tempfile.TemporaryDirectory(prefix="calibrate-") as scratch:
+        workdir = Path(args.output_dir) if args.output_dir else Path(scratch)
+        noise, history = calibrate(args.config, args.extractors, args.rounds, start, workdir, jobs=args.jobs)
+    print("EXTRACTOR_NOISE = {")
+    for name, levels in noise.items():
+        print(f"    {name!r}: {json.dumps(levels)},")
+    print("}")
+    result = {"extractor_noise": noise, "history": history}
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def command_line(argv: list[str] | None = None) -> int:
+    return run_command("calibrate_synthetic.py", lambda: main(argv) and 0, argv)
