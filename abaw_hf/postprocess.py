@@ -354,13 +354,10 @@ def run(args: argparse.Namespace) -> int:
                     "blobs); tune never writes into the cache: pass --output DIR to save a tuned copy"
                 )
             check_output_file(Path(name) / POSTPROCESSING_FILE, "--model")
-    with contextlib.ExitStack() as held:  # one writer per model folder / output while tuning
-        if args.output:
-            held.enter_context(outputs.writing(args.output, "--output"))
-        elif not args.dry_run:
-            for name in args.model:
-                held.enter_context(outputs.locked(name, "--model"))
-        return _tune(args)
+    if args.output:  # one writer per output: the tuned copy's folder is claimed and locked for the whole run
+        with outputs.writing(args.output, "--output"):
+            return _tune(args)
+    return _tune(args)  # a model folder is locked only while the choice is written into it (a refusal adds no file)
 
 
 def hub_cache_links(model_dir: str | Path) -> list[str]:
@@ -424,8 +421,11 @@ def _tune(args: argparse.Namespace) -> int:
         print(f"saved a tuned copy of {args.model[0]} to {args.output} (config.json au_thresholds, {POSTPROCESSING_FILE}); "
               f"{args.model[0]} is unchanged")
     elif not args.dry_run:
-        for name in args.model:
-            save_postprocessing(name, choice)
+        with contextlib.ExitStack() as held:  # one writer per model folder: a second tune or a training run is refused
+            for name in args.model:
+                held.enter_context(outputs.locked(name, "--model"))
+            for name in args.model:
+                save_postprocessing(name, choice)
         print(f"saved to {', '.join(args.model)} (config.json au_thresholds, {POSTPROCESSING_FILE})")
     return 0
 

@@ -363,7 +363,7 @@ LOCKED = [  # (id, argv writing {out}, folder the holder locks: "out" (claimed) 
     ("extract-split", [*EXTRACT, "--output", "{out}_root", "--split", "train"], "claim-split"),
     ("train", [*TINY_TRAIN, "--output_dir", "{out}"], "claim"),
     ("tune-output", ["tune", "--model", MODEL, "--data", FEATS, "--output", "{out}"], "claim"),
-    ("tune-in-place", ["tune", "--model", "{ws}/users/model", "--data", FEATS], "model"),
+    ("tune-in-place", ["tune", "--model", "{ws}/users/model", "--data", "synthetic"], "model"),
     ("export-onnx", ["export-onnx", MODEL, "-o", "{out}"], "claim"),
     ("push", ["push", MODEL, "--repo-id", "org/x", "--dry-run", "--synthetic", "--staging-dir", "{out}"], "claim"),
 ]
