@@ -1,5 +1,6 @@
 """ONNX export of the fusion model and its torch extractors, and an ONNX Runtime path with the torch call signatures.
 
+    abaw-hf export-onnx outputs/abaw-fusion              # the graphs --runtime auto uses, into the ONNX cache
     abaw-hf export-onnx outputs/abaw-fusion -o onnx/     # fusion.onnx, extractors/<feature>.onnx, onnx_export.json
     abaw-hf predict clip.mp4 --runtime onnx -o out.csv   # every network run by onnxruntime
 
@@ -32,7 +33,8 @@ def add_runtime_arguments(parser) -> None:
     parser.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME,
                         help="what runs the networks: auto (on CPU onnxruntime for the extractors measured faster "
                              "there, which declare onnx_on_cpu; torch for the rest and "
-                             "on GPU), torch, or onnx (every network). ONNX graphs are exported and verified against "
-                             "torch once, into $ABAW_HF_ONNX_CACHE (default: %(default)s)")
+                             "on GPU; default), torch, or onnx (every network, exported on first use). auto takes "
+                             "the graphs `abaw-hf export-onnx MODEL` verified into $ABAW_HF_ONNX_CACHE and never "
+                             "waits for an export: without them those networks run under torch")
     parser.add_argument("--onnx-dir", metavar="DIR",
                         help="run every network from the graphs of `abaw-hf export-onnx` (implies --runtime onnx)")
