@@ -34,7 +34,8 @@ def add_runtime_arguments(parser) -> None:
                         help="what runs the networks: auto (on CPU onnxruntime for the extractors measured faster "
                              "there, which declare onnx_on_cpu; torch for the rest and "
                              "on GPU; default), torch, or onnx (every network, exported on first use). auto takes "
-                             "the graphs `abaw-hf export-onnx MODEL` verified into $ABAW_HF_ONNX_CACHE and never "
-                             "waits for an export: without them those networks run under torch")
+                             "the graphs `abaw-hf export-onnx MODEL` verified into $ABAW_HF_ONNX_CACHE; predict "
+                             "never waits for an export (without them those networks run under torch), extract "
+                             "exports them as its first step")
     parser.add_argument("--onnx-dir", metavar="DIR",
                         help="run every network from the graphs of `abaw-hf export-onnx` (implies --runtime onnx)")
