@@ -56,6 +56,13 @@ def test_csv_stderr_dry_run_and_card_say_the_same_words(model_dir, photo, tmp_pa
     table = pd.read_csv(output)
     assert table.columns[-1] == "weights" and table["weights"].tolist() == [DEMO_WORDS]
     assert f"weights: {DEMO_WORDS}" in err
+
+    from abaw_hf.pipeline import AffectPipeline
+
+    with pytest.warns(UserWarning):  # the library warns; the table says it too
+        pipeline = AffectPipeline.from_pretrained(model_dir)
+    assert pipeline(photo).attrs["weights"] == DEMO_WORDS
+    pipeline.close()
     assert "Loading weights" not in err  # transformers' weight-loading bar: --debug only
     assert err.count("RANDOM WEIGHTS") == 1 and err.count("SYNTHETIC DEMO DATA") == 1  # one warning per cause
 

@@ -198,17 +198,22 @@ class AffectPipeline:
             warnings.warn(message, UserWarning, stacklevel=2)
             stream.warnings.append(message)
         parts.append(stream.finish())
-        return concat_tables(parts)
+        return self._says_what_it_is(concat_tables(parts))
 
     def predict_frames(self, frames: Iterable[np.ndarray], *, source: str = "frames", fps: float | None = None) -> pd.DataFrame:
         """Consecutive video frames (RGB arrays, e.g. from a webcam): temporal windows and smoothing apply."""
         stream = self.stream(source=source, fps=fps)
-        return concat_tables([stream.feed(frames), stream.finish()])
+        return self._says_what_it_is(concat_tables([stream.feed(frames), stream.finish()]))
 
     def predict_images(self, images: Iterable) -> pd.DataFrame:
         """Independent images (paths or RGB arrays): one row each, no temporal context."""
         stream = self.stream(temporal=False)
-        return concat_tables([stream.feed(image_frames(images)), stream.finish()])
+        return self._says_what_it_is(concat_tables([stream.feed(image_frames(images)), stream.finish()]))
+
+    def _says_what_it_is(self, table: pd.DataFrame) -> pd.DataFrame:
+        """``table.attrs["weights"]``: what the predictions are, the words of the CSV's ``weights`` column."""
+        table.attrs["weights"] = self.weights_report.status
+        return table
 
     def close(self) -> None:
         """Release the face detector's and the extractors' native resources."""
