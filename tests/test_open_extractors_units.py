@@ -94,7 +94,7 @@ def test_extraction_runner_feeds_each_model_its_own_preprocessing(models, face, 
         images = [np.asarray(Image.open(root / "clip" / f"{k:05d}.png")) for k in (1, 2)]
         expected = extractor.extract(images).numpy()
         np.testing.assert_allclose(np.asarray(table[extractor.name], np.float32), expected, rtol=2e-3, atol=2e-3)
-    assert result.report["extractors"]["hf_dinov2_pooler"]["preprocessing"]["processor"] == "BitImageProcessor"
+    assert result.report["extractors"]["hf_dinov2_cls"]["preprocessing"]["processor"] == "BitImageProcessor"
 
 
 # ----- sound: alignment, chunks, missing sound --------------------------------------------------------------
@@ -246,3 +246,41 @@ def test_resumed_extraction_equals_one_run(models, tmp_path, face):
     for name in ("timm_test_vit", "audio_wavlm"):
         np.testing.assert_array_equal(column_array(resumed, name)[0], column_array(whole, name)[0])
         assert column_array(resumed, name)[1].all()
+
+
+# ----- the Hub: a pinned commit, published timm weights --------------------------------------------------------
+
+
+def test_hub_backbone_is_pinned_to_its_commit_and_timm_weights_publish_with_the_model(models, tmp_path, monkeypatch,
+                                                                                       write_hub_cache, tiny_model):
+    from abaw_hf import hub
+    from abaw_hf.pipeline.weights import build_extractors
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    write_hub_cache(tmp_path / "hf_home", "org/tiny-dinov2", models["dinov2"], sha)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    from_hub = create_extractor("hf", "org/tiny-dinov2")
+    provenance = from_hub.provenance()
+    assert (from_hub.name, provenance["hub"], provenance["revision"]) == ("hf_tiny_dinov2_cls", True, sha)
+
+    timm_extractor = create_extractor("timm", "test_vit", models["vit"])
+    extractors = {e.name: e for e in (from_hub, timm_extractor)}
+    model = tiny_model({name: e.dim for name, e in extractors.items()},
+                       extractors={name: e.provenance() for name, e in extractors.items()})
+    model.save_pretrained(tmp_path / "run")
+    staged = hub.stage_model_repo(tmp_path / "run", tmp_path / "stage",
+                                  extractor_checkpoints={"timm_test_vit": models["vit"]}, synthetic=True)
+    (models["vit"]).rename(models["vit"].with_suffix(".moved"))  # the recorded path is gone: the repo's copy serves
+    try:
+        rebuilt, report = build_extractors(model.config, model_id=str(staged.folder))
+    finally:
+        models["vit"].with_suffix(".moved").rename(models["vit"])
+    sources = {item.feature: (item.source, item.checkpoint) for item in report}
+    assert sources == {"hf_tiny_dinov2_cls": ("hub", "org/tiny-dinov2"),
+                       "timm_test_vit": ("hub", "extractors/timm_test_vit.safetensors")}
+    face = np.full((112, 112, 3), 90, np.uint8)
+    for name, extractor in extractors.items():
+        torch.testing.assert_close(rebuilt[name].extract([face]), extractor.extract([face]))

@@ -19,7 +19,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from .open_models import ExtractorSpecError, OpenExtractor, column_slug, load_problem, transformers_source
+from .open_models import (ExtractorSpecError, OpenExtractor, column_slug, hub_commit, load_problem,
+                          transformers_source)
 from .registry import register_extractor
 
 DEFAULT_WINDOW_SECONDS = 1.0
@@ -104,7 +105,7 @@ class AudioEncoderExtractor(OpenExtractor):
             raise ExtractorSpecError(f"--extractor {spec}: cannot tell the output rate of {config.model_type} "
                                      "(known: wav2vec 2.0 family, Whisper)")
         if info["hub"]:
-            info["revision"] = getattr(config, "_commit_hash", None) or revision
+            info["revision"] = getattr(config, "_commit_hash", None) or hub_commit(info["source"], revision)
         self.encoder = encoder.eval()
         self.processor = processor
         self.fixed_input = bool(fixed)
@@ -143,12 +144,18 @@ class AudioEncoderExtractor(OpenExtractor):
             keep_from, keep_to = index * core, (index + 1) * core
             first = max(0, int(round((keep_from - s.context_seconds) * rate)))
             last = int(round((keep_from - s.context_seconds + s.chunk_seconds) * rate))
-            while not exhausted and buffer_start + len(buffer) < last:
+            parts, have = [buffer], buffer_start + len(buffer)  # blocks joined once per chunk
+            while not exhausted and have < last:
                 block = next(blocks, None)
                 if block is None:
                     exhausted = True
+                elif have + len(block) <= first:  # sound before this chunk (a later shard's start): dropped now
+                    parts, have = [], have + len(block)
+                    buffer_start = have
                 else:
-                    buffer = np.concatenate([buffer, block])
+                    parts.append(block)
+                    have += len(block)
+            buffer = np.concatenate(parts) if parts else np.zeros(0, np.float32)
             if first > buffer_start:  # samples no later chunk needs
                 buffer, buffer_start = buffer[first - buffer_start :], first
             samples = buffer[: last - buffer_start]

@@ -3,8 +3,9 @@ CLIP/SigLIP vision, ConvNeXt, Swin, ...) through ``AutoModel`` + ``AutoImageProc
 ``hf_<name>_<pooling>``.
 
 Pooling: ``cls`` (the first token of ``last_hidden_state``), ``mean`` (every token, or every position of a
-convolutional map) or ``pooler`` (the model's ``pooler_output``); by default ``pooler`` where the model has one,
-else ``cls`` for token sequences and ``mean`` for maps. Preprocessing is the image processor's own. ViT-MAE runs
+convolutional map) or ``pooler`` (the model's ``pooler_output``); by default ``cls`` for token sequences (a
+ViT's pooler layer may be missing from its checkpoint, hence random), and for feature maps ``pooler`` where the
+model has one (ConvNeXt: normalised global average), else ``mean``. Preprocessing is the image processor's own. ViT-MAE runs
 with ``mask_ratio=0`` (every patch seen); a CLIP/SigLIP folder runs its vision tower. From the Hub, the commit that
 was loaded is recorded (``revision``); from a folder, the sha256 of its weights.
 """
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 
 from .base import ModelPreprocess
-from .open_models import ExtractorSpecError, OpenExtractor, column_slug, load_problem, transformers_source
+from .open_models import (ExtractorSpecError, OpenExtractor, column_slug, hub_commit, load_problem,
+                          transformers_source)
 from .registry import register_extractor
 
 POOLINGS = ("cls", "mean", "pooler")
@@ -87,14 +89,14 @@ class HfVisionExtractor(OpenExtractor):
         if hasattr(model, "vision_model") and hasattr(config, "vision_config"):
             model = model.vision_model  # CLIP / SigLIP: the image tower
         if info["hub"]:
-            info["revision"] = getattr(config, "_commit_hash", None) or revision
+            info["revision"] = getattr(config, "_commit_hash", None) or hub_commit(info["source"], revision)
         self.model = model.eval()
         self.preprocess_cfg = HfImagePreprocess(processor)
         with torch.inference_mode():
             outputs = self.model(pixel_values=torch.zeros(1, *self.preprocess_cfg.input_shape))
-        if pooling is None:
-            pooling = "pooler" if getattr(outputs, "pooler_output", None) is not None else (
-                "cls" if outputs.last_hidden_state.ndim == 3 else "mean")
+        if pooling is None:  # a token model's own pooler may be untrained (ViT without pooler weights): cls
+            pooling = "cls" if outputs.last_hidden_state.ndim == 3 else (
+                "pooler" if getattr(outputs, "pooler_output", None) is not None else "mean")
         if pooling == "pooler" and getattr(outputs, "pooler_output", None) is None:
             raise ExtractorSpecError(f"--extractor {spec}: {type(model).__name__} has no pooler output; use :cls or :mean")
         if pooling == "cls" and outputs.last_hidden_state.ndim != 3:

@@ -64,6 +64,17 @@ def transformers_source(spec: str, source: str, revision: str | None) -> dict:
     return {"source": source, "hub": True, "revision": revision, "sha256": None}
 
 
+def hub_commit(repo_id: str, revision: str | None) -> str | None:
+    """The commit a Hub id resolves to (from the Hub, or the Hub cache offline): the snapshot folder's name."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        snapshot = Path(hf_hub_download(repo_id, "config.json", revision=revision)).parent.name
+    except Exception:  # huggingface_hub raises many kinds; the model itself loaded, the commit stays unknown
+        return revision
+    return snapshot if re.fullmatch(r"[0-9a-f]{40}", snapshot) else revision
+
+
 def load_problem(spec: str, source: str, error: Exception) -> ExtractorSpecError:
     """A transformers loading error as one message naming the spec (a Hub id that is not cached offline, say)."""
     first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
