@@ -40,8 +40,9 @@ def register_extractor(name: str):
     return decorate
 
 
-def list_extractors(*, open_families: bool = True) -> list[str]:
-    """Registered names; ``open_families=False`` leaves out ``timm``, ``hf`` and ``audio`` (named extractors only)."""
+def list_extractors(*, open_families: bool = False) -> list[str]:
+    """The named extractors (each one feature column of its own name); ``open_families=True`` adds ``timm``, ``hf``
+    and ``audio``, whose columns are named per model."""
     return sorted(name for name, cls in _REGISTRY.items() if open_families or not cls.open_family)
 
 
@@ -59,7 +60,10 @@ def get_extractor_class(name: str) -> type[Extractor]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownExtractorError(f"unknown extractor {name!r}; known extractors: {list_extractors()}") from None
+        raise UnknownExtractorError(
+            f"unknown extractor {name!r}; known extractors: {list_extractors()}, and any model through "
+            "timm:<model>[=<weights file>], hf:<repo or folder>[:cls|mean|pooler], audio:<repo or folder>"
+        ) from None
 
 
 def random_init_seed(*parts: object) -> int:
