@@ -154,21 +154,59 @@ def speed_table(frame_count: int) -> list[str]:
     return lines
 
 
+def cost_table(frame_count: int) -> list[str]:
+    """Median milliseconds per 640x360 frame of each detector with 1 and 5 faces, the detectors taking turns on
+    each frame (medians of interleaved runs hold on a shared, busy machine)."""
+    detectors = {
+        "MTCNN (5 points)": MtcnnDetector(),
+        "BlazeFace full-range alone": BlazeFaceDetector(),
+        "MTCNN + BlazeFace fused (5 points)": WildFaceDetector(mesh=False),
+        "MTCNN + MediaPipe mesh (before)": WildFaceDetector(blazeface=None),
+        "MTCNN + BlazeFace fused + MediaPipe mesh (after)": WildFaceDetector(),
+    }
+    counts = (1, 5)
+    medians = {}
+    for n in counts:
+        frames = crowd_frames(n, frame_count)
+        times: dict[str, list[float]] = {name: [] for name in detectors}
+        for detector in detectors.values():
+            detector.detect(frames[0])  # warm-up
+        for frame in frames:
+            for name, detector in detectors.items():
+                start = time.perf_counter()
+                detector.detect(frame)
+                times[name].append((time.perf_counter() - start) * 1000)
+        medians[n] = {name: float(np.median(values)) for name, values in times.items()}
+    lines = ["| detector, ms per frame (median) | " + " | ".join(f"{n} face{'s' * (n > 1)}" for n in counts) + " |",
+             "| --- |" + " ---: |" * len(counts)]
+    for name in detectors:
+        lines.append(f"| {name} | " + " | ".join(f"{medians[n][name]:.1f}" for n in counts) + " |")
+    after, before = "MTCNN + BlazeFace fused + MediaPipe mesh (after)", "MTCNN + MediaPipe mesh (before)"
+    lines.append("| cost of the change (after - before) | "
+                 + " | ".join(f"{medians[n][after] - medians[n][before]:+.1f}" for n in counts) + " |")
+    for detector in detectors.values():
+        detector.close()
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--detectors", default=",".join(DETECTORS), help=f"comma-separated, of {', '.join(DETECTORS)}")
+    parser.add_argument("--detectors", default=",".join(DETECTORS), help=f"comma-separated, of {', '.join(DETECTORS)} (empty: the speed table only)")
     parser.add_argument("--no-speed", action="store_true", help="the detection table only")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
-    photos = labelled_photos()
-    print(f"{len(photos)} photos, {sum(len(p.faces) for p in photos)} faces; "
-          f"{sum(1 for p in photos if not p.faces)} without faces\n")
-    print("\n".join(detection_table(photos, args.detectors.split(","))))
+    if args.detectors:
+        photos = labelled_photos()
+        print(f"{len(photos)} photos, {sum(len(p.faces) for p in photos)} faces; "
+              f"{sum(1 for p in photos if not p.faces)} without faces\n")
+        print("\n".join(detection_table(photos, args.detectors.split(","))))
+        print()
     if not args.no_speed:
+        print("\n".join(cost_table(args.frames)))
         print()
         print("\n".join(speed_table(args.frames)))
     print(f"\n{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
