@@ -95,9 +95,11 @@ class WildFaceDetector:
                 found = [faces[: self.mtcnn.max_faces] for faces in found]
         if self._landmarker is None:
             return found
-        return [[self._with_mesh(image, face) for face in faces] for image, faces in zip(images, found)]
+        return [[self.with_mesh(image, face) for face in faces] for image, faces in zip(images, found)]
 
-    def _with_mesh(self, image: np.ndarray, face: Face) -> Face:
+    def with_mesh(self, image: np.ndarray, face: Face) -> Face:
+        """``face`` with the mesh, blendshapes and five points of the landmarker where it finds the face in a crop
+        around it; unchanged where it does not."""
         center, side = face.center, MESH_CROP_SCALE * float(max(face.box[2:] - face.box[:2]))
         region = (center[0] - side / 2, center[1] - side / 2, center[0] + side / 2, center[1] + side / 2)
         try:
