@@ -4,13 +4,14 @@
 
     with FaceDetector() as detector:                      # MediaPipe FaceLandmarker
         face = detector.detect(rgb_image)[0]              # box, 5 points, 478 landmarks, 52 blendshapes
-        crop = align_face(rgb_image, face.landmarks5)     # uint8 [112, 112, 3]
+        crop = align_face(rgb_image, face.landmarks5, box=face.box)  # uint8 [112, 112, 3]; a turned head stays centred
         tracker = MultiFaceTracker(detector, faces="largest", search_scale=2.5)  # one face, sought near its track too
         for frame in tracker.track(iter_video_frames("clip.mp4")):
             frame.missing, [tracked.aligned for tracked in frame.faces]  # one result per frame, never dropped
 
-Every face, in the wild, each with a stable id (``MultiFaceTracker`` is ``abaw_hf.faces.multi_tracking``'s and needs
-scipy; ``abaw_hf.faces.mtcnn`` and ``.wild`` are imported on use, they need torch):
+Every face, in the wild (MTCNN fused with full-range BlazeFace for turned heads), each with a stable id
+(``MultiFaceTracker`` is ``abaw_hf.faces.multi_tracking``'s and needs scipy; ``abaw_hf.faces.mtcnn``, ``.blazeface``
+and ``.wild`` are imported on use, they need torch and LiteRT):
 
     tracker = MultiFaceTracker(FaceDetector("mtcnn", max_faces=16), faces="all")
     for frame in tracker.track(iter_video_frames("clip.mp4")):
