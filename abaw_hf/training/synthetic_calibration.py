@@ -47,6 +47,21 @@ def rescale(noise: float, measured: float, target: float, task: str, damping: fl
     return float(noise * min(max(factor, 0.5), 2.0))
 
 
+P_MTL_RANGE = (0.6, 2.5)  # usable range of P_MTL for the common-scale stage
+
+
+def rescale_all(noise: dict[str, float], measured: float, target: float, damping: float = 0.8) -> dict[str, float]:
+    """The common-scale stage: every task's noise times one factor, from the row's measured and target P_MTL."""
+    floor, ceiling = P_MTL_RANGE
+
+    def odds(score: float) -> float:
+        usable = min(max((score - floor) / (ceiling - floor), 0.02), 0.98)
+        return 1.0 / usable - 1.0
+
+    factor = min(max((odds(target) / odds(measured)) ** (damping / 2), 0.5), 2.0)
+    return {task: float(level * factor) for task, level in noise.items()}
+
+
 def calibrate(
     config_path: str,
     extractors: list[str],
@@ -54,9 +69,15 @@ def calibrate(
     start: dict[str, dict[str, float]],
     workdir: Path,
     jobs: int = 2,
+    stage: str = "tasks",
     log=print,
 ) -> tuple[dict[str, dict[str, float]], list[dict]]:
     """Rounds of (generate, train each extractor alone, rescale); returns the fitted noise and the log.
+
+    ``stage="tasks"`` rescales each task's noise towards that task's metric; ``stage="scale"`` rescales all of
+    an extractor's noise by one factor towards the row's P_MTL (the tasks are coupled — valence follows the
+    expression and AU signals — so the per-task stage cannot match every column; the scale stage then matches
+    the row's score).
 
     The trainings of a round run ``jobs`` at a time, one torch thread each (on a shared 2-core machine one
     thread per process wastes far less time than two threads spinning against other work)."""
@@ -80,8 +101,12 @@ def calibrate(
             history.append(entry)
             log(f"round {round_number} {name}: noise {_fmt(noise[name])} -> measured {_fmt(entry['measured'])} "
                 f"(P_MTL {metrics['p_mtl']:.4f}, target {entry['target_p_mtl']})")
-            noise[name] = {task: round(rescale(noise[name][task], entry["measured"][task], targets[task], task), 3)
-                           for task in targets}
+            if stage == "scale":
+                scaled = rescale_all(noise[name], metrics["p_mtl"], entry["target_p_mtl"])
+                noise[name] = {task: round(value, 3) for task, value in scaled.items()}
+            else:
+                noise[name] = {task: round(rescale(noise[name][task], entry["measured"][task], targets[task], task), 3)
+                               for task in targets}
     return noise, history
 
 
@@ -97,6 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--extractors", nargs="+", default=list(SINGLE_ROWS), help="which single rows to fit")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2, help="trainings at a time (one thread each)")
+    parser.add_argument("--stage", choices=("tasks", "scale"), default="tasks",
+                        help="tasks: each task's noise towards its column; scale: one factor per extractor towards P_MTL")
     parser.add_argument("--start", default=None, help="JSON file of starting noise levels (default: the frozen table)")
     parser.add_argument("--output-dir", default=None, help="keep the generated data and runs here (default: a temp folder)")
     parser.add_argument("--output", "-o", default=None, help="write the fitted table and log as JSON here")
@@ -106,10 +133,18 @@ def main(argv: list[str] | None = None) -> dict:
         raise UserError(f"--extractors: {unknown} have no single-extractor row in Table 1; choose from {list(SINGLE_ROWS)}")
     if args.rounds < 1:
         raise UserError("--rounds must be at least 1")
-    start = EXTRACTOR_NOISE if args.start is None else json.loads(Path(args.start).read_text())
+    if args.start is None:
+        start = EXTRACTOR_NOISE
+    else:
+        try:
+            loaded = json.loads(Path(args.start).read_text())
+        except (OSError, ValueError) as error:
+            raise UserError(f"--start {args.start}: not a readable JSON file ({error})") from error
+        start = {**EXTRACTOR_NOISE, **loaded.get("extractor_noise", loaded)}
     with tempfile.TemporaryDirectory(prefix="calibrate-") as scratch:
         workdir = Path(args.output_dir) if args.output_dir else Path(scratch)
-        noise, history = calibrate(args.config, args.extractors, args.rounds, start, workdir, jobs=args.jobs)
+        noise, history = calibrate(args.config, args.extractors, args.rounds, start, workdir, jobs=args.jobs,
+                                   stage=args.stage)
     print("EXTRACTOR_NOISE = {")
     for name, levels in noise.items():
         print(f"    {name!r}: {json.dumps(levels)},")
