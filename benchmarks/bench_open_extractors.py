@@ -9,8 +9,8 @@ backbone forward on the same tensors, in alternating rounds of the same run, and
 `extract(images)` with the model's own preprocessing on 112 px crops (in extraction that runs in DataLoader
 workers, beside the network). Audio (a WavLM-shaped encoder, random weights, made here): seconds of sound encoded
 per second through `frame_vectors` (decode from the container, resample, chunked encoding, per-frame windows)
-against the bare encoder on the same chunks, and the peak resident memory of a process that encodes a 1-minute and a
-10-minute synthetic track (each in its own subprocess). Load (`os.getloadavg`) is printed beside every table.
+against the bare encoder on the same chunks (alternating rounds), and the resident memory (sampled every 20 ms) of a
+process while it encodes a 1-minute and a 10-minute synthetic track (each in its own subprocess). Load (`os.getloadavg`) is printed beside every table.
 """
 
 from __future__ import annotations
@@ -104,16 +104,23 @@ def _sound_video(folder: Path, minutes: float) -> Path:
 
 
 def _bare_encoder(extractor, seconds: float):
-    """The encoder alone on as many chunks as ``seconds`` of sound takes (inputs made beforehand)."""
+    """The encoder alone on chunks of the lengths `encoded_blocks` feeds it for ``seconds`` of sound (inputs made
+    beforehand): what the sound path adds is decoding, resampling, the feature extractor and the windows."""
     settings = extractor.preprocess_cfg
-    chunk = np.random.default_rng(0).standard_normal(int(settings.chunk_seconds * 16000)).astype(np.float32)
-    inputs = {"input_values": torch.from_numpy(chunk)[None]}
-    count = max(1, int(np.ceil(seconds / (settings.chunk_seconds - 2 * settings.context_seconds))))
+    rate, core = settings.sampling_rate, settings.chunk_seconds - 2 * settings.context_seconds
+    lengths, index = [], 0
+    while index * core < seconds:
+        first = max(0.0, index * core - settings.context_seconds)
+        last = min(seconds, index * core - settings.context_seconds + settings.chunk_seconds)
+        lengths.append(int((last - first) * rate))
+        index += 1
+    noise = np.random.default_rng(0).standard_normal(max(lengths)).astype(np.float32)
+    inputs = [{"input_values": torch.from_numpy(noise[:length])[None]} for length in lengths]
 
     def run():
         with torch.inference_mode():
-            for _ in range(count):
-                extractor.encoder(**inputs)
+            for chunk in inputs:
+                extractor.encoder(**chunk)
 
     return run
 
@@ -137,16 +144,29 @@ def audio_one(folder: Path, minutes: float) -> dict:
     """In a fresh process: per-frame vectors (FPS) of the whole track; seconds and peak RSS."""
     from abaw_hf.extractors import create_extractor
 
+    import threading
+
+    import psutil
+
     extractor = create_extractor("audio", str(_encoder_folder(folder)))
     video = _sound_video(folder, minutes)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = np.arange(int(minutes * 60 * FPS)) / FPS
+    process, peak, done = psutil.Process(), [0], threading.Event()
+    before = process.memory_info().rss
+
+    def sample():  # the resident set while encoding (ru_maxrss would keep the model loading's peak)
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     started = time.perf_counter()
     vectors, present, _ = extractor.frame_vectors(video, times)
     seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
     return {"minutes": minutes, "frames": len(times), "present": int(present.sum()), "seconds": seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_mb": before / 1024,
-            "vectors_mb": vectors.nbytes / 2**20}
+            "peak_rss_mb": peak[0] / 2**20, "rss_before_mb": before / 2**20, "vectors_mb": vectors.nbytes / 2**20}
 
 
 def main() -> int:
@@ -178,7 +198,7 @@ def main() -> int:
         print(f"1-minute track, best of {args.rounds} alternating rounds: frame_vectors (decode, resample, chunks, "
               f"windows) {speed['ours']:.1f} sound s/s, bare encoder on the same chunks {speed['bare']:.1f} sound s/s, "
               f"overhead {speed['overhead_pct']:+.1f} %")
-        print("| sound | frames | seconds | sound s per s | peak RSS | RSS before encoding | growth while encoding |")
+        print("| sound | frames | seconds | sound s per s | peak RSS while encoding | RSS before | growth (of which the vectors) |")
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for minutes in args.audio_minutes:
             _encoder_folder(folder), _sound_video(folder, minutes)  # made outside the measured process
@@ -187,7 +207,7 @@ def main() -> int:
             row = json.loads(result.stdout.strip().splitlines()[-1])
             print(f"| {minutes:g} min | {row['frames']} | {row['seconds']:.1f} | {minutes * 60 / row['seconds']:.1f} | "
                   f"{row['peak_rss_mb']:.0f} MB | {row['rss_before_mb']:.0f} MB | "
-                  f"{row['peak_rss_mb'] - row['rss_before_mb']:.0f} MB |")
+                  f"{row['peak_rss_mb'] - row['rss_before_mb']:.0f} MB ({row['vectors_mb']:.1f} MB) |")
         print(f"load after: {os.getloadavg()}")
     return 0
 
