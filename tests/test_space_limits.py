@@ -176,7 +176,9 @@ def test_one_analysis_at_a_time_per_visitor(space, client, media):
         _wait_for_a_running_analysis(space)
         assert space.active_visitors == {"127.0.0.1"}  # the visitor is told by the request gradio passes in
         second = status(client.predict(handle_file(media["photo"]), api_name="/analyse_image"))
+        third = status(client.predict(handle_file(media["video"]), api_name="/analyse_video"))
     assert second.startswith("❌") and "still being analysed" in second, second
+    assert third.startswith("❌") and "still being analysed" in third, third
     assert status(job.result(timeout=300)).startswith("✅ 8 frames")
     assert not space.active_visitors  # the slot is free again
     assert status(client.predict(handle_file(media["photo"]), api_name="/analyse_image")).startswith("✅")

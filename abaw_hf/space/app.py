@@ -250,8 +250,9 @@ class AffectSpace:
             pipeline = self._require_model()
             self._check_size(video_path)
             frames = VideoFrames(video_path, *self._check_video(video_path))  # the header's caps, before decoding
-            slot = self.visitor_slot(request)
-            slot.__enter__()  # left in `finally` below: the generator may stop early (the visitor left)
+            visitor = self.visitor_slot(request)
+            visitor.__enter__()  # left in `finally` below: the generator may stop early (the visitor left)
+            slot = visitor
             name, started = Path(video_path).name, time.perf_counter()
             yield self._progress(f"⏳ Analysing {name}…")
             stream, parts = pipeline.stream(source=name, audio=video_path), []
