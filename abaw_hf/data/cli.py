@@ -26,7 +26,7 @@ from .storage import check_feature_name, check_split_name, register_split
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("rows")
     source.add_argument("--synthetic", action="store_true", help="the embedded synthetic dataset (no inputs needed)")
-    source.add_argument("--scale", type=float, default=1.0, help="synthetic size knob (10 is about s-Aff-Wild2: ~174k frames)")
+    source.add_argument("--scale", type=float, default=1.0, help="synthetic size knob: x 50 videos of ~550 rows (6 is about s-Aff-Wild2: 307 videos, ~170k rows)")
     source.add_argument("--seed", type=int, default=0, help="synthetic seed")
     source.add_argument("--annotations", action="append", metavar="SPLIT=FILE", help="an MTL annotation file")
     source.add_argument("--test-list", metavar="FILE", help="the MTL.txt test list (split 'test', no labels)")
