@@ -174,10 +174,10 @@ def extract_video_features(
     crops_dir = work_root_for(output_dir) / "faces"
     if state.is_main_process:
         outputs.claim(crops_dir.parent, "--output's work folder")  # only a folder abaw_hf wrote holds the crops
+        if overwrite:  # every video is tracked again from scratch
+            shutil.rmtree(crops_dir, ignore_errors=True)
         for name in names:
             _failure_path(crops_dir, name).unlink(missing_ok=True)  # a video that failed before is tried again
-            if overwrite:
-                (crops_dir / name / FACES_MARKER).unlink(missing_ok=True)
     state.wait_for_everyone()
     with state.split_between_processes(videos) as mine:
         for path in mine:
