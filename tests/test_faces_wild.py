@@ -25,6 +25,12 @@ def mtcnn():
     return MtcnnDetector()
 
 
+@pytest.fixture(scope="module", params=["mtcnn", "mtcnn+blazeface"])
+def tracked_detector(request, mtcnn):
+    """MTCNN alone, and the default: MTCNN fused with full-range BlazeFace (the tracking must not change)."""
+    return mtcnn if request.param == "mtcnn" else WildFaceDetector(mesh=False)
+
+
 @pytest.fixture(scope="module")
 def t1():
     return insightface_image("t1.jpg")
@@ -130,8 +136,8 @@ def _ids_by_person(frames, scene):
     return seen
 
 
-def test_every_face_tracked_with_stable_ids_through_crossing_and_absence(mtcnn, scene):
-    frames = list(MultiFaceTracker(mtcnn).track(scene.frames))
+def test_every_face_tracked_with_stable_ids_through_crossing_and_absence(tracked_detector, scene):
+    frames = list(MultiFaceTracker(tracked_detector).track(scene.frames))
     assert [frame.index for frame in frames] == list(range(60))
     seen = _ids_by_person(frames, scene)
     ross, joey = {i for _, i in seen["ross"]}, {i for _, i in seen["joey"]}
@@ -148,11 +154,11 @@ def test_every_face_tracked_with_stable_ids_through_crossing_and_absence(mtcnn, 
         assert all(tracked.aligned.shape == (112, 112, 3) for tracked in frame.faces)
 
 
-def test_single_face_video_keeps_one_id_on_every_frame(mtcnn):
+def test_single_face_video_keeps_one_id_on_every_frame(tracked_detector):
     from abaw_hf.space import EXAMPLES_DIR
 
     video = EXAMPLES_DIR / "astronaut_clip.mp4"
-    frames = list(MultiFaceTracker(mtcnn).track(iter_video_frames(video)))
+    frames = list(MultiFaceTracker(tracked_detector).track(iter_video_frames(video)))
     assert len(frames) == 30
     # the camera pans across the face, then tilts down off it from frame 27 on
     assert all(len(frame.faces) == 1 and frame.faces[0].face_id == 0 for frame in frames[:27])
