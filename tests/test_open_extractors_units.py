@@ -284,3 +284,40 @@ def test_hub_backbone_is_pinned_to_its_commit_and_timm_weights_publish_with_the_
     face = np.full((112, 112, 3), 90, np.uint8)
     for name, extractor in extractors.items():
         torch.testing.assert_close(rebuilt[name].extract([face]), extractor.extract([face]))
+
+
+def test_two_processes_equal_one_process(models, tmp_path, face, free_port):
+    """`accelerate launch` with 2 CPU processes splits the shards; a timm backbone with --random-init is the same
+    network in both, and each process reads the sound of its shards' videos: the dataset equals one process's."""
+    import os
+    import subprocess
+    import sys
+
+    import datasets
+
+    frames, videos = tmp_path / "frames", tmp_path / "videos"
+    videos.mkdir()
+    for name in ("video5_left", "video6"):
+        (frames / name).mkdir(parents=True)
+        for k in range(1, 9):
+            Image.fromarray(np.roll(face, 5 * k, axis=1)).save(frames / name / f"{k:05d}.jpg")
+        write_video_with_audio(videos / f"{name.removesuffix('_left')}.mp4", [np.zeros((32, 32, 3), np.uint8)] * 8,
+                               FPS, tone_signal(0.8, [0.4]))
+    arguments = ["extract", "--frames", str(frames), "--videos", str(videos), "--extractor", "timm:test_vit",
+                 "--extractor", f"audio:{models['wavlm']}", "--random-init", "--shard-size", "4", "--batch-size", "4",
+                 "--num-workers", "0", "--runtime", "torch", "--no-progress"]
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--main_process_port", str(free_port()), "-m", "abaw_hf.cli"]
+    two = subprocess.run([*launcher, *arguments, "--output", str(tmp_path / "two")], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert cli_main([*arguments, "--output", str(tmp_path / "one")]) == 0
+    report = json.loads((tmp_path / "two" / "extraction_report.json").read_text())
+    assert report["processes"] == 2 and report["shards_by_process"] == {"0": 2, "1": 2}
+    one, both = datasets.load_from_disk(str(tmp_path / "one")), datasets.load_from_disk(str(tmp_path / "two"))
+    for name in ("timm_test_vit", "audio_wavlm"):
+        vectors_two, present_two = column_array(both, name)
+        vectors_one, present_one = column_array(one, name)
+        assert present_two.all() and present_one.all()
+        np.testing.assert_allclose(vectors_two.astype(np.float32), vectors_one.astype(np.float32), rtol=2e-3, atol=2e-3)
