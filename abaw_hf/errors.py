@@ -7,7 +7,6 @@ its traceback. `--debug` (or ``ABAW_HF_DEBUG=1``) shows the traceback of a user 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -81,51 +80,6 @@ def run_command(prog: str, function: Callable[[], int | None], argv: Sequence[st
         if debug or user_message(error) is None:
             raise
         return report_user_error(prog, error)
-
-
-# ----- argparse value types: a bad flag value is argparse's own 'invalid value' message (exit 2) -------------
-
-
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-def face_selection(text: str) -> str:
-    """``--faces``: all, largest or a number N >= 1 (`abaw_hf.faces.multi_tracking.parse_face_selection`)."""
-    from .faces.multi_tracking import parse_face_selection
-
-    try:
-        parse_face_selection(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
 # ----- output paths: checked before the work starts, so finished work is never lost to an unwritable output ----

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from typing import NamedTuple, Sequence
 
@@ -50,15 +49,6 @@ def parse_extractor_spec(text: str, flag: str = "--extractor") -> ExtractorSpec:
     if not name:
         raise UserError(f"{flag} expects {EXTRACTOR_SPEC}, got {text!r}")
     return ExtractorSpec(name, variant or None, checkpoint or None)
-
-
-def add_extractor_arguments(group: argparse._ActionsContainer, *, required: bool) -> None:
-    """``--extractor`` (repeatable, one feature column each) and ``--random-init``, as build and extract take them."""
-    group.add_argument("--extractor", action="append", required=required, metavar=EXTRACTOR_SPEC,
-                       help="a registered extractor and its official checkpoint, or any backbone: "
-                            f"{OPEN_SPEC_HELP}; repeat for several (one column each)")
-    group.add_argument("--random-init", action="store_true",
-                       help="allow extractors without a checkpoint (random weights: for tests and benchmarks only)")
 
 
 def _open_spec(text: str, flag: str) -> ExtractorSpec:

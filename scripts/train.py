@@ -13,7 +13,7 @@ shows the traceback).
 
 import sys
 
-from abaw_hf.training.cli import main
+from abaw_hf.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

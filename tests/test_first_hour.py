@@ -190,7 +190,7 @@ def test_a_missing_default_model_names_where_it_looked(tmp_path, photo, monkeypa
 
 
 def test_train_under_accelerate_says_what_accelerate_adds(tmp_path, monkeypatch, capsys):
-    from abaw_hf.training.cli import main as train_main
+    from abaw_hf.cli.train import main as train_main
 
     missing = str(tmp_path / "nope.yaml")
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)

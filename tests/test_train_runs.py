@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from abaw_hf.training import parse_train_config
-from abaw_hf.training.cli import main as train_py
+from abaw_hf.cli.train import main as train_py
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"

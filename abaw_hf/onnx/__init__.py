@@ -26,16 +26,3 @@ def __getattr__(name: str):
 
         return cpu_onnx_networks()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def add_runtime_arguments(parser) -> None:
-    """``--runtime`` and ``--onnx-dir``, the same in every command that runs the networks (predict, extract)."""
-    parser.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME,
-                        help="what runs the networks: auto (on CPU onnxruntime for the extractors measured faster "
-                             "there, which declare onnx_on_cpu; torch for the rest and "
-                             "on GPU; default), torch, or onnx (every network, exported on first use). auto takes "
-                             "the graphs `abaw-hf export-onnx MODEL` verified into $ABAW_HF_ONNX_CACHE; predict "
-                             "never waits for an export (without them those networks run under torch), extract "
-                             "exports them as its first step")
-    parser.add_argument("--onnx-dir", metavar="DIR",
-                        help="run every network from the graphs of `abaw-hf export-onnx` (implies --runtime onnx)")

@@ -6,7 +6,7 @@
 - ``steps``: per-step seeds, feature perturbation, the learning-rate schedule
 - ``runs``: the run folder (``--overwrite``, ``--resume``), checkpoints, the saved best model
 - ``reporting``: curves, throughput, the per-process summary
-- ``loop``: ``train`` itself; ``cli``: the command line; ``ablation``: the paper's Table 1
+- ``loop``: ``train`` itself; ``ablation``: the paper's Table 1
 """
 
 from .._lazy import lazy_exports

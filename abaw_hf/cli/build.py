@@ -18,9 +18,10 @@ import json
 from pathlib import Path
 
 from .. import outputs
-from ..errors import UserError, positive_int
-from ..specs import add_extractor_arguments, create_extractors, parse_assignments
-from .storage import check_feature_name, check_split_name, register_split
+from ..errors import UserError
+from ..specs import create_extractors, parse_assignments
+from .arguments import add_extractor_arguments, positive_int
+from ..data.storage import check_feature_name, check_split_name, register_split
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_rows(args: argparse.Namespace) -> dict[str, Annotations]:
-    from .annotations import (SINGLE_TASKS, merge_annotations, read_mtl_annotations, read_mtl_test_list,
+    from ..data.annotations import (SINGLE_TASKS, merge_annotations, read_mtl_annotations, read_mtl_test_list,
                               read_single_task_folder)
 
     rows: dict[str, Annotations] = {}
@@ -114,11 +115,11 @@ def _parquet_folder(args: argparse.Namespace, output: Path) -> Path:
 def _build(args: argparse.Namespace, output: Path) -> int:
     import datasets  # here, not at the top: `abaw-hf build --help` stays light
 
-    from .builder import build_from_arrays, build_from_extractors, image_paths
-    from .converters import join_features, read_feature_dict_npy, read_openface_folder
+    from ..data.builder import build_from_arrays, build_from_extractors, image_paths
+    from ..data.converters import join_features, read_feature_dict_npy, read_openface_folder
 
     if args.synthetic:
-        from .synthetic import make_synthetic_dataset
+        from ..data.synthetic import make_synthetic_dataset
 
         others = [flag for flag, value in (("--annotations", args.annotations), ("--test-list", args.test_list),
                   ("--task-dir", args.task_dir), ("--features", args.features), ("--openface-dir", args.openface_dir),
@@ -181,7 +182,7 @@ def _build(args: argparse.Namespace, output: Path) -> int:
         built = datasets.DatasetDict(built)
     print(f"saved {', '.join(f'{k}: {len(v):,} rows' for k, v in built.items())} to {output}")
     if args.parquet_dir or args.push_to_hub:
-        from .publish import push_dataset_to_hub, stage_parquet_folder
+        from ..data.publish import push_dataset_to_hub, stage_parquet_folder
 
         folder = _parquet_folder(args, output)
         with outputs.writing(folder, "--parquet-dir"):

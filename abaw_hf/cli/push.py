@@ -8,9 +8,9 @@ from pathlib import Path
 from .. import outputs
 from ..errors import run_command
 from ..specs import parse_assignments
-from .repo import StagingError, describe
-from .staging import stage_model_repo, stage_space_repo
-from .upload import upload_staged
+from ..hub.repo import StagingError, describe
+from ..hub.staging import stage_model_repo, stage_space_repo
+from ..hub.upload import upload_staged
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir", help="folder written by save_pretrained (training output)")

@@ -8,13 +8,13 @@ import os
 import sys
 
 from ..errors import EXIT_USER_ERROR, run_command
-from .config import add_arguments, parse_train_config, train_config_from_args
+from ..training.config import add_arguments, parse_train_config, train_config_from_args
 
 __all__ = ["add_arguments", "run", "main"]
 
 
 def run(args: argparse.Namespace) -> int:
-    from .loop import train  # torch and accelerate load here, not for --help
+    from ..training.loop import train  # torch and accelerate load here, not for --help
 
     train(train_config_from_args(args))
     return 0
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
 
     def parse_and_train() -> int:
-        from .loop import train
+        from ..training.loop import train
 
         config = parse_train_config(argv)
         if as_script:

@@ -43,8 +43,8 @@ def _export(args: argparse.Namespace, output) -> int:
     checkpoints = dict(parse_assignments(args.checkpoint, "--checkpoint", "FEATURE=PATH"))
     from ..model_loading import load_fusion_model
     from ..pipeline.weights import build_extractors
-    from .runtime import require_onnxruntime
-    from .export import export_model
+    from ..onnx.runtime import require_onnxruntime
+    from ..onnx.export import export_model
 
     require_onnxruntime()
     model = load_fusion_model(args.model, revision=args.revision)
@@ -68,7 +68,7 @@ def prepare_cache(args: argparse.Namespace) -> int:
     """The graphs ``--runtime auto`` runs under onnxruntime, exported and checked into the ONNX cache."""
     from ..model_loading import load_fusion_model
     from ..pipeline.weights import build_extractors
-    from .runtime import cache_folder, prepare_graphs
+    from ..onnx.runtime import cache_folder, prepare_graphs
 
     checkpoints = dict(parse_assignments(args.checkpoint, "--checkpoint", "FEATURE=PATH"))
     model = load_fusion_model(args.model, revision=args.revision)

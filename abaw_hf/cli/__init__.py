@@ -1,8 +1,10 @@
 """The ``abaw-hf`` command line.
 
-Each subcommand lives next to the code it drives: a module exposing ``add_arguments(parser)``
-and ``run(args) -> int``. Modules are imported only when their subcommand runs, so
-``abaw-hf --help`` stays fast and one broken optional dependency cannot break the others.
+The one layer that parses arguments: one module per subcommand in this package (``build``, ``extract``, ``train``, ``evaluate``, ``predict``, ``tune``,
+``submit``, ``push``, ``export_onnx``), each exposing ``add_arguments(parser)`` and ``run(args) -> int`` and calling
+the library (which never imports argparse); ``arguments`` holds the value types and flags several commands share.
+Modules are imported only when their subcommand runs, so ``abaw-hf --help`` stays fast and one broken optional
+dependency cannot break the others. ``scripts/*.py`` call the same functions.
 """
 
 from __future__ import annotations
@@ -11,19 +13,19 @@ import argparse
 import importlib
 import sys
 
-from .errors import DEBUG_FLAG, run_command, strip_debug_flag
+from ..errors import DEBUG_FLAG, run_command, strip_debug_flag
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "build": ("abaw_hf.data.cli", "build a feature dataset from annotations and feature files"),
-    "extract": ("abaw_hf.extraction.cli", "extract per-frame features from frames or a video into a dataset"),
-    "train": ("abaw_hf.training.cli", "train the fusion model (--config FILE.yaml and flags; also under accelerate launch)"),
-    "evaluate": ("abaw_hf.evaluation", "evaluate one or several trained models on a dataset"),
-    "predict": ("abaw_hf.pipeline_cli", "per-frame predictions for a video or images, as CSV"),
-    "tune": ("abaw_hf.postprocess", "choose the smoothing width and per-AU thresholds on validation"),
-    "submit": ("abaw_hf.submission", "write or check an ABAW MTL test submission file"),
-    "push": ("abaw_hf.hub", "stage and upload a trained model (and its Space) to the Hub"),
-    "export-onnx": ("abaw_hf.onnx.cli", "export the fusion model and its torch extractors to verified ONNX graphs"),
+    "build": ("abaw_hf.cli.build", "build a feature dataset from annotations and feature files"),
+    "extract": ("abaw_hf.cli.extract", "extract per-frame features from frames or a video into a dataset"),
+    "train": ("abaw_hf.cli.train", "train the fusion model (--config FILE.yaml and flags; also under accelerate launch)"),
+    "evaluate": ("abaw_hf.cli.evaluate", "evaluate one or several trained models on a dataset"),
+    "predict": ("abaw_hf.cli.predict", "per-frame predictions for a video or images, as CSV"),
+    "tune": ("abaw_hf.cli.tune", "choose the smoothing width and per-AU thresholds on validation"),
+    "submit": ("abaw_hf.cli.submit", "write or check an ABAW MTL test submission file"),
+    "push": ("abaw_hf.cli.push", "stage and upload a trained model (and its Space) to the Hub"),
+    "export-onnx": ("abaw_hf.cli.export_onnx", "export the fusion model and its torch extractors to verified ONNX graphs"),
 }
 
 
@@ -57,11 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(DEBUG_FLAG, action="store_true", help="show the full traceback of an error")
     args = parser.parse_args(rest)
     if as_command and name in RUNS_NETWORKS:
-        from .threads import configure_threads
+        from ..threads import configure_threads
 
         configure_threads()
     return run_command(prog, lambda: module.run(args), argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,11 +22,11 @@ from pathlib import Path
 from ..data import read_mtl_annotations, read_mtl_test_list
 from ..data.storage import check_new_split, check_split_name, register_split
 from .. import outputs
-from ..errors import UserError, face_selection, positive_int
+from ..errors import UserError
 from ..faces.settings import BACKENDS, DEFAULT_BACKEND, DEFAULT_MAX_IMAGE_PIXELS
-from ..onnx import add_runtime_arguments
-from ..specs import add_extractor_arguments, create_extractors, parse_input_sizes
-from .settings import DEFAULT_MIN_IMAGE_SIZE, DEFAULT_SHARD_SIZE, PRECISIONS
+from ..specs import create_extractors, parse_input_sizes
+from ..extraction.settings import DEFAULT_MIN_IMAGE_SIZE, DEFAULT_SHARD_SIZE, PRECISIONS
+from .arguments import add_extractor_arguments, add_runtime_arguments, face_selection, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,8 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..onnx.runtime import check_runtime
-    from .runner import extract_features, process_state, rows_from_frames_folder
-    from .video import extract_video_features
+    from ..extraction.runner import extract_features, process_state, rows_from_frames_folder
+    from ..extraction.video import extract_video_features
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if bool(args.frames) == bool(args.video):
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
                 rows = rows_from_frames_folder(args.frames, Path(args.image_pattern).suffix or ".jpg")
             audio_sources = None
             if reads_sound and args.videos:  # without --videos, extract_features says to give it
-                from .audio import sources_from_folder
+                from ..extraction.audio import sources_from_folder
 
                 audio_sources = sources_from_folder(rows.video.tolist(), args.videos)
             result = extract_features(rows, args.frames, extractors, output, image_pattern=args.image_pattern,

@@ -8,10 +8,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from .errors import UserError, check_output_file, face_selection, non_negative_float, non_negative_int, positive_int
-from .faces.settings import BACKENDS, DEFAULT_BACKEND
-from .onnx import add_runtime_arguments
-from .specs import parse_assignments
+from ..errors import UserError, check_output_file
+from ..faces.settings import BACKENDS, DEFAULT_BACKEND
+from ..specs import parse_assignments
+from .arguments import add_runtime_arguments, face_selection, non_negative_float, non_negative_int, positive_int
 
 DEFAULT_MODEL = "outputs/abaw-fusion"  # what `make demo` writes
 
@@ -55,8 +55,8 @@ def default_model() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .pipeline import AffectPipeline
-    from .pipeline.table import write_csv
+    from ..pipeline import AffectPipeline
+    from ..pipeline.table import write_csv
 
     check_output_file(args.output)
     for item in args.inputs:  # before the (slow) model load
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  ({', '.join(pipeline.runtime_notes)} run under torch this time: `abaw-hf export-onnx {args.model}` "
               "prepares the ONNX graphs once, then --runtime auto runs them under onnxruntime, faster on CPU)",
               file=sys.stderr)
-    from .threads import configured
+    from ..threads import configured
 
     if configured() is not None:  # the console script: threads from the cores free to it
         print(f"threads: {configured()}", file=sys.stderr)
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _is_video(path: Path) -> bool:
-    from .pipeline import IMAGE_SUFFIXES
+    from ..pipeline import IMAGE_SUFFIXES
 
     return path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES
 
