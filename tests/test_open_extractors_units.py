@@ -321,3 +321,23 @@ def test_two_processes_equal_one_process(models, tmp_path, face, free_port):
         vectors_one, present_one = column_array(one, name)
         assert present_two.all() and present_one.all()
         np.testing.assert_allclose(vectors_two.astype(np.float32), vectors_one.astype(np.float32), rtol=2e-3, atol=2e-3)
+
+
+def test_a_model_folder_that_moved_is_named_and_can_be_given_again(models, tmp_path, tiny_model):
+    """A local hf:/audio: folder recorded in config.json is used only where it still is, with the same weights;
+    otherwise the message names the feature and --checkpoint FEATURE=FOLDER, which then serves."""
+    import shutil
+
+    from abaw_hf.pipeline.errors import PipelineError
+    from abaw_hf.pipeline.weights import build_extractors
+
+    folder = shutil.copytree(models["wavlm"], tmp_path / "wavlm")
+    extractor = create_extractor("audio", str(folder), window_seconds=0.5)
+    model = tiny_model({extractor.name: extractor.dim}, extractors={extractor.name: extractor.provenance()})
+    rebuilt, report = build_extractors(model.config)
+    assert report[0].source == "checkpoint" and rebuilt["audio_wavlm"].preprocess_cfg.window_seconds == 0.5
+    moved = folder.rename(tmp_path / "elsewhere")
+    with pytest.raises(PipelineError, match=r"'audio_wavlm'.*not on this machine.*--checkpoint audio_wavlm=FOLDER"):
+        build_extractors(model.config)
+    rebuilt, report = build_extractors(model.config, checkpoints={"audio_wavlm": moved})
+    assert report[0].source == "checkpoint" and report[0].sha256 == extractor.provenance()["sha256"]
