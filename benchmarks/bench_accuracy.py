@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from abaw_hf.data.synthetic import make_synthetic_dataset, synthetic_oracle_score
-    from abaw_hf.training import SYNTHETIC_PRESETS, parse_train_config, train
+    from abaw_hf.training import SYNTHETIC_PRESETS, load_train_config, train
 
     oracle = synthetic_oracle_score(make_synthetic_dataset(**SYNTHETIC_PRESETS[args.preset])["validation"])
     variants = [("concat, paper's set, T=16 (default)", {}), ("concat, all extractors, T=16", {"features": ALL})]
@@ -42,7 +42,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for index, (label, overrides) in enumerate(variants):
-            config = parse_train_config(["--config", str(ROOT / "configs" / "default.yaml")])
+            config = load_train_config(ROOT / "configs" / "default.yaml")
             settings = {**overrides, "synthetic_size": args.preset, "output_dir": f"{workdir}/run{index}", "progress": False,
                         "plot": False}
             for key, value in settings.items():

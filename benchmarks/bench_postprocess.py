@@ -25,7 +25,7 @@ import torch
 from profiling import mm_flops_per_second
 from abaw_hf.evaluation import average_predictions, dataset_labels, predict_dataset
 from abaw_hf.postprocess import DEFAULT_SIGMAS, choose_smoothing, cross_fit_score, smooth_predictions, tune_au_thresholds
-from abaw_hf.training import TrainConfig, load_training_data, parse_train_config, train
+from abaw_hf.training import TrainConfig, load_train_config, load_training_data, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse models already trained in --output-dir")
     args = parser.parse_args()
 
-    base = parse_train_config(["--config", args.config, "--no_progress", "--no_plot"])
+    base = load_train_config(args.config, progress=False, plot=False)
     if args.epochs:
         base.epochs = args.epochs
     root = Path(args.output_dir)

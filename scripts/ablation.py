@@ -4,12 +4,12 @@
     python scripts/ablation.py --combos resnet18 poster2+resnet18 --config configs/abaw7_paper.yaml \\
         --dataset data/abaw7 --output-dir outputs/ablation -o ablation.md
 
-The logic lives in ``abaw_hf.training.ablation``.
+The command line is ``abaw_hf.cli.ablation``; the logic lives in ``abaw_hf.training.ablation``.
 """
 
 import sys
 
-from abaw_hf.training.ablation import command_line
+from abaw_hf.cli.ablation import command_line
 
 if __name__ == "__main__":
     sys.exit(command_line(sys.argv[1:]))

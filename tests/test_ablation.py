@@ -9,6 +9,7 @@ import yaml
 
 from abaw_hf.errors import UserError
 from abaw_hf.training import ablation
+from abaw_hf.cli import ablation as ablation_cli
 
 
 def test_parse_combos_and_paper_defaults():
@@ -43,7 +44,7 @@ def test_two_combos_train_and_fill_the_table(tmp_path):
         "num_hidden_layers": 1, "num_attention_heads": 2, "mlp_ratio": 2.0, "epochs": 3, "batch_size": 8,
         "eval_batch_size": 32, "learning_rate": 0.003, "progress": False, "plot": False,
     }))
-    table = ablation.main(["--combos", "resnet18", "poster2+fau", "--config", str(config), "--epochs", "1",
+    table = ablation_cli.main(["--combos", "resnet18", "poster2+fau", "--config", str(config), "--epochs", "1",
                            "--output-dir", str(tmp_path / "runs"), "-o", str(tmp_path / "table.md")])
     lines = (tmp_path / "table.md").read_text().splitlines()
     assert lines == table.splitlines()

@@ -291,7 +291,7 @@ def test_push_with_space_works_from_the_installed_wheel_outside_any_checkout(tmp
     space = tmp_path / "staging" / "space"
     header = yaml.safe_load((space / "README.md").read_text().split("---")[1])
     assert header["sdk"] == "gradio" and header["app_file"] == "app.py" and header["models"] == [REPO_ID]
-    assert "from abaw_hf.space.app import main" in (space / "app.py").read_text()
+    assert "from abaw_hf.cli.space import main" in (space / "app.py").read_text()
     requirements = (space / "requirements.txt").read_text().splitlines()
     repacked = [line for line in requirements if line.endswith(".whl")]
     assert repacked == [f"./wheels/{wheel.name}"] and not any(line.startswith("abaw_hf") for line in requirements)

@@ -15,8 +15,7 @@ import pytest
 import torch
 import yaml
 
-from abaw_hf.training import parse_train_config
-from abaw_hf.cli.train import main as train_py
+from abaw_hf.cli.train import main as train_py, parse_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"

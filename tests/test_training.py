@@ -19,9 +19,9 @@ from abaw_hf.training import (
     TrainConfig,
     au_loss_weights_from_labels,
     fold_of_videos,
-    parse_train_config,
     train,
 )
+from abaw_hf.cli.train import parse_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"

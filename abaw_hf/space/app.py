@@ -13,11 +13,9 @@ visitor has one analysis at a time.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -574,26 +572,17 @@ def launch(space: AffectSpace, *, host: str = "127.0.0.1", port: int | None = No
     return app
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=os.environ.get("ABAW_MODEL_ID", DEFAULT_MODEL),
-                        help="Hub id or local model folder (default: $ABAW_MODEL_ID, else outputs/abaw-fusion)")
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", 7860))))
-    args = parser.parse_args(argv)
+def serve(model: str, host: str = "127.0.0.1", port: int | None = None) -> int:
+    """Run the Space until it is stopped (its command line: `abaw_hf.cli.space`)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logger.info("abaw_hf %s from %s", abaw_hf.__version__, abaw_hf.__file__)
     from abaw_hf.threads import configure_threads
 
     # one analysis at a time (concurrency_limit=1): it takes the cores free to this process
     logger.info("threads: %s", configure_threads(processes=1))
-    space = AffectSpace(args.model, limits=Limits.from_env())
+    space = AffectSpace(model, limits=Limits.from_env())
     for message in space.banner_messages:
         logger.warning(message)
     space.prepare_runtime_in_background()
-    launch(space, host=args.host, port=args.port)
+    launch(space, host=host, port=port)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,6 @@ its features; the row is the best epoch's validation score. Writes a Markdown ta
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -21,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import UserError, run_command
-from .config import TrainConfig, parse_train_config
+from ..errors import UserError
+from .config import TrainConfig, load_train_config
 from .loop import train
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"  # in a checkout
@@ -200,43 +199,34 @@ def reference_text(metrics: dict) -> str:
             f"F1 expr {metrics['f1_expression']:.3f}, F1 AU {metrics['f1_au']:.3f}) | on s-Aff-Wild2: {references}")
 
 
-def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--combos", nargs="+", default=PAPER_COMBOS, help="feature combinations, e.g. resnet18 poster2+fau")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="base training YAML (features are replaced)")
-    parser.add_argument("--dataset", default=None, help="override the config's dataset")
-    parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
-    parser.add_argument("--output-dir", default="outputs/ablation", help="one sub-folder per combination")
-    parser.add_argument("--output", "-o", default=None, help="write the Markdown table here (default: <output-dir>/ablation.md)")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="trainings at a time, each a subprocess with one thread (default 1: in this process)")
-    parser.add_argument("--compare", metavar="EVAL_JSON", default=None,
-                        help="only print this eval_results.json's P_MTL beside the paper's and the baseline's, and exit")
-    args = parser.parse_args(argv)
-    if args.compare:
-        try:
-            text = reference_text(json.loads(Path(args.compare).read_text()))
-        except (OSError, ValueError, KeyError) as error:
-            raise UserError(f"--compare {args.compare}: not a readable eval_results.json ({error})") from error
-        print(text)
-        return text
+def compare_with_paper(eval_json: str | Path) -> str:
+    """An eval_results.json's P_MTL beside the paper's and the baseline's."""
+    try:
+        return reference_text(json.loads(Path(eval_json).read_text()))
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"--compare {eval_json}: not a readable eval_results.json ({error})") from error
 
-    base = parse_train_config(["--config", args.config, "--no_progress", "--no_plot"])
-    overrides = {key: value for key, value in (("dataset", args.dataset), ("epochs", args.epochs)) if value is not None}
+
+def run_ablation(combos: list[str] = PAPER_COMBOS, config_path: str | Path = DEFAULT_CONFIG, *,
+                 dataset: str | None = None, epochs: int | None = None, output_dir: str | Path = "outputs/ablation",
+                 output: str | Path | None = None, jobs: int = 1) -> str:
+    """Train and score one model per feature combination (``"resnet18+fau"``); write and return the Markdown table."""
+    base = load_train_config(config_path, progress=False, plot=False)
+    overrides = {key: value for key, value in (("dataset", dataset), ("epochs", epochs)) if value is not None}
     available = dataset_features(TrainConfig(**{**dataclasses.asdict(base), **overrides}))
-    combos = [parse_combo(text, available) for text in args.combos]
+    combos = [parse_combo(text, available) for text in combos]
     rows = []
-    if args.jobs > 1:
-        jobs = [(combo_label(features), Path(args.output_dir) / run_folder_name(combo_label(features)),
+    if jobs > 1:
+        runs = [(combo_label(features), Path(output_dir) / run_folder_name(combo_label(features)),
                  {"features": features, **overrides}) for features in combos]
-        print(f"== {len(jobs)} trainings, {args.jobs} at a time (logs in {args.output_dir}/logs)", flush=True)
-        results = run_trainings(jobs, args.config, args.jobs, Path(args.output_dir) / "logs")
-        rows = [(label, results[label]) for label, _, _ in jobs]
-    for features in combos if args.jobs <= 1 else []:
+        print(f"== {len(runs)} trainings, {jobs} at a time (logs in {output_dir}/logs)", flush=True)
+        results = run_trainings(runs, str(config_path), jobs, Path(output_dir) / "logs")
+        rows = [(label, results[label]) for label, _, _ in runs]
+    for features in combos if jobs <= 1 else []:
         label = combo_label(features)
         # a rerun retrains every combination: --overwrite replaces only the earlier training outputs
         config = TrainConfig(**{**dataclasses.asdict(base), **overrides, "features": features, "overwrite": True,
-                                "output_dir": str(Path(args.output_dir) / run_folder_name(label))})
+                                "output_dir": str(Path(output_dir) / run_folder_name(label))})
         print(f"== {label}: training {config.epochs} epoch(s) -> {config.output_dir}", flush=True)
         rows.append((label, train_and_score(config)))
         print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
@@ -245,15 +235,10 @@ def main(argv: list[str] | None = None) -> str:
     summary = paper_comparison(rows)
     if summary:
         table += "\n\n" + comparison_text(summary)
-    output = Path(args.output or Path(args.output_dir) / "ablation.md")
+    output = Path(output or Path(output_dir) / "ablation.md")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(table + "\n")
     (output.with_suffix(".json")).write_text(json.dumps({label: metrics for label, metrics in rows}, indent=2))
     print(table)
     print(f"table written to {output}")
     return table
-
-
-def command_line(argv: list[str] | None = None) -> int:
-    """``python scripts/ablation.py ...``: a user error is a message and exit status 2."""
-    return run_command("ablation.py", lambda: main(argv) and 0, argv)

@@ -1,14 +1,13 @@
-"""Training settings: the typed ``TrainConfig``, its YAML file and flags (one parser for ``scripts/train.py`` and
-``abaw-hf train``), and the fusion model config it implies."""
+"""Training settings: the typed ``TrainConfig`` (one type engine for YAML values, flags and in-process callers), its
+YAML file (``load_train_config``), and the fusion model config it implies (``MODEL_SETTINGS``, the one mapping from
+training settings to `AbawFusionConfig` fields). The flags are built from the fields by `abaw_hf.cli.train`."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import math
 import os
-import sys
 import typing
 from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError, UserError, read_text_file, strip_debug_flag
+from ..errors import ConfigError, UserError, read_text_file
 from ..modeling.labels_abaw_fusion import FUSION_MODES, POSITION_ENCODINGS
 from ..segments import DEFAULT_MAX_GAP, DEFAULT_WINDOW, default_stride
 
@@ -54,12 +53,12 @@ class TrainConfig:
     window: int = field(default=DEFAULT_WINDOW, metadata={"help": "frames per window (T); 1 = per-frame model"})
     train_stride: int = field(default=default_stride(DEFAULT_WINDOW), metadata={"help": "step between training windows"})
     max_gap: int = field(default=DEFAULT_MAX_GAP, metadata={"help": "a frame-number gap larger than this starts a new window"})
-    # model
+    # model (`MODEL_SETTINGS` maps each to its AbawFusionConfig field; same defaults)
     fusion: str = field(default="concat", metadata={"help": "concat (paper eq. 2, temporal) or tokens (released code)"})
-    hidden_size: int = 128
+    hidden_size: int = 384
     concat_projection: int | None = None
     position_encoding: str = "sinusoidal"
-    num_hidden_layers: int = 2
+    num_hidden_layers: int = 4
     num_attention_heads: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.1
@@ -142,7 +141,22 @@ class TrainConfig:
             raise SettingError("features", "features is empty; name at least one extractor column (e.g. resnet18)")
 
 
-_TRUE, _FALSE = ("true", "yes", "y", "1", "on"), ("false", "no", "n", "0", "off")
+# The one mapping from training settings to the fusion model's config: TrainConfig field -> AbawFusionConfig field.
+# The YAML key and flag keep the training name; the default of each is the model's own (tests/test_cli_layer.py
+# checks that every default agrees with AbawFusionConfig's, window and max_gap aside: training sets those).
+MODEL_SETTINGS = {
+    "window": "window", "max_gap": "max_gap",
+    "fusion": "fusion", "hidden_size": "hidden_size", "concat_projection": "concat_projection",
+    "position_encoding": "position_encoding", "num_hidden_layers": "num_hidden_layers",
+    "num_attention_heads": "num_attention_heads", "mlp_ratio": "mlp_ratio", "dropout": "hidden_dropout_prob",
+    "attention_dropout": "attention_dropout_prob", "va_loss_weight": "va_loss_weight",
+    "expression_loss_weight": "expression_loss_weight", "au_loss_weight": "au_loss_weight",
+}
+TRAINING_SET_MODEL_SETTINGS = ("window", "max_gap")  # recorded by training, unset (None) in a bare model config
+
+
+# the words a boolean setting accepts, in YAML and as a flag value alike
+_TRUE, _FALSE = ("true", "yes", "y", "t", "1", "on"), ("false", "no", "n", "f", "0", "off")
 
 
 def _type_description(base: type) -> str:
@@ -210,71 +224,27 @@ _UnionType = type(int | None)
 _FIELD_TYPES = typing.get_type_hints(TrainConfig)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--config FILE.yaml`` and one ``--flag`` per TrainConfig field on ``parser`` (the flag forms of
-    transformers' HfArgumentParser, built here so ``--help`` needs no transformers); a flag that is not given
-    stays out of the namespace, so the YAML value (or the default) holds."""
-    parser.add_argument("--config", metavar="FILE.yaml", nargs="?", const="", default=argparse.SUPPRESS,
-                        help="settings file: its values are the defaults, flags override them")
-    for item in dataclasses.fields(TrainConfig):
-        _add_field_flag(parser, item, _FIELD_TYPES[item.name])
+def field_type(key: str):
+    """The type a setting's value takes (``X`` of ``X | None``)."""
+    hint = _FIELD_TYPES[key]
+    if typing.get_origin(hint) in (typing.Union, _UnionType):
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
 
 
-def _add_field_flag(parser: argparse.ArgumentParser, item: dataclasses.Field, hint) -> None:
-    names = [f"--{item.name}"] + ([f"--{item.name.replace('_', '-')}"] if "_" in item.name else [])
-    common = {"help": item.metadata.get("help"), "default": argparse.SUPPRESS}
-    if typing.get_origin(hint) in (typing.Union, _UnionType):  # X | None: the flag takes X
-        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    if hint is bool:
-        parser.add_argument(*names, type=_flag_bool, nargs="?", const=True, metavar="true|false", **common)
-        if item.default is True:
-            parser.add_argument(f"--no_{item.name}", f"--no-{item.name.replace('_', '-')}", action="store_false",
-                                dest=item.name, help=f"turn off --{item.name}", default=argparse.SUPPRESS)
-    elif typing.get_origin(hint) is list:
-        parser.add_argument(*names, type=typing.get_args(hint)[0], nargs="+", **common)
-    else:
-        parser.add_argument(*names, type=hint, **common)
-
-
-def _flag_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("true", "yes", "1", "t", "y"):
-        return True
-    if lowered in ("false", "no", "0", "f", "n"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig of a namespace parsed with ``add_arguments``: the YAML file's values, then the flags.
-    A bad value is a ConfigError naming the file when it came from there and not from a flag."""
-    flags = {key: value for key, value in vars(args).items() if key in _FIELD_TYPES}
-    config_path = getattr(args, "config", None)
-    if config_path == "":
+def load_train_config(path: str | os.PathLike | None = None, /, **settings) -> TrainConfig:
+    """The TrainConfig of a YAML file (``path``; None: the defaults) with ``settings`` over it: the one way from
+    settings to a TrainConfig (``abaw-hf train``, ``scripts/train.py``, the ablation and the calibration use it).
+    A bad value is a ConfigError naming the file when it came from there and not from ``settings``."""
+    if path is not None and not os.fspath(path):
         raise ConfigError("--config needs a YAML file")
-    from_file = read_train_config_file(config_path) if config_path is not None else {}
+    from_file = read_train_config_file(os.fspath(path)) if path is not None else {}
     try:
-        return TrainConfig(**{**from_file, **flags})
+        return TrainConfig(**{**from_file, **settings})
     except SettingError as error:
-        if error.key in from_file and error.key not in flags:
-            raise SettingError(error.key, f"--config {config_path}: {error}") from None
+        if error.key in from_file and error.key not in settings:
+            raise SettingError(error.key, f"--config {path}: {error}") from None
         raise
-
-
-def parse_train_config(argv: list[str] | None = None) -> TrainConfig:
-    """``--config file.yaml`` gives defaults, every other ``--flag`` overrides them; unknown keys are errors.
-    Every problem is a ConfigError naming the file, key or flag (``--debug`` is left to ``run_command``)."""
-    parser = argparse.ArgumentParser(prog="train.py", description="--config FILE.yaml gives defaults; flags override them")
-
-    def refuse(message: str):  # argparse would print the whole usage; one line naming the flag is enough
-        raise ConfigError(f"{message} (--help lists the flags)")
-
-    parser.error = refuse
-    add_arguments(parser)
-    args, unused = parser.parse_known_args(strip_debug_flag(sys.argv[1:] if argv is None else argv))
-    if unused:
-        raise ConfigError(f"unknown flag(s) {' '.join(unused)}; --help lists the flags")
-    return train_config_from_args(args)
 
 
 def read_train_config_file(path: str) -> dict:
@@ -327,21 +297,9 @@ def _fusion_config(config: TrainConfig, feature_dims, au_weights, extractors, ga
     return AbawFusionConfig(
         feature_dims=feature_dims,
         feature_names=list(feature_dims),
-        hidden_size=config.hidden_size,
-        fusion=config.fusion,
-        concat_projection=config.concat_projection,
-        position_encoding=config.position_encoding,
         max_window=max(64, config.window * max(gaps, 1) + 1),
-        window=config.window,  # inference runs the model as it was trained
-        max_gap=config.max_gap,
-        num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads,
-        mlp_ratio=config.mlp_ratio,
-        hidden_dropout_prob=config.dropout,
-        attention_dropout_prob=config.attention_dropout,
-        va_loss_weight=config.va_loss_weight,
-        expression_loss_weight=config.expression_loss_weight,
-        au_loss_weight=config.au_loss_weight,
         au_loss_weights=au_weights,
         extractors=extractors or {},
+        # window and max_gap too: inference runs the model as it was trained
+        **{model_key: getattr(config, key) for key, model_key in MODEL_SETTINGS.items()},
     )

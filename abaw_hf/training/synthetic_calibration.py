@@ -14,14 +14,13 @@ is printed as the ``EXTRACTOR_NOISE`` table to freeze in ``abaw_hf/data/syntheti
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
 
-from ..errors import UserError, run_command
+from ..errors import UserError
 from .ablation import DEFAULT_CONFIG, PAPER_TABLE1, run_trainings
-from .config import parse_train_config
+from .config import load_train_config
 
 # Table 1 single-extractor rows as per-task targets: registry name -> {task: metric}
 SINGLE_ROWS = {"eac": "EAC", "poster": "POSTER", "resnet18": "ResNet18", "poster2": "POSTER2"}
@@ -83,7 +82,7 @@ def calibrate(
     thread per process wastes far less time than two threads spinning against other work)."""
     from ..data.synthetic import make_synthetic_dataset, synthetic_preset
 
-    base = parse_train_config(["--config", config_path])
+    base = load_train_config(config_path)
     noise = {name: dict(levels) for name, levels in start.items()}
     history = []
     for round_number in range(rounds):
@@ -114,46 +113,35 @@ def _fmt(values: dict[str, float]) -> str:
     return " ".join(f"{task[:4]} {value:.3f}" for task, value in values.items())
 
 
-def main(argv: list[str] | None = None) -> dict:
+def run_calibration(config_path: str | Path = DEFAULT_CONFIG, extractors: list[str] | None = None, rounds: int = 3, *,
+                    jobs: int = 2, stage: str = "tasks", start_file: str | Path | None = None,
+                    output_dir: str | Path | None = None, output: str | Path | None = None) -> dict:
+    """Fit the noise table (``calibrate``), print it as ``EXTRACTOR_NOISE``, write it as JSON to ``output``."""
     from ..data.synthetic import EXTRACTOR_NOISE
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="training YAML (its synthetic size and seed)")
-    parser.add_argument("--extractors", nargs="+", default=list(SINGLE_ROWS), help="which single rows to fit")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=2, help="trainings at a time (one thread each)")
-    parser.add_argument("--stage", choices=("tasks", "scale"), default="tasks",
-                        help="tasks: each task's noise towards its column; scale: one factor per extractor towards P_MTL")
-    parser.add_argument("--start", default=None, help="JSON file of starting noise levels (default: the frozen table)")
-    parser.add_argument("--output-dir", default=None, help="keep the generated data and runs here (default: a temp folder)")
-    parser.add_argument("--output", "-o", default=None, help="write the fitted table and log as JSON here")
-    args = parser.parse_args(argv)
-    unknown = [name for name in args.extractors if name not in SINGLE_ROWS]
+    extractors = list(SINGLE_ROWS) if extractors is None else extractors
+    unknown = [name for name in extractors if name not in SINGLE_ROWS]
     if unknown:
         raise UserError(f"--extractors: {unknown} have no single-extractor row in Table 1; choose from {list(SINGLE_ROWS)}")
-    if args.rounds < 1:
+    if rounds < 1:
         raise UserError("--rounds must be at least 1")
-    if args.start is None:
+    if start_file is None:
         start = EXTRACTOR_NOISE
     else:
         try:
-            loaded = json.loads(Path(args.start).read_text())
+            loaded = json.loads(Path(start_file).read_text())
         except (OSError, ValueError) as error:
-            raise UserError(f"--start {args.start}: not a readable JSON file ({error})") from error
+            raise UserError(f"--start {start_file}: not a readable JSON file ({error})") from error
         start = {**EXTRACTOR_NOISE, **loaded.get("extractor_noise", loaded)}
     with tempfile.TemporaryDirectory(prefix="calibrate-") as scratch:
-        workdir = Path(args.output_dir) if args.output_dir else Path(scratch)
-        noise, history = calibrate(args.config, args.extractors, args.rounds, start, workdir, jobs=args.jobs,
-                                   stage=args.stage)
+        workdir = Path(output_dir) if output_dir else Path(scratch)
+        noise, history = calibrate(str(config_path), extractors, rounds, start, workdir, jobs=jobs,
+                                   stage=stage)
     print("EXTRACTOR_NOISE = {")
     for name, levels in noise.items():
         print(f"    {name!r}: {json.dumps(levels)},")
     print("}")
     result = {"extractor_noise": noise, "history": history}
-    if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2))
+    if output:
+        Path(output).write_text(json.dumps(result, indent=2))
     return result
-
-
-def command_line(argv: list[str] | None = None) -> int:
-    return run_command("calibrate_synthetic.py", lambda: main(argv) and 0, argv)

@@ -2,7 +2,7 @@
 
 import sys
 
-from abaw_hf.space.app import main
+from abaw_hf.cli.space import main
 
 if __name__ == "__main__":
     sys.exit(main())
