@@ -66,7 +66,7 @@ def test_openface_csv_leading_space_header_and_failed_frames(tmp_path):
     broken = tmp_path / "broken" / "7.csv"
     broken.parent.mkdir()
     broken.write_text("frame, success, AU01_r\n1, 1, 0.5\n")
-    with pytest.raises(ValueError, match=r"7.csv:1: OpenFace CSV lacks columns"):
+    with pytest.raises(ValueError, match=r"7.csv:1: not an OpenFace AU CSV, missing columns"):
         read_openface_folder(broken.parent)
 
 
@@ -125,3 +125,23 @@ def test_build_cli_synthetic(tmp_path, capsys):
     assert "saved train:" in capsys.readouterr().out
     assert main(["build", "--synthetic", "--scale", "0.1", "--output", str(tmp_path / "synthetic")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_one_openface_reader_for_build_and_the_fau_extractor(tmp_path):
+    """`build --openface-dir` and the fau extractor's openface variant read a CSV the same way: a CSV the extractor
+    refuses (an intensity outside 0..5, a frame twice) is refused by build too, with the same message."""
+    from abaw_hf.data import openface
+    from abaw_hf.extractors import fau
+    from abaw_hf.modeling.labels_abaw_fusion import AU_NAMES
+
+    assert fau.read_openface_csv is openface.read_openface_csv and fau.OpenFaceError is openface.OpenFaceError
+    assert not hasattr(fau, "AU_NAMES") and len(openface.OPENFACE_AU_NAMES) == 17 and len(AU_NAMES) == 12
+    intensities = np.full((2, 17), 1.0)
+    intensities[1, 3] = 7.0
+    path = write_openface_csv(tmp_path / "9.csv", [1, 2], [1, 1], intensities)
+    messages = []
+    for reader in (read_openface_csv, fau.read_openface_csv):
+        with pytest.raises(ValueError, match=r"9.csv, line 3: AU intensities outside 0..5") as raised:
+            reader(path)
+        messages.append(str(raised.value))
+    assert messages[0] == messages[1]

@@ -14,7 +14,7 @@ from skimage.data import astronaut
 
 from abaw_hf.extractors import create_extractor, get_extractor_class, list_extractors
 from abaw_hf.extractors.fau import (
-    AU_NAMES,
+    OPENFACE_AU_NAMES,
     BLENDSHAPES_FOR_AU,
     OpenFaceError,
     blendshapes_to_aus,
@@ -99,7 +99,7 @@ def _images(count: int = 5) -> list[np.ndarray]:
 
 
 # -- (a) OpenFace CSV ----------------------------------------------------------------------------
-CSV_HEADER = "frame, face_id, timestamp, confidence, success, " + ", ".join(f"{a}_r" for a in AU_NAMES)
+CSV_HEADER = "frame, face_id, timestamp, confidence, success, " + ", ".join(f"{a}_r" for a in OPENFACE_AU_NAMES)
 
 
 def _csv_row(frame: int, success: int, values) -> str:
@@ -182,7 +182,7 @@ def test_openface_missing_or_failing_is_a_clear_error(tmp_path, monkeypatch):
 def test_mediapipe_variant_measures_the_smile(mediapipe_fau, aligned_astronaut):
     features, present = mediapipe_fau.extract_with_mask([aligned_astronaut])
     assert features.shape == (1, 17) and bool(present[0])
-    aus = dict(zip(AU_NAMES, features[0].tolist()))
+    aus = dict(zip(OPENFACE_AU_NAMES, features[0].tolist()))
     assert aus["AU12"] > 2.5  # lip corner puller: she smiles
     assert aus["AU12"] == max(aus.values())
     assert all(0.0 <= value <= 5.0 for value in aus.values())
@@ -205,7 +205,7 @@ def test_mediapipe_variant_missing_faces_and_batch_invariance(mediapipe_fau, ali
 
 
 def test_blendshape_mapping_is_complete_and_documented(aligned_astronaut):
-    assert list(BLENDSHAPES_FOR_AU) == list(AU_NAMES) and len(AU_NAMES) == 17
+    assert list(BLENDSHAPES_FOR_AU) == list(OPENFACE_AU_NAMES) and len(OPENFACE_AU_NAMES) == 17
     with FaceDetector() as detector:
         blendshapes = detector.detect(aligned_astronaut)[0].blendshapes
     sources = {name for names, _ in BLENDSHAPES_FOR_AU.values() for name in names}
@@ -224,6 +224,6 @@ def test_fau_is_registered_with_17_dims_and_no_checkpoint(mediapipe_fau):
     assert record["name"] == "fau" and record["variant"] == "mediapipe" and record["dim"] == 17
     assert record["backend"] == "mediapipe_blendshapes" and record["checkpoint"] == "face_landmarker.task"
     assert len(record["sha256"]) == 64 and record["random_init"] is False
-    assert record["au_names"] == list(AU_NAMES)
+    assert record["au_names"] == list(OPENFACE_AU_NAMES)
     with pytest.raises(ValueError, match="takes no checkpoint"):
         mediapipe_fau.load_checkpoint("resnet18_msceleb.pth")

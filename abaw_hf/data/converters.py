@@ -4,8 +4,6 @@ OpenFace 2.0 CSVs. Both give a :class:`FeatureTable` that :func:`join_features` 
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -14,13 +12,13 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from ..errors import UserError, read_text_file
+from ..errors import UserError
 from ..safe_pickle import UnsafePickleError, load_npy
 from .annotations import Annotations
+from .openface import OPENFACE_INTENSITY_COLUMNS
+from .openface import read_openface_csv as read_openface_frames
 
-OPENFACE_AU_COLUMNS = [
-    f"AU{n:02d}_r" for n in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
-]
+OPENFACE_AU_COLUMNS = list(OPENFACE_INTENSITY_COLUMNS)
 _SHOWN = 20
 
 
@@ -128,47 +126,16 @@ def read_feature_dict_npy(path: str | os.PathLike, name: str | None = None, *, a
 
 
 def read_openface_csv(path: str | os.PathLike, video: str | None = None, name: str = "fau") -> FeatureTable:
-    """Read an OpenFace 2.0 `FeatureExtraction` CSV: the 17 `AUxx_r` intensities per frame.
-
-    Header names carry a leading space (`" AU01_r"`); rows with `success == 0` become missing vectors. The
-    video name defaults to the file stem.
-    """
+    """An OpenFace 2.0 `FeatureExtraction` CSV (the one reader: `abaw_hf.data.openface`) as a feature table: the 17
+    `AUxx_r` intensities per frame, rows with `success == 0` missing. The video name defaults to the file stem."""
     path = Path(path)
-    with io.StringIO(read_text_file(path, "OpenFace CSV"), newline="") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = [cell.strip() for cell in next(reader)]
-        except StopIteration:
-            raise FeatureFileError(f"{path}: empty OpenFace CSV") from None
-        required = ["frame", "success", *OPENFACE_AU_COLUMNS]
-        absent = [c for c in required if c not in header]
-        if absent:
-            raise FeatureFileError(f"{path}:1: OpenFace CSV lacks columns {absent}")
-        positions = [header.index(c) for c in required]
-        frames, success, vectors = [], [], []
-        for line_number, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise FeatureFileError(f"{path}:{line_number}: expected {len(header)} columns, found {len(row)}")
-            try:
-                cells = [float(row[p]) for p in positions]
-            except ValueError:
-                raise FeatureFileError(f"{path}:{line_number}: a non-numeric value in frame/success/AU columns") from None
-            if not np.isfinite(cells).all():
-                raise FeatureFileError(f"{path}:{line_number}: NaN or Inf in frame {int(cells[0])}")
-            frames.append(int(cells[0]))
-            success.append(cells[1] != 0)
-            vectors.append(cells[2:])
-    present = np.asarray(success, dtype=bool)
-    vectors_array = np.asarray(vectors, dtype=np.float32).reshape(-1, len(OPENFACE_AU_COLUMNS))
-    vectors_array[~present] = 0
+    frames = read_openface_frames(path)
     return FeatureTable(
         name=name,
         video=np.full(len(frames), video or path.stem),
-        frame=np.asarray(frames, dtype=np.int64),
-        vectors=vectors_array,
-        present=present,
+        frame=frames.frames,
+        vectors=frames.features,
+        present=frames.present,
         source=str(path),
     )
 

@@ -3,7 +3,7 @@
 Three ways to get them, all giving ``AUFrames`` (features ``[N, 17]`` + a ``present`` mask):
 
 - ``read_openface_csv(path)``: the CSV that OpenFace's ``FeatureExtraction`` wrote
-  (rows with ``success == 0`` are missing vectors);
+  (rows with ``success == 0`` are missing vectors; the one reader, `abaw_hf.data.openface`);
 - ``run_openface(video_or_folder)`` or ``create_extractor("fau", variant="openface")``: runs
   ``FeatureExtraction`` (found on PATH) and reads its CSV;
 - ``create_extractor("fau")`` (variant ``"mediapipe"``, the default): in process and offline, from
@@ -17,30 +17,22 @@ Missing vectors (no face found) are zeros in ``extract`` and ``False`` in
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..data.openface import (AU_INTENSITY_MAX, OPENFACE_AU_NAMES, OPENFACE_INTENSITY_COLUMNS,  # noqa: F401
+                             AUFrames, OpenFaceError, read_openface_csv)
 from .base import Extractor, PreprocessConfig
 from .registry import register_extractor
 
-# OpenFace 2.0's intensity outputs, in the order of its CSV columns.
-AU_NAMES = (
-    "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12",
-    "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45",
-)  # fmt: skip
-OPENFACE_INTENSITY_COLUMNS = tuple(f"{name}_r" for name in AU_NAMES)
-AU_INTENSITY_MAX = 5.0
 
 # Which MediaPipe blendshapes measure each AU (their mean, x5). Left/right pairs are the two
 # halves of the face. "approximate" marks AUs whose blendshape is a related, not the same, action.
@@ -65,28 +57,10 @@ BLENDSHAPES_FOR_AU: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-class OpenFaceError(UserError, RuntimeError):
-    """OpenFace could not be run or its output could not be read."""
-
-
-@dataclass
-class AUFrames:
-    """AU intensities of a sequence of frames; ``present[i]`` is False where no face was tracked."""
-
-    features: np.ndarray  # float32 [N, 17], 0..5, zeros where missing
-    present: np.ndarray  # bool [N]
-    frames: np.ndarray  # int64 [N], OpenFace's frame numbers (1-based) or positions
-    timestamps: np.ndarray | None = None  # float64 [N] seconds
-    provenance: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-
 def blendshapes_to_aus(blendshapes: dict[str, float]) -> np.ndarray:
     """The 17 OpenFace AU intensities (0..5) estimated from one face's MediaPipe blendshapes."""
-    values = np.empty(len(AU_NAMES), dtype=np.float32)
-    for index, name in enumerate(AU_NAMES):
+    values = np.empty(len(OPENFACE_AU_NAMES), dtype=np.float32)
+    for index, name in enumerate(OPENFACE_AU_NAMES):
         sources, _ = BLENDSHAPES_FOR_AU[name]
         try:
             score = sum(blendshapes[source] for source in sources) / len(sources)
@@ -94,66 +68,6 @@ def blendshapes_to_aus(blendshapes: dict[str, float]) -> np.ndarray:
             raise ValueError(f"blendshape {error.args[0]!r} (for {name}) is missing from the landmarker output") from None
         values[index] = AU_INTENSITY_MAX * min(1.0, max(0.0, score))
     return values
-
-
-# -- OpenFace CSV --------------------------------------------------------------------------------
-def read_openface_csv(path: str | os.PathLike) -> AUFrames:
-    """Read the 17 ``AUxx_r`` columns of an OpenFace ``FeatureExtraction`` CSV.
-
-    Header names may carry OpenFace's leading space (``" AU01_r"``). Rows with ``success == 0``
-    become missing vectors. Malformed rows raise ``OpenFaceError`` naming the file and line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such OpenFace CSV")
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise OpenFaceError(f"{path}: empty file, expected an OpenFace CSV header")
-        columns = {name.strip(): position for position, name in enumerate(header)}
-        required = ("frame", "success", *OPENFACE_INTENSITY_COLUMNS)
-        absent = [name for name in required if name not in columns]
-        if absent:
-            raise OpenFaceError(f"{path}: not an OpenFace AU CSV, missing columns {absent} (run FeatureExtraction with -aus)")
-        au_positions = [columns[name] for name in OPENFACE_INTENSITY_COLUMNS]
-        timestamp_position = columns.get("timestamp")
-        frames, timestamps, present, features = [], [], [], []
-        for line_number, row in enumerate(reader, start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise OpenFaceError(f"{path}, line {line_number}: {len(row)} fields, the header has {len(header)}")
-            try:
-                frame = int(float(row[columns["frame"]]))
-                success = float(row[columns["success"]]) != 0
-                values = [float(row[position]) for position in au_positions]
-                timestamp = float(row[timestamp_position]) if timestamp_position is not None else np.nan
-            except ValueError as error:
-                raise OpenFaceError(f"{path}, line {line_number}: not a number ({error})") from None
-            values = np.asarray(values, dtype=np.float32)
-            if not np.isfinite(values).all():
-                raise OpenFaceError(f"{path}, line {line_number}: NaN or Inf AU intensity")
-            if success and ((values < 0).any() or (values > AU_INTENSITY_MAX).any()):
-                raise OpenFaceError(f"{path}, line {line_number}: AU intensities outside 0..5: {values.tolist()}")
-            frames.append(frame)
-            timestamps.append(timestamp)
-            present.append(success)
-            features.append(values if success else np.zeros(len(AU_NAMES), np.float32))
-    frames_array = np.asarray(frames, dtype=np.int64)
-    unique_frames, counts = np.unique(frames_array, return_counts=True)
-    if (counts > 1).any():
-        raise OpenFaceError(
-            f"{path}: frames {unique_frames[counts > 1][:10].tolist()} appear more than once; expected "
-            "FeatureExtraction's one row per frame (multi-face CSVs from FaceLandmarkVidMulti are not supported)"
-        )
-    return AUFrames(
-        features=np.stack(features) if features else np.zeros((0, len(AU_NAMES)), np.float32),
-        present=np.asarray(present, dtype=bool),
-        frames=frames_array,
-        timestamps=None if timestamp_position is None else np.asarray(timestamps, dtype=np.float64),
-        provenance={"backend": "openface_csv", "file": path.name},
-    )
 
 
 # -- running OpenFace ----------------------------------------------------------------------------
@@ -211,7 +125,7 @@ def run_openface(
 class FauExtractor(Extractor):
     """17 OpenFace AU intensities per face crop (variants ``mediapipe`` and ``openface``)."""
 
-    dim = len(AU_NAMES)
+    dim = len(OPENFACE_AU_NAMES)
     # Images reach forward() as 0..1 floats (mean 0, std 1) and go back to uint8 for the backends.
     preprocess_cfg = PreprocessConfig(input_size=112, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     layouts = {"mediapipe": "mediapipe_face_landmarker_blendshapes", "openface": "openface2_feature_extraction"}
@@ -308,7 +222,7 @@ class FauExtractor(Extractor):
 
     def provenance(self) -> dict:
         record = super().provenance()
-        record["au_names"] = list(AU_NAMES)
+        record["au_names"] = list(OPENFACE_AU_NAMES)
         if self.variant == "mediapipe":
             from ..faces import bundled_landmarker_path
             from .checkpoints import file_sha256
