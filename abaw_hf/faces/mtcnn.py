@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..safe_pickle import load_joblib_arrays
-from .detection import Face
+from .backends import Face
 from .images import as_rgb_uint8
 
 WEIGHT_FILES = ("pnet.lz4", "rnet.lz4", "onet.lz4")

@@ -33,7 +33,7 @@ from itertools import islice
 import numpy as np
 
 from .alignment import align_face
-from .detection import Face
+from .backends import Face
 from .images import as_rgb_uint8
 from .video import DecodedFrame
 

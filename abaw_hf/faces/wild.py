@@ -24,7 +24,7 @@ import logging
 
 import numpy as np
 
-from .detection import Face, FaceDetector, box_iou
+from .backends import BackendDetector, Face, MediaPipeBackend, box_iou
 from .images import as_rgb_uint8
 from .mtcnn import MtcnnDetector
 
@@ -79,7 +79,8 @@ class WildFaceDetector:
                 self.blazeface = BlazeFaceDetector(min_confidence=blazeface_confidence)
             except BlazeFaceUnavailable as error:
                 logger.warning("turned faces may be missed: %s", error)
-        self._landmarker = FaceDetector("mediapipe", max_faces=2, min_confidence=min_confidence) if mesh else None
+        self._landmarker = (BackendDetector("mediapipe", MediaPipeBackend(2, min_confidence, None)) if mesh
+                            else None)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         return self.detect_batch([image])[0]

@@ -232,7 +232,7 @@ def _memory_format(extractor):
     return torch.channels_last if extractor.channels_last else torch.contiguous_format
 
 
-def _check_parity(what: str, difference: float) -> None:
+def check_parity(what: str, difference: float) -> None:
     if not difference <= PARITY_TOLERANCE:
         raise OnnxExportError(f"{what}: onnxruntime differs from torch by {difference:.3g} (> {PARITY_TOLERANCE})")
 
@@ -250,7 +250,7 @@ def export_model(model, extractors: dict, folder: str | Path, *, model_id: str |
     """The fusion model and each torch extractor it names -> `folder` (fusion.onnx, extractors/<feature>.onnx and
     onnx_export.json describing inputs, outputs, weights fingerprints, provenance and measured parity)."""
     from .. import __version__
-    from .runtime import create_session
+    from .sessions import create_session
 
     folder = Path(folder)
     started = time.perf_counter()
@@ -264,7 +264,7 @@ def export_model(model, extractors: dict, folder: str | Path, *, model_id: str |
     }
     if verify:
         difference = fusion_parity(model, create_session(folder / FUSION_FILE))
-        _check_parity("fusion model", difference)
+        check_parity("fusion model", difference)
         manifest["fusion"]["max_abs_difference"] = difference
     for feature, extractor in extractors.items():
         if not exportable(extractor):
@@ -278,7 +278,7 @@ def export_model(model, extractors: dict, folder: str | Path, *, model_id: str |
         entry["provenance"] = extractor.provenance()
         if verify:
             difference = extractor_parity(extractor, create_session(folder / file))
-            _check_parity(f"extractor {feature!r}", difference)
+            check_parity(f"extractor {feature!r}", difference)
             entry["max_abs_difference"] = difference
         manifest["extractors"][feature] = entry
     manifest["export_seconds"] = round(time.perf_counter() - started, 1)

@@ -26,37 +26,10 @@ import torch
 
 from ..errors import UserError
 from . import RUNTIMES
+from .sessions import create_session, execution_providers, require_onnxruntime  # noqa: F401  (public here too)
 
 CACHE_ENV = "ABAW_HF_ONNX_CACHE"
 logger = logging.getLogger("abaw_hf.onnx")
-
-
-def require_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise UserError("--runtime onnx needs onnxruntime: pip install onnxruntime") from None
-    return onnxruntime
-
-
-def execution_providers() -> list[str]:
-    """CUDA when this onnxruntime build has it, then CPU."""
-    available = require_onnxruntime().get_available_providers()
-    return [name for name in ("CUDAExecutionProvider", "CPUExecutionProvider") if name in available]
-
-
-def create_session(path: str | Path, threads: int | None = None):
-    """An InferenceSession on `path` with all graph optimisations and torch's thread count (same budget)."""
-    ort = require_onnxruntime()
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.log_severity_level = 3  # errors only: unused-input notices are expected
-    # Idle threads sleep instead of spinning: in the pipeline torch networks, face detection and MediaPipe run
-    # between onnxruntime calls and need those cores (spinning cost them 10-15 % here, more than it saves).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=execution_providers())
 
 
 @dataclass
@@ -215,7 +188,7 @@ def _cached_graph(kind: str, fingerprint: str, export, parity, retry_refused: bo
     (`OnnxNotPrepared` when the cache has no graph)."""
     from filelock import FileLock
 
-    from .export import OnnxExportError, _check_parity
+    from .export import OnnxExportError, check_parity
 
     folder = cache_folder()
     path = folder / f"{kind}-{fingerprint[:24]}.onnx"
@@ -240,7 +213,7 @@ def _cached_graph(kind: str, fingerprint: str, export, parity, retry_refused: bo
             unverified = path.with_name(f"{path.stem}.{os.getpid()}.unverified.onnx")
             try:
                 export(unverified)
-                _check_parity(kind, parity(create_session(unverified)))
+                check_parity(kind, parity(create_session(unverified)))
                 unverified.replace(path)  # verified: it enters the cache under its final name
             except OSError:  # the cache's problem, said below
                 unverified.unlink(missing_ok=True)
