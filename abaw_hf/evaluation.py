@@ -118,9 +118,7 @@ def predict_dataset(
 
     ``window`` and ``max_gap`` default to the model's own (`abaw_hf.model_files.inference_settings`), as in the pipeline.
     """
-    import torch
-
-    from .data.windows import FeatureWindows, WindowCollator
+    from .data.windows import window_dataloader
     from .model_files import inference_settings, model_source
     from .modeling import AbawFusionModel
 
@@ -129,13 +127,9 @@ def predict_dataset(
     for model in models:
         settings = inference_settings(model.config, model_source(model.config))
         length = window or settings.window
-        windows = FeatureWindows(
+        loader = window_dataloader(
             dataset, window_size=length, max_gap=settings.max_gap if max_gap is None else max_gap, mode="eval",
-            feature_names=model.config.feature_names,
-            max_span=model.config.max_window,
-        )
-        loader = torch.utils.data.DataLoader(
-            windows, batch_size=batch_size, collate_fn=WindowCollator(windows.feature_dims, length)
+            batch_size=batch_size, feature_names=model.config.feature_names, max_span=model.config.max_window,
         )
         model.eval()
         device = next(model.parameters()).device

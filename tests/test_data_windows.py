@@ -138,3 +138,25 @@ def test_dataloader_train_shuffles_deterministically_and_workers_match(tmp_path)
         FeatureWindows(dataset.shuffle(seed=0))
     with pytest.raises(ValueError, match=r"\['nope'\] are not in the dataset"):
         FeatureWindows(dataset, feature_names=["nope"])
+
+
+def test_one_window_loader_for_training_evaluation_and_tests(tmp_path):
+    """`window_dataloader` is the one builder: training and evaluation build no DataLoader or windows by hand, and its
+    train order is EpochShuffleSampler's (a function of seed and epoch only, as a resumed run needs)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "abaw_hf"
+    for path in [package / "evaluation.py", *sorted((package / "training").glob("*.py"))]:
+        calls = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                 for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)}
+        assert not calls & {"DataLoader", "FeatureWindows", "WindowCollator"}, path.name
+    assert "window_dataloader" in (package / "training" / "loop.py").read_text()
+    dataset, _ = small_dataset(tmp_path)
+    loader = window_dataloader(dataset, window_size=2, max_gap=3, batch_size=2, seed=5)
+    orders = []
+    for epoch in (0, 1, 0):
+        loader.sampler.set_epoch(epoch)
+        orders.append([row for batch in loader for row in batch["row_index"][:, 0].tolist()])
+    assert orders[0] == orders[2] and sorted(orders[0]) == sorted(orders[1]) == [0, 1, 3, 4, 6, 8]
+    assert orders[0] != orders[1] or len(orders[0]) < 3

@@ -241,22 +241,38 @@ def window_dataloader(
     feature_names: Sequence[str] | None = None,
     max_span: int | None = None,
 ) -> DataLoader:
-    """A DataLoader of window batches; shuffled (seeded) in train mode, in dataset order in eval mode."""
+    """The window loader of training, evaluation and the tests: batches of windows, shuffled in train mode by an
+    `EpochShuffleSampler` (``loader.sampler.set_epoch(epoch)``: the same order on every process and after a resume),
+    in dataset order in eval mode (windows that tile every frame once)."""
     windows = FeatureWindows(
         dataset, window_size=window_size, stride=stride, max_gap=max_gap, mode=mode, feature_names=feature_names,
         max_span=max_span,
     )  # fmt: skip
     shuffle = (mode == "train") if shuffle is None else shuffle
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
         windows,
         batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
+        sampler=EpochShuffleSampler(len(windows), seed) if shuffle else None,
         num_workers=num_workers,
         collate_fn=WindowCollator(windows.feature_dims, windows.window_size),
         persistent_workers=num_workers > 0,
     )
+
+
+class EpochShuffleSampler(torch.utils.data.Sampler):
+    """A permutation that depends only on (seed, epoch): the same on every process and after a resume."""
+
+    def __init__(self, num_items: int, seed: int):
+        self.num_items, self.seed, self.epoch = num_items, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items).tolist())
+
+    def __len__(self) -> int:
+        return self.num_items
 
 
 def rows_from_windows(row_index: np.ndarray, values: np.ndarray, num_rows: int, *, repeats: str = "error") -> np.ndarray:

@@ -4,7 +4,6 @@ the window order."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError
 from .config import TrainConfig
@@ -101,18 +100,4 @@ def select_fold(split, folds: int, fold: int):
     return split.select(keep).flatten_indices()  # windows read the Arrow buffers, which need contiguous rows
 
 
-class EpochShuffleSampler(torch.utils.data.Sampler):
-    """A permutation that depends only on (seed, epoch): the same on every process and after a resume."""
-
-    def __init__(self, num_items: int, seed: int):
-        self.num_items, self.seed, self.epoch = num_items, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items).tolist())
-
-    def __len__(self) -> int:
-        return self.num_items
 

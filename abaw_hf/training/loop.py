@@ -14,14 +14,13 @@ from accelerate.utils import is_tensorboard_available, parse_flag_from_env, set_
 from tqdm.auto import tqdm
 
 from .. import outputs
-from ..data.windows import FeatureWindows, WindowCollator
+from ..data.windows import window_dataloader
 from ..errors import ConfigError
 from ..evaluation import format_metrics_table, predict_with_accelerator, score_predictions
 from ..model_files import TRAIN_CONFIG_FILE
 from ..modeling import AbawFusionModel
 from .config import TrainConfig, model_config_from_train_config, save_train_config
 from .data import (
-    EpochShuffleSampler,
     au_loss_weights_from_labels,
     check_eval_split,
     check_feature_columns,
@@ -111,25 +110,11 @@ def _train(config: TrainConfig, resume) -> dict:
 
     # windows of consecutive available frames; evaluation windows tile every frame exactly once
     window_args = dict(window_size=config.window, max_gap=config.max_gap, feature_names=config.features,
-                       max_span=model_config.max_window)
-    train_windows = FeatureWindows(train_split, stride=config.train_stride, mode="train", **window_args)
-    eval_windows = FeatureWindows(eval_split, mode="eval", **window_args)
-    collator = WindowCollator(train_windows.feature_dims, config.window)
-    train_sampler = EpochShuffleSampler(len(train_windows), config.seed)
-    train_loader = torch.utils.data.DataLoader(
-        train_windows,
-        sampler=train_sampler,
-        batch_size=config.batch_size,
-        collate_fn=collator,
-        num_workers=config.num_workers,
-    )
-    eval_loader = torch.utils.data.DataLoader(
-        eval_windows,
-        batch_size=config.eval_batch_size,
-        shuffle=False,
-        collate_fn=collator,
-        num_workers=config.num_workers,
-    )
+                       max_span=model_config.max_window, num_workers=config.num_workers)
+    train_loader = window_dataloader(train_split, stride=config.train_stride, mode="train", batch_size=config.batch_size,
+                                     seed=config.seed, **window_args)
+    train_sampler = train_loader.sampler  # an EpochShuffleSampler: set_epoch below, before accelerate wraps the loader
+    eval_loader = window_dataloader(eval_split, mode="eval", batch_size=config.eval_batch_size, **window_args)
 
     model = AbawFusionModel(model_config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
