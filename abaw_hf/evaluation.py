@@ -17,6 +17,7 @@ import numpy as np
 from .errors import UserError
 from .metrics import compute_abaw_metrics
 from .modeling.labels_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA
+from .modeling.tasks_abaw_fusion import PREDICTION_FIELDS, output_tensors, predictions as task_predictions
 
 
 def _inference_mode(function):
@@ -53,13 +54,8 @@ def average_predictions(predictions: Sequence[FramePredictions]) -> FramePredict
             raise ValueError("ensemble members predicted different rows; they must cover the same dataset")
     return FramePredictions(
         row_index=first.row_index,
-        valence_arousal=np.mean([p.valence_arousal for p in predictions], axis=0),
-        expression_probs=np.mean([p.expression_probs for p in predictions], axis=0),
-        au_probs=np.mean([p.au_probs for p in predictions], axis=0),
+        **{name: np.mean([getattr(p, name) for p in predictions], axis=0) for name in PREDICTION_FIELDS},
     )
-
-
-_OUTPUT_NAMES = ("valence_arousal", "expression_logits", "au_logits")
 
 
 def _model_inputs(batch: dict) -> dict:
@@ -71,13 +67,8 @@ def _batch_outputs(model, batch: dict) -> dict[str, torch.Tensor]:
 
     outputs = model(**_model_inputs(batch))
     present = batch["attention_mask"].bool()
-    require_finite_outputs({name: getattr(outputs, name)[present] for name in _OUTPUT_NAMES}, "evaluation")
-    return {
-        "row_index": batch["row_index"],
-        "valence_arousal": outputs.valence_arousal.float(),
-        "expression_probs": outputs.expression_logits.float().softmax(-1),
-        "au_probs": outputs.au_logits.float().sigmoid(),
-    }
+    require_finite_outputs({name: value[present] for name, value in output_tensors(outputs).items()}, "evaluation")
+    return {"row_index": batch["row_index"], **task_predictions(outputs, as_float=True)}
 
 
 def _collect(chunks: list[dict[str, np.ndarray]], num_rows: int) -> FramePredictions:
@@ -89,7 +80,7 @@ def _collect(chunks: list[dict[str, np.ndarray]], num_rows: int) -> FramePredict
     fields = {
         key: rows_from_windows(rows, np.concatenate([c[key].reshape(-1, c[key].shape[-1]) for c in chunks]),
                                num_rows, repeats="first")
-        for key in ("valence_arousal", "expression_probs", "au_probs")
+        for key in PREDICTION_FIELDS
     }
     return FramePredictions(row_index=np.arange(num_rows), **fields)
 

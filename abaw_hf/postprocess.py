@@ -29,6 +29,7 @@ from . import outputs
 from .errors import UserError
 from .metrics import compute_abaw_metrics
 from .model_files import POSTPROCESSING_FILE, read_model_record
+from .modeling.tasks_abaw_fusion import PREDICTION_FIELDS
 from .segments import segment_starts
 
 DEFAULT_SIGMAS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -106,7 +107,7 @@ def smooth_frame_predictions(predictions, video_ids, frames, *, sigma: float, ma
         predictions,
         **{
             name: smooth_predictions(getattr(predictions, name), video_ids, frames, sigma=sigma, max_gap=max_gap)
-            for name in ("valence_arousal", "expression_probs", "au_probs")
+            for name in PREDICTION_FIELDS
         },
     )
 
@@ -249,7 +250,7 @@ def choose_smoothing(
 def _take(predictions, rows: np.ndarray):
     return dataclasses.replace(
         predictions,
-        **{name: getattr(predictions, name)[rows] for name in ("row_index", "valence_arousal", "expression_probs", "au_probs")},
+        **{name: getattr(predictions, name)[rows] for name in ("row_index", *PREDICTION_FIELDS)},
     )
 
 

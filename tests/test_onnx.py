@@ -62,6 +62,7 @@ def test_fusion_model_matches_torch_for_any_batch_and_window(tiny_model, setting
         with torch.inference_mode():
             expected = model(**inputs)
         got = onnx_model(**inputs)
+        assert type(got) is type(expected)  # AbawFusionOutput, the same as torch's
         present = inputs["attention_mask"]
         for name in OUTPUTS:
             assert getattr(got, name).shape == getattr(expected, name).shape

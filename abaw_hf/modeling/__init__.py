@@ -1,7 +1,7 @@
 """The fusion model. The files in this folder are self-contained and ship as remote code.
 
-The package itself is lazy: ``labels_abaw_fusion`` (names, missing markers) imports without torch, and the
-classes load on first access. ``register_auto_classes`` is the one place that registers ``abaw_fusion``
+The package itself is lazy: ``labels_abaw_fusion`` (names, missing markers) and ``tasks_abaw_fusion`` (the task table:
+each head's output name, width and activation) import without torch, and the classes load on first access. ``register_auto_classes`` is the one place that registers ``abaw_fusion``
 with the transformers Auto classes; ``abaw_hf/__init__.py`` calls it once transformers or these modules load.
 """
 
@@ -11,6 +11,7 @@ import importlib
 
 from .._import_hooks import is_executing
 from .labels_abaw_fusion import AU_NAMES, EXPRESSION_NAMES
+from .tasks_abaw_fusion import OUTPUT_FIELDS, PREDICTION_FIELDS, TASKS, Task
 
 _CONFIGURATION = "abaw_hf.modeling.configuration_abaw_fusion"
 _MODELING = "abaw_hf.modeling.modeling_abaw_fusion"
@@ -21,7 +22,8 @@ _LAZY_ATTRIBUTES = {
     "AbawFusionPreTrainedModel": _MODELING,
 }
 
-__all__ = ["AU_NAMES", "EXPRESSION_NAMES", *_LAZY_ATTRIBUTES, "register_auto_classes"]
+__all__ = ["AU_NAMES", "EXPRESSION_NAMES", "OUTPUT_FIELDS", "PREDICTION_FIELDS", "TASKS", "Task", *_LAZY_ATTRIBUTES,
+           "register_auto_classes"]
 
 
 def register_auto_classes() -> None:

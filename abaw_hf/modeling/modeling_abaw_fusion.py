@@ -23,6 +23,7 @@ from .losses_abaw_fusion import (
     regression_loss,
     weighted_asymmetric_au_loss,
 )
+from .tasks_abaw_fusion import TASKS
 
 
 @dataclass
@@ -159,12 +160,16 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
         self.embedding_dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList([AbawEncoderLayer(config) for _ in range(config.num_hidden_layers)])
         self.final_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.va_head = nn.Linear(width, 2)
-        self.expression_head = nn.Linear(width, config.num_expressions)
-        self.au_head = nn.Linear(width, config.num_aus)
+        for task in TASKS:  # va_head, expression_head, au_head: one per row of the task table
+            self.add_module(f"{task.name}_head", nn.Linear(width, task.head_width(config)))
         self.register_buffer("au_loss_weights", torch.tensor(config.au_loss_weights, dtype=torch.float32), persistent=False)
         self.gradient_checkpointing = False
         self.post_init()
+
+    def _head_output(self, task, hidden: torch.Tensor) -> torch.Tensor:
+        """The task's head on the encoder output; ``tanh`` is applied inside the head, logits stay logits."""
+        output = getattr(self, f"{task.name}_head")(hidden)
+        return torch.tanh(output) if task.activation == "tanh" else output
 
     # ----- input checking -----------------------------------------------------------------------------------
 
@@ -304,9 +309,8 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
             encoded = self._encode(torch.cat([cls, tokens], dim=1), key_mask)
             hidden = encoded[:, 0].reshape(batch, length, -1)
 
-        valence_arousal = torch.tanh(self.va_head(hidden))
-        expression_logits = self.expression_head(hidden)
-        au_logits = self.au_head(hidden)
+        heads = {task.name: self._head_output(task, hidden) for task in TASKS}
+        valence_arousal, expression_logits, au_logits = heads["va"], heads["expression"], heads["au"]  # for the losses
 
         loss = valence = arousal = expression = au = None
         if valence_arousal_labels is not None or expression_labels is not None or au_labels is not None:
@@ -333,9 +337,7 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
             arousal_loss=arousal,
             expression_loss=expression,
             au_loss=au,
-            valence_arousal=valence_arousal,
-            expression_logits=expression_logits,
-            au_logits=au_logits,
+            **{task.output: heads[task.name] for task in TASKS},
             last_hidden_state=hidden,
         )
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()

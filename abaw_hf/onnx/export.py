@@ -20,11 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..modeling.tasks_abaw_fusion import OUTPUT_FIELDS, TASKS
+
 OPSET = 17
 FUSION_FILE = "fusion.onnx"
 EXTRACTOR_FOLDER = "extractors"
 MANIFEST_FILE = "onnx_export.json"
-FUSION_OUTPUTS = ("valence_arousal", "expression_logits", "au_logits")
+FUSION_OUTPUTS = OUTPUT_FIELDS  # the graph's outputs: the model's prediction outputs, in head order
 PARITY_TOLERANCE = 1e-4  # max |onnxruntime - torch| accepted at export
 
 
@@ -89,11 +91,7 @@ def fusion_io(config) -> dict:
     inputs.append(_tensor_description("attention_mask", "bool", ["batch", "time"]))
     inputs += [_tensor_description(feature_mask_input(name), "bool", ["batch", "time"]) for name in config.feature_names]
     inputs.append(_tensor_description("frame_index", "int64", ["batch", "time"]))
-    outputs = [
-        _tensor_description("valence_arousal", "float32", ["batch", "time", 2]),
-        _tensor_description("expression_logits", "float32", ["batch", "time", config.num_expressions]),
-        _tensor_description("au_logits", "float32", ["batch", "time", config.num_aus]),
-    ]
+    outputs = [_tensor_description(task.output, "float32", ["batch", "time", task.head_width(config)]) for task in TASKS]
     return {"inputs": inputs, "outputs": outputs}
 
 

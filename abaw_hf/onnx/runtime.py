@@ -18,7 +18,6 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +29,6 @@ from .sessions import create_session, execution_providers, require_onnxruntime  
 
 CACHE_ENV = "ABAW_HF_ONNX_CACHE"
 logger = logging.getLogger("abaw_hf.onnx")
-
-
-@dataclass
-class FusionOutputs:
-    """The three prediction tensors of `AbawFusionOutput`, as the pipeline and evaluation read them."""
-
-    valence_arousal: torch.Tensor
-    expression_logits: torch.Tensor
-    au_logits: torch.Tensor
 
 
 class OnnxFusionModel:
@@ -55,7 +45,9 @@ class OnnxFusionModel:
         return self
 
     def __call__(self, features=None, attention_mask=None, feature_mask=None, frame_index=None, return_dict=None,
-                 **feature_kwargs) -> FusionOutputs:
+                 **feature_kwargs):
+        """An `AbawFusionOutput` with the prediction outputs (`abaw_hf.modeling.OUTPUT_FIELDS`) filled."""
+        from ..modeling import AbawFusionOutput
         from .export import FUSION_OUTPUTS, feature_mask_input
 
         features = self._checked_features({**(features or {}), **feature_kwargs})
@@ -72,7 +64,7 @@ class OnnxFusionModel:
             raise ValueError(f"frame_index must lie in [0, max_window={self.config.max_window}); got [{index.min()}, {index.max()}]")
         feed["frame_index"] = np.ascontiguousarray(index)
         outputs = self.session.run(list(FUSION_OUTPUTS), feed)
-        return FusionOutputs(*(torch.from_numpy(output) for output in outputs))
+        return AbawFusionOutput(**{name: torch.from_numpy(output) for name, output in zip(FUSION_OUTPUTS, outputs)})
 
     def _checked_features(self, features: dict) -> dict:
         expected = self.config.feature_dims

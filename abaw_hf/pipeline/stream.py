@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from ..model_loading import require_finite_outputs
+from ..modeling.tasks_abaw_fusion import output_tensors, predictions as task_predictions
 from ..postprocess import smooth_predictions, smoothing_radius
 from ..segments import segment_starts, tile_segment
 from .errors import ImageReadError, PipelineError
@@ -243,13 +244,9 @@ class PredictionStream:
                 frame_index=frame_index.to(device),
             )
             present = attention_mask.to(device)
-            require_finite_outputs(
-                {name: getattr(output, name)[present] for name in ("valence_arousal", "expression_logits", "au_logits")},
-                "the fusion model",
-            )
-            values = torch.cat(
-                [output.valence_arousal, output.expression_logits.softmax(-1), output.au_logits.sigmoid()], dim=-1
-            ).float().cpu().numpy()
+            require_finite_outputs({name: value[present] for name, value in output_tensors(output).items()},
+                                   "the fusion model")
+            values = torch.cat(list(task_predictions(output).values()), dim=-1).float().cpu().numpy()
             for b, window in enumerate(windows):
                 for position, face in enumerate(window):
                     self._values[face.row] = values[b, position]
