@@ -23,7 +23,7 @@ from ..data import read_mtl_annotations, read_mtl_test_list
 from ..data.storage import check_new_split, check_split_name, register_split
 from .. import outputs
 from ..errors import UserError
-from ..faces.settings import BACKENDS, DEFAULT_BACKEND, DEFAULT_MAX_IMAGE_PIXELS
+from ..faces.settings import BACKENDS, DEFAULT_BACKEND, DEFAULT_MAX_IMAGE_PIXELS, FACE_SIZE
 from ..specs import create_extractors, parse_input_sizes
 from ..extraction.settings import DEFAULT_MIN_IMAGE_SIZE, DEFAULT_SHARD_SIZE, PRECISIONS
 from .arguments import add_extractor_arguments, add_runtime_arguments, face_selection, positive_int
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--faces", type=face_selection, default="all",
                         help="--video: all, largest or N faces; a video with several face tracks gives one dataset "
                              "video per track, <video>_face<k>")
-    source.add_argument("--face-size", type=positive_int, default=112, help="aligned crop size for --video")
+    source.add_argument("--face-size", type=positive_int, default=FACE_SIZE, help="aligned crop size for --video")
     source.add_argument("--videos", type=Path, metavar="DIR",
                         help="--frames: the raw videos whose sound audio: extractors read (Aff-Wild2 naming: "
                              "video5_left and video5_right take DIR/video5.*; frame k is at (k-1)/fps)")

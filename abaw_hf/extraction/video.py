@@ -28,11 +28,11 @@ from ..errors import UserError
 from ..data import Annotations
 from ..extractors import Extractor
 from ..faces import DEFAULT_BACKEND, FaceDetector, TruncatedVideoError, iter_video_frames
+from ..faces.settings import FACE_SIZE, MAX_FACES
 from .runner import NO_FACE_REASON, ExtractionResult, extract_features, process_state, work_root_for
 
 FACES_MARKER = "faces.json"
 CROP_PATTERN = "{video}/{frame:05d}.png"
-MAX_FACES = 16  # faces tracked per frame
 MIN_TRACK_FRAMES = 3
 
 
@@ -75,7 +75,7 @@ def track_video_faces(
     crops_dir: str | os.PathLike,
     *,
     detector: str = DEFAULT_BACKEND,
-    face_size: int = 112,
+    face_size: int = FACE_SIZE,
     faces: str | int = "all",
     min_track_frames: int = MIN_TRACK_FRAMES,
     progress: bool = True,
@@ -155,7 +155,7 @@ def extract_video_features(
     output_dir: str | os.PathLike,
     *,
     detector: str = DEFAULT_BACKEND,
-    face_size: int = 112,
+    face_size: int = FACE_SIZE,
     faces: str | int = "all",
     overwrite: bool = False,
     progress: bool = True,

@@ -35,6 +35,7 @@ import numpy as np
 from .alignment import align_face
 from .backends import Face
 from .images import as_rgb_uint8
+from .settings import FACE_SIZE
 from .video import DecodedFrame
 
 FACE_SELECTIONS = ("all", "largest")
@@ -154,7 +155,7 @@ class MultiFaceTracker:
     def __init__(
         self,
         detector,
-        size: int = 112,
+        size: int = FACE_SIZE,
         faces: str | int = "all",
         min_iou: float = 0.2,
         max_center_shift: float = 0.6,

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..faces.settings import MAX_FACES
 from ..model_files import DEFAULT_SMOOTHING_SIGMA, inference_settings
 from ..modeling import AbawFusionModel
 from ..segments import DEFAULT_MAX_GAP, DEFAULT_WINDOW
@@ -25,7 +26,6 @@ from .table import concat_tables
 from .weights import WeightsReport, build_extractors, report_given_extractors
 
 
-MAX_FACES = 16  # faces tracked per frame (the reported ones are chosen among them by ``faces``)
 
 
 class AffectPipeline:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..faces.settings import FACE_SIZE
 from ..model_loading import require_finite_outputs
 from ..modeling.tasks_abaw_fusion import output_tensors, predictions as task_predictions
 from ..postprocess import smooth_predictions, smoothing_radius
@@ -34,7 +35,6 @@ from .errors import ImageReadError, PipelineError
 from .inputs import Frame, array_frame
 from .table import RowInfo, prediction_table
 
-FACE_SIZE = 112  # ABAW's cropped_aligned frames are 112 px; extractors resize to their own input size
 STAGES = ("decode", "faces", "extractors", "fusion", "postprocess")
 
 
