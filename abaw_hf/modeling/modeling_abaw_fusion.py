@@ -50,6 +50,53 @@ class AbawFusionOutput(ModelOutput):
     last_hidden_state: torch.FloatTensor | None = None
 
 
+def check_features(config, features, feature_kwargs=None) -> dict[str, torch.Tensor]:
+    """The features of one call, checked against ``config``: every extractor it names, ``[B, T, dim]`` each with one
+    ``B, T``, finite values; in the config's order. `AbawFusionModel` and the ONNX runtime both call this."""
+    features = dict(features or {})
+    overlap = set(features) & set(feature_kwargs or {})
+    if overlap:
+        raise ValueError(f"features {sorted(overlap)} were given both in `features=` and as keyword arguments")
+    features.update(feature_kwargs or {})
+    expected = config.feature_dims
+    unknown = sorted(set(features) - set(expected))
+    if unknown:
+        raise ValueError(f"unknown extractor(s) {unknown}; this model was configured for {list(expected)}")
+    missing = [name for name in expected if name not in features]
+    if missing:
+        shapes = ", ".join(f"{name}: [B, T, {expected[name]}]" for name in missing)
+        raise ValueError(f"missing extractor input(s) {missing}; expected {shapes}")
+    reference = None
+    for name, dim in expected.items():
+        tensor = features[name]
+        if tensor.dim() != 3 or tensor.shape[-1] != dim:
+            raise ValueError(f"extractor {name!r}: expected shape [B, T, {dim}], got {list(tensor.shape)}")
+        if reference is None:
+            reference = tensor.shape[:2]
+        elif tensor.shape[:2] != reference:
+            raise ValueError(
+                f"extractor {name!r}: batch/time shape {list(tensor.shape[:2])} differs from {list(reference)}"
+            )
+        if not torch.isfinite(tensor).all():
+            raise ValueError(
+                f"extractor {name!r}: features contain NaN or Inf; missing vectors must be given through "
+                "feature_mask, not as NaN"
+            )
+    return {name: features[name] for name in expected}
+
+
+
+def check_frame_index(config, frame_index: torch.Tensor) -> None:
+    """With a position encoding, ``frame_index`` (padding already 0) must lie in ``[0, max_window)``."""
+    if config.position_encoding == "none":
+        return
+    if int(frame_index.min()) < 0 or int(frame_index.max()) >= config.max_window:
+        raise ValueError(
+            f"frame_index must lie in [0, max_window={config.max_window}); got "
+            f"[{int(frame_index.min())}, {int(frame_index.max())}]"
+        )
+
+
 def sinusoidal_position_encoding(positions: torch.Tensor, width: int) -> torch.Tensor:
     """Transformer sine/cosine encoding evaluated at (possibly gapped) integer positions `[B, T]`."""
     half = width // 2
@@ -174,36 +221,7 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
     # ----- input checking -----------------------------------------------------------------------------------
 
     def _collect_features(self, features, feature_kwargs) -> dict[str, torch.Tensor]:
-        features = dict(features or {})
-        overlap = set(features) & set(feature_kwargs)
-        if overlap:
-            raise ValueError(f"features {sorted(overlap)} were given both in `features=` and as keyword arguments")
-        features.update(feature_kwargs)
-        expected = self.config.feature_dims
-        unknown = sorted(set(features) - set(expected))
-        if unknown:
-            raise ValueError(f"unknown extractor(s) {unknown}; this model was configured for {list(expected)}")
-        missing = [name for name in expected if name not in features]
-        if missing:
-            shapes = ", ".join(f"{name}: [B, T, {expected[name]}]" for name in missing)
-            raise ValueError(f"missing extractor input(s) {missing}; expected {shapes}")
-        reference = None
-        for name, dim in expected.items():
-            tensor = features[name]
-            if tensor.dim() != 3 or tensor.shape[-1] != dim:
-                raise ValueError(f"extractor {name!r}: expected shape [B, T, {dim}], got {list(tensor.shape)}")
-            if reference is None:
-                reference = tensor.shape[:2]
-            elif tensor.shape[:2] != reference:
-                raise ValueError(
-                    f"extractor {name!r}: batch/time shape {list(tensor.shape[:2])} differs from {list(reference)}"
-                )
-            if not torch.isfinite(tensor).all():
-                raise ValueError(
-                    f"extractor {name!r}: features contain NaN or Inf; missing vectors must be given through "
-                    "feature_mask, not as NaN"
-                )
-        return {name: features[name] for name in expected}
+        return check_features(self.config, features, feature_kwargs)
 
     def _check_labels(self, va, expression, aus) -> None:
         if va is not None:
@@ -243,11 +261,7 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
     def _position_encoding(self, frame_index: torch.Tensor, width: int, dtype) -> torch.Tensor | None:
         if self.config.position_encoding == "none":
             return None
-        if int(frame_index.min()) < 0 or int(frame_index.max()) >= self.config.max_window:
-            raise ValueError(
-                f"frame_index must lie in [0, max_window={self.config.max_window}); got "
-                f"[{int(frame_index.min())}, {int(frame_index.max())}]"
-            )
+        check_frame_index(self.config, frame_index)
         if self.position_embeddings is not None:
             return self.position_embeddings(frame_index).to(dtype)
         return sinusoidal_position_encoding(frame_index, width).to(dtype)
@@ -343,4 +357,4 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
 
 
-__all__ = ["AbawFusionModel", "AbawFusionOutput", "AbawFusionPreTrainedModel"]
+__all__ = ["AbawFusionModel", "AbawFusionOutput", "AbawFusionPreTrainedModel", "check_features", "check_frame_index"]

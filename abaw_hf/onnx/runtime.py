@@ -47,10 +47,11 @@ class OnnxFusionModel:
     def __call__(self, features=None, attention_mask=None, feature_mask=None, frame_index=None, return_dict=None,
                  **feature_kwargs):
         """An `AbawFusionOutput` with the prediction outputs (`abaw_hf.modeling.OUTPUT_FIELDS`) filled."""
-        from ..modeling import AbawFusionOutput
+        from ..modeling.modeling_abaw_fusion import AbawFusionOutput, check_features, check_frame_index
         from .export import FUSION_OUTPUTS, feature_mask_input
 
-        features = self._checked_features({**(features or {}), **feature_kwargs})
+        as_tensors = {name: torch.as_tensor(value) for name, value in (features or {}).items()}
+        features = check_features(self.config, as_tensors, {name: torch.as_tensor(value) for name, value in feature_kwargs.items()})
         batch, length = next(iter(features.values())).shape[:2]
         feed = {name: _array(value, np.float32) for name, value in features.items()}
         feed["attention_mask"] = _array(attention_mask, bool) if attention_mask is not None else np.ones((batch, length), bool)
@@ -60,23 +61,10 @@ class OnnxFusionModel:
         if frame_index is None:
             frame_index = np.broadcast_to(np.arange(length), (batch, length))
         index = np.where(feed["attention_mask"], _array(frame_index, np.int64), 0)
-        if self.config.position_encoding != "none" and (index.min() < 0 or index.max() >= self.config.max_window):
-            raise ValueError(f"frame_index must lie in [0, max_window={self.config.max_window}); got [{index.min()}, {index.max()}]")
+        check_frame_index(self.config, torch.from_numpy(index))
         feed["frame_index"] = np.ascontiguousarray(index)
         outputs = self.session.run(list(FUSION_OUTPUTS), feed)
         return AbawFusionOutput(**{name: torch.from_numpy(output) for name, output in zip(FUSION_OUTPUTS, outputs)})
-
-    def _checked_features(self, features: dict) -> dict:
-        expected = self.config.feature_dims
-        if set(features) != set(expected):
-            raise ValueError(f"features {sorted(features)} given; this model takes {list(expected)}")
-        for name, dim in expected.items():
-            shape = tuple(features[name].shape)
-            if len(shape) != 3 or shape[-1] != dim:
-                raise ValueError(f"extractor {name!r}: expected shape [B, T, {dim}], got {list(shape)}")
-            if not np.isfinite(_array(features[name], np.float32)).all():
-                raise ValueError(f"extractor {name!r}: features contain NaN or Inf; give missing vectors through feature_mask")
-        return {name: features[name] for name in expected}
 
 
 class OnnxExtractor:
