@@ -11,36 +11,21 @@ from __future__ import annotations
 import importlib
 
 from ._import_hooks import when_imported
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it, imported on first access (PEP 562)
-_LAZY_ATTRIBUTES = {
-    "AU_NAMES": "abaw_hf.modeling",
-    "EXPRESSION_NAMES": "abaw_hf.modeling",
-    "AbawFusionConfig": "abaw_hf.modeling",
-    "AbawFusionModel": "abaw_hf.modeling",
-    "AbawFusionOutput": "abaw_hf.modeling",
-}
+# public names, imported from their module on first access (PEP 562, `abaw_hf._lazy`)
+__getattr__, __dir__, _LAZY_NAMES = lazy_exports(__name__, {
+    ".modeling": ["AU_NAMES", "EXPRESSION_NAMES", "AbawFusionConfig", "AbawFusionModel", "AbawFusionOutput"],
+})
 
-__all__ = [*_LAZY_ATTRIBUTES, "__version__", "register_auto_classes"]
+__all__ = [*_LAZY_NAMES, "__version__", "register_auto_classes"]
 
 
 def register_auto_classes() -> None:
     """Register ``abaw_fusion`` with ``AutoConfig`` / ``AutoModel`` (the hooks below do it on their own)."""
     importlib.import_module("abaw_hf.modeling").register_auto_classes()
-
-
-def __getattr__(name: str):
-    if name in _LAZY_ATTRIBUTES:
-        value = getattr(importlib.import_module(_LAZY_ATTRIBUTES[name]), name)
-        globals()[name] = value  # later accesses skip __getattr__
-        return value
-    raise AttributeError(f"module 'abaw_hf' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_ATTRIBUTES))
 
 
 # Register when transformers is imported (by the user or by our modeling code), never earlier: torch costs

@@ -9,11 +9,18 @@ import importlib
 from typing import Callable
 
 
-def lazy_exports(package: str, exports: dict[str, list[str]]) -> tuple[Callable, Callable, list[str]]:
-    """``(__getattr__, __dir__, __all__)`` for `package`, where `exports` maps ``.submodule`` -> its public names."""
+def lazy_exports(package: str, exports: dict[str, list[str]],
+                 computed: dict[str, tuple[str, str]] | None = None) -> tuple[Callable, Callable, list[str]]:
+    """``(__getattr__, __dir__, __all__)`` for `package`, where `exports` maps ``.submodule`` -> its public names and
+    `computed` maps a name -> ``(module, function)`` whose result is the name's value at each access (a table read
+    from a registry that imports torch, say)."""
     owner = {name: module for module, names in exports.items() for name in names}
+    computed = dict(computed or {})
 
     def __getattr__(name: str):
+        if name in computed:  # computed at each access: the registry it reads may grow
+            module, function = computed[name]
+            return getattr(importlib.import_module(module, package), function)()
         if name not in owner:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(owner[name], package), name)
@@ -21,6 +28,6 @@ def lazy_exports(package: str, exports: dict[str, list[str]]) -> tuple[Callable,
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(vars(importlib.import_module(package))) | set(owner))
+        return sorted(set(vars(importlib.import_module(package))) | set(owner) | set(computed))
 
-    return __getattr__, __dir__, sorted(owner)
+    return __getattr__, __dir__, sorted([*owner, *computed])

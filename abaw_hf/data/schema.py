@@ -8,20 +8,18 @@ from typing import Any, Mapping
 import datasets
 
 # re-exported: the dataset keeps ABAW's names and missing markers as the model defines them
+from .._lazy import lazy_exports
 from ..modeling.labels_abaw_fusion import AU_NAMES, EXPRESSION_NAMES, NUM_AUS, NUM_EXPRESSIONS  # noqa: F401
 from ..modeling.labels_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA  # noqa: F401
 LABEL_COLUMNS = ("video", "frame", "valence", "arousal", "expression", "aus")
 
 
 
-def __getattr__(name: str):
-    """``KNOWN_FEATURE_DIMS``: each named extractor's output width, read from the extractor registry
-    (`abaw_hf.extractors.registry.named_extractor_dims`; POSTER V1 is 512 in its official code), on first use."""
-    if name == "KNOWN_FEATURE_DIMS":
-        from ..extractors.registry import named_extractor_dims
-
-        return named_extractor_dims()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# ``KNOWN_FEATURE_DIMS``: each named extractor's output width, read from the extractor registry at each access
+# (`abaw_hf.extractors.registry.named_extractor_dims`; POSTER V1 is 512 in its official code).
+__getattr__, _, _ = lazy_exports(__name__, {}, computed={
+    "KNOWN_FEATURE_DIMS": ("abaw_hf.extractors.registry", "named_extractor_dims"),
+})
 
 METADATA_KEY = "abaw_hf"
 

@@ -7,22 +7,20 @@ with the transformers Auto classes; ``abaw_hf/__init__.py`` calls it once transf
 
 from __future__ import annotations
 
-import importlib
-
 from .._import_hooks import is_executing
+from .._lazy import lazy_exports
 from .labels_abaw_fusion import AU_NAMES, EXPRESSION_NAMES
 from .tasks_abaw_fusion import OUTPUT_FIELDS, PREDICTION_FIELDS, TASKS, Task
 
 _CONFIGURATION = "abaw_hf.modeling.configuration_abaw_fusion"
 _MODELING = "abaw_hf.modeling.modeling_abaw_fusion"
-_LAZY_ATTRIBUTES = {
-    "AbawFusionConfig": _CONFIGURATION,
-    "AbawFusionModel": _MODELING,
-    "AbawFusionOutput": _MODELING,
-    "AbawFusionPreTrainedModel": _MODELING,
-}
+# the classes load on first access (PEP 562, `abaw_hf._lazy`): the names above need no torch
+__getattr__, __dir__, _LAZY_NAMES = lazy_exports(__name__, {
+    ".configuration_abaw_fusion": ["AbawFusionConfig"],
+    ".modeling_abaw_fusion": ["AbawFusionModel", "AbawFusionOutput", "AbawFusionPreTrainedModel"],
+})
 
-__all__ = ["AU_NAMES", "EXPRESSION_NAMES", "OUTPUT_FIELDS", "PREDICTION_FIELDS", "TASKS", "Task", *_LAZY_ATTRIBUTES,
+__all__ = ["AU_NAMES", "EXPRESSION_NAMES", "OUTPUT_FIELDS", "PREDICTION_FIELDS", "TASKS", "Task", *_LAZY_NAMES,
            "register_auto_classes"]
 
 
@@ -44,11 +42,3 @@ def register_auto_classes() -> None:
     # save_pretrained copies the modeling files and writes `auto_map`, so trust_remote_code works without abaw_hf
     AbawFusionConfig.register_for_auto_class()
     AbawFusionModel.register_for_auto_class("AutoModel")
-
-
-def __getattr__(name: str):
-    if name in _LAZY_ATTRIBUTES:
-        value = getattr(importlib.import_module(_LAZY_ATTRIBUTES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'abaw_hf.modeling' has no attribute {name!r}")

@@ -9,6 +9,8 @@ and `use_runtime` / `runtime_extractors`, the one switch the pipeline and extrac
 (no torch): the command line reads the choices below for ``--help``.
 """
 
+from .._lazy import lazy_exports
+
 RUNTIMES = ("auto", "torch", "onnx")  # what runs the networks; preprocessing, faces and fau are the same in all
 DEFAULT_RUNTIME = "auto"
 
@@ -20,9 +22,7 @@ DEFAULT_RUNTIME = "auto"
 # families (timm:, hf:, audio:) and every network on a GPU (not measured: no GPU was lent) stay with torch.
 
 
-def __getattr__(name: str):
-    if name == "CPU_ONNX_NETWORKS":  # the registry imports torch: only when asked, never for --help
-        from ..extractors.registry import cpu_onnx_networks
-
-        return cpu_onnx_networks()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the registry imports torch: read only when asked, never for --help
+__getattr__, _, _ = lazy_exports(__name__, {}, computed={
+    "CPU_ONNX_NETWORKS": ("abaw_hf.extractors.registry", "cpu_onnx_networks"),
+})
