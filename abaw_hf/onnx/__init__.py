@@ -5,7 +5,7 @@
     abaw-hf predict clip.mp4 --runtime onnx -o out.csv   # every network run by onnxruntime
 
 `export` writes and verifies the graphs; `runtime` holds the drop-in objects (`OnnxFusionModel`, `OnnxExtractor`)
-and `use_runtime` / `runtime_extractors`, the one switch the pipeline and extraction call. This module stays light
+and `runtime_networks` / `runtime_extractors`, the one switch the pipeline and extraction call. This module stays light
 (no torch): the command line reads the choices below for ``--help``.
 """
 

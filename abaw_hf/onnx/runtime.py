@@ -4,7 +4,7 @@
 feature_mask, frame_index) and returns the same three output tensors; `OnnxExtractor` keeps the torch extractor's
 preprocessing, metadata and provenance and runs its network in onnxruntime (`extract`, `inference_module`).
 `onnx_extractor` / `onnx_fusion_model` build them from torch objects, through an export verified against torch
-and cached by weights fingerprint, or from an `abaw-hf export-onnx` folder. `runtime_extractors` and `use_runtime`
+and cached by weights fingerprint, or from an `abaw-hf export-onnx` folder. `runtime_extractors` and `runtime_networks`
 are the one switch: ``auto`` (the default) runs the extractors that declare ``onnx_on_cpu`` (the registry) under onnxruntime on CPU and falls back to torch,
 with one warning, wherever onnxruntime is missing, the cache cannot be written or an export fails its check. Where
 a call must not wait (the pipeline: `predict`, the Space), ``auto`` takes only graphs already in the cache and runs
@@ -18,6 +18,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -330,18 +331,27 @@ def runtime_extractors(extractors, runtime: str, device=None, onnx_dir: str | Pa
     return converted if isinstance(extractors, Mapping) else list(converted.values())
 
 
-def use_runtime(pipeline, runtime: str, onnx_dir: str | Path | None = None):
-    """Run `pipeline`'s fusion model and extractors under `runtime` on the pipeline's device. A call of the
-    pipeline must not wait for an export: ``auto`` takes the cache's graphs only (`pipeline.runtime_notes` names
-    the networks left on torch for now; `prepare_graphs` exports them)."""
+@dataclass
+class RuntimeNetworks:
+    """The networks a pipeline runs under one runtime: its fusion model and extractors (torch or onnxruntime
+    objects with the torch call signatures) and ``notes``, feature -> why it stays on torch for now."""
+
+    model: object
+    extractors: dict
+    notes: dict[str, str]
+
+
+def runtime_networks(model, extractors: dict, runtime: str, device=None,
+                     onnx_dir: str | Path | None = None) -> RuntimeNetworks:
+    """`model` and `extractors` under `runtime` on `device`, for a pipeline to hold. A call of the pipeline must not
+    wait for an export: ``auto`` takes the cache's graphs only (``notes`` names the networks left on torch for now;
+    `prepare_graphs` exports them)."""
     runtime = check_runtime(runtime, onnx_dir)
     notes: dict[str, str] = {}
-    pipeline.extractors = runtime_extractors(pipeline.extractors, runtime, pipeline.device, onnx_dir, prepare=False,
-                                             notes=notes)
-    pipeline.runtime_notes = notes
-    if uses_onnx("fusion", runtime, pipeline.device):
-        pipeline.model = onnx_fusion_model(pipeline.model, onnx_dir)
-    return pipeline
+    extractors = runtime_extractors(extractors, runtime, device, onnx_dir, prepare=False, notes=notes)
+    if uses_onnx("fusion", runtime, device):
+        model = onnx_fusion_model(model, onnx_dir)
+    return RuntimeNetworks(model, extractors, notes)
 
 
 def prepare_graphs(extractors, device=None, *, retry_refused: bool = True) -> dict[str, str]:

@@ -78,10 +78,8 @@ class AffectPipeline:
         else:
             weights = report_given_extractors(self.config, extractors)
         self.extractors = {name: extractors[name].to(self.device).eval() for name in self.config.feature_names}
-        from ..onnx.runtime import use_runtime
-
         self.runtime, self.onnx_dir = runtime, onnx_dir
-        use_runtime(self, runtime, onnx_dir)  # onnxruntime objects with the torch call signatures, where they run
+        self._use_runtime()  # onnxruntime objects with the torch call signatures, where they run
         self.weights_report = WeightsReport(str(model_id or getattr(self.config, "_name_or_path", "") or "(in memory)"),
                                             synthetic_training, weights)
         try:
@@ -146,14 +144,21 @@ class AffectPipeline:
         tried again. Returns feature -> what happened."""
         import contextlib
 
-        from ..onnx.runtime import prepare_graphs, use_runtime
+        from ..onnx.runtime import prepare_graphs
 
         if self.runtime != "auto" or self.onnx_dir is not None:
             return {}
         done = prepare_graphs(self.extractors, self.device, retry_refused=retry_refused)
         with lock if lock is not None else contextlib.nullcontext():
-            use_runtime(self, self.runtime, self.onnx_dir)
+            self._use_runtime()
         return done
+
+    def _use_runtime(self) -> None:
+        """Hold the networks `abaw_hf.onnx.runtime.runtime_networks` builds for this pipeline's runtime."""
+        from ..onnx.runtime import runtime_networks
+
+        networks = runtime_networks(self.model, self.extractors, self.runtime, self.device, self.onnx_dir)
+        self.model, self.extractors, self.runtime_notes = networks.model, networks.extractors, networks.notes
 
     # ----- entry points ------------------------------------------------------------------------------------------
 
