@@ -21,7 +21,7 @@ from ..modeling import AbawFusionModel
 from ..segments import DEFAULT_MAX_GAP, DEFAULT_WINDOW
 from .errors import PipelineError
 from .inputs import VideoProblem, image_folder, image_frames, is_image_path, video_frames
-from .stream import PredictionStream
+from .stream import PredictionStream, StreamSettings
 from .table import concat_tables
 from .weights import WeightsReport, build_extractors, report_given_extractors
 
@@ -167,7 +167,12 @@ class AffectPipeline:
         """A stream of one video's frames (or, ``temporal=False``, of independent images): ``feed`` frames as they
         come and get the rows that are final, ``finish`` for the rest. One stream at a time per pipeline. ``audio``
         (the video file) is where ``audio:`` extractors read the sound; without it their vectors are missing."""
-        stream = PredictionStream(self, source=source, temporal=temporal, fps=fps, audio=audio)
+        settings = StreamSettings(
+            model=self.model, config=self.config, extractors=self.extractors, device=self.device, detector=self.detector,
+            faces=self.faces, batch_size=self.batch_size, window=self.window, windows_per_batch=self.windows_per_batch,
+            max_gap=self.max_gap, smoothing_sigma=self.smoothing_sigma, warnings=tuple(self.weights_report.warnings),
+        )
+        stream = PredictionStream(settings, source=source, temporal=temporal, fps=fps, audio=audio)
         self.timings, self.extractor_timings = stream.timings, stream.extractor_timings
         return stream
 

@@ -49,6 +49,25 @@ class _FaceRow:
     present: dict[str, torch.Tensor]  # extractor -> bool []
 
 
+@dataclass(frozen=True)
+class StreamSettings:
+    """Everything a `PredictionStream` uses, given by its pipeline (`AffectPipeline.stream`): the networks, the face
+    tracking, the windows and the smoothing."""
+
+    model: object  # AbawFusionModel, or the ONNX runtime's stand-in
+    config: object  # the model's AbawFusionConfig
+    extractors: dict
+    device: torch.device
+    detector: object
+    faces: str | int
+    batch_size: int
+    window: int
+    windows_per_batch: int
+    max_gap: int | None
+    smoothing_sigma: float
+    warnings: tuple[str, ...] = ()  # said in every table (the weights report's)
+
+
 class PredictionStream:
     """Frames of one video (``temporal``) or independent images in, per-frame table rows out.
 
@@ -58,18 +77,18 @@ class PredictionStream:
     webcam frames) their vectors are missing and the model's missing-feature embedding takes their place.
     """
 
-    def __init__(self, pipeline, *, source: str = "frames", temporal: bool = True, fps: float | None = None,
-                 audio=None):
+    def __init__(self, settings: StreamSettings, *, source: str = "frames", temporal: bool = True,
+                 fps: float | None = None, audio=None):
         from ..faces.multi_tracking import MultiFaceTracker
 
-        self.pipeline = pipeline
+        self.settings = settings
         self.source, self.temporal, self.fps = source, temporal, fps
-        self.tracker = MultiFaceTracker(pipeline.detector, size=FACE_SIZE, faces=pipeline.faces)
+        self.tracker = MultiFaceTracker(settings.detector, size=FACE_SIZE, faces=settings.faces)
         self.timings = dict.fromkeys(STAGES, 0.0)  # seconds per stage so far
-        self.extractor_timings = dict.fromkeys(pipeline.extractors, 0.0)
-        self.warnings = list(pipeline.weights_report.warnings)
-        smoothing = temporal and pipeline.smoothing_sigma > 0
-        self._radius = smoothing_radius(pipeline.smoothing_sigma) if smoothing else 0
+        self.extractor_timings = dict.fromkeys(settings.extractors, 0.0)
+        self.warnings = list(settings.warnings)
+        smoothing = temporal and settings.smoothing_sigma > 0
+        self._radius = smoothing_radius(settings.smoothing_sigma) if smoothing else 0
         self._rows: list[RowInfo] = []
         self._emitted = 0  # rows [0, _emitted) were handed out
         self._crop_rows: list[int] = []  # face crops waiting for the extractors
@@ -85,7 +104,7 @@ class PredictionStream:
         self._sound = self._open_sound(audio)  # audio: extractor -> pooler over the video's sound
 
     def _open_sound(self, audio) -> dict:
-        listeners = {name: e for name, e in self.pipeline.extractors.items() if getattr(e, "modality", "") == "audio"}
+        listeners = {name: e for name, e in self.settings.extractors.items() if getattr(e, "modality", "") == "audio"}
         if not listeners or audio is None:
             return {}
         from ..extraction.audio import open_audio_source
@@ -156,7 +175,7 @@ class PredictionStream:
             self._crops.append(face.aligned)
             box = np.asarray(face.face.box, dtype=np.float32)
             self._rows.append(RowInfo(frame.source, frame.index, seconds, box, face=face.face_id))
-        if len(self._crops) >= self.pipeline.batch_size:
+        if len(self._crops) >= self.settings.batch_size:
             self._extract()
             self._run_fusion()
 
@@ -169,7 +188,7 @@ class PredictionStream:
             return
         started = time.perf_counter()
         features, present = {}, {}
-        for name, extractor in self.pipeline.extractors.items():
+        for name, extractor in self.settings.extractors.items():
             extractor_started = time.perf_counter()
             if name in self._sound:  # the sound around each face's frame
                 times = [self._rows[row].frame / self._fps for row in rows]
@@ -178,7 +197,7 @@ class PredictionStream:
             else:
                 # all present, except where an extractor with its own face detector (fau) missed the face, or it
                 # reads sound and there is none (audio: extractors on images)
-                values, mask = extractor.extract_with_mask(crops, batch_size=self.pipeline.batch_size)
+                values, mask = extractor.extract_with_mask(crops, batch_size=self.settings.batch_size)
             features[name], present[name] = values.float(), mask.bool()
             self.extractor_timings[name] += time.perf_counter() - extractor_started
         self.timings["extractors"] += time.perf_counter() - started
@@ -191,7 +210,7 @@ class PredictionStream:
             # A face unseen for longer than the gap limit cannot continue its segment: close it now, so that its
             # rows do not wait for the end of the video.
             for face_id, rows in list(self._open.items()):
-                if segment_starts([0, 0], [rows[-1].frame, self._last_frame], self.pipeline.max_gap)[1]:
+                if segment_starts([0, 0], [rows[-1].frame, self._last_frame], self.settings.max_gap)[1]:
                     self._close_segment(face_id)
 
     def _add_to_window(self, face: _FaceRow) -> None:
@@ -199,7 +218,7 @@ class PredictionStream:
             self._ready.append([face])  # an image is its own window
             return
         track = self._open.get(face.face, [])
-        if track and segment_starts([0, 0], [track[-1].frame, face.frame], self.pipeline.max_gap)[1]:
+        if track and segment_starts([0, 0], [track[-1].frame, face.frame], self.settings.max_gap)[1]:
             self._close_segment(face.face)
         track = self._open.setdefault(face.face, [])
         track.append(face)
@@ -215,15 +234,15 @@ class PredictionStream:
             self._ready += [track[first : first + count] for first, count in self._tile(track)]
 
     def _tile(self, faces: list[_FaceRow]) -> list[tuple[int, int]]:
-        return tile_segment([face.frame for face in faces], self.pipeline.window, self.pipeline.config.max_window)
+        return tile_segment([face.frame for face in faces], self.settings.window, self.settings.config.max_window)
 
     @torch.inference_mode()
     def _run_fusion(self) -> None:
         """The complete windows through the fusion model, ``windows_per_batch`` at a time (padding masked out)."""
-        pipeline, config = self.pipeline, self.pipeline.config
+        settings, config = self.settings, self.settings.config
         while self._ready:
-            windows = self._ready[: pipeline.windows_per_batch]
-            self._ready = self._ready[pipeline.windows_per_batch :]
+            windows = self._ready[: settings.windows_per_batch]
+            self._ready = self._ready[settings.windows_per_batch :]
             started = time.perf_counter()
             length = max(len(window) for window in windows)
             attention_mask = torch.zeros(len(windows), length, dtype=torch.bool)
@@ -236,8 +255,8 @@ class PredictionStream:
                 for name in config.feature_names:
                     features[name][b, : len(window)] = torch.stack([face.features[name] for face in window])
                     feature_mask[name][b, : len(window)] = torch.stack([face.present[name] for face in window])
-            device = pipeline.device
-            output = pipeline.model(
+            device = settings.device
+            output = settings.model(
                 features={name: value.to(device) for name, value in features.items()},
                 attention_mask=attention_mask.to(device),
                 feature_mask={name: value.to(device) for name, value in feature_mask.items()},
@@ -275,7 +294,7 @@ class PredictionStream:
 
     def _emit(self) -> pd.DataFrame:
         started = time.perf_counter()
-        config = self.pipeline.config
+        config = self.settings.config
         limit = self._final_limit()
         rows = self._rows[self._emitted : limit]
         values = np.full((len(rows), 2 + config.num_expressions + config.num_aus), np.nan, dtype=np.float32)
@@ -300,7 +319,7 @@ class PredictionStream:
         frames = np.array([self._rows[row].frame for row in context], dtype=np.int64)
         tracks = np.array([self._rows[row].face for row in context], dtype=np.int64)  # each face smoothed on its own
         smoothed = smooth_predictions(np.stack([self._values[row] for row in context]), tracks, frames,
-                                      sigma=self.pipeline.smoothing_sigma, max_gap=self.pipeline.max_gap)
+                                      sigma=self.settings.smoothing_sigma, max_gap=self.settings.max_gap)
         position = {row: i for i, row in enumerate(context)}
         return smoothed[[position[row] for row in faces]]
 
