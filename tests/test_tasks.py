@@ -89,3 +89,15 @@ def test_output_names_are_written_only_in_modeling():
     written = [found for path in sorted(PACKAGE.rglob("*.py")) if "modeling" not in path.relative_to(PACKAGE).parts
                for found in _names_written(path)]
     assert not written, "output names outside modeling/ (read them from abaw_hf.modeling.TASKS): " + ", ".join(written)
+
+
+def test_predictions_side_by_side_split_back_by_task():
+    from abaw_hf.modeling.tasks_abaw_fusion import prediction_width, split_predictions
+
+    config = _tiny_model(num_expressions=6, num_aus=4).config
+    assert prediction_width(config) == 2 + 6 + 4
+    values = torch.arange(3 * 12).reshape(3, 12)
+    parts = split_predictions(values, config)
+    assert list(parts) == [task.name for task in TASKS]
+    assert [part.shape[-1] for part in parts.values()] == [2, 6, 4]
+    torch.testing.assert_close(torch.cat(list(parts.values()), dim=-1), values)

@@ -78,6 +78,21 @@ def activate(task: Task, output):
     return output
 
 
+def prediction_width(config) -> int:
+    """The width of one frame's predictions side by side (all heads, in table order)."""
+    return sum(task.head_width(config) for task in TASKS)
+
+
+def split_predictions(values, config) -> dict:
+    """``values [..., prediction_width(config)]`` (the heads' predictions side by side) -> ``{task name: [..., width]}``."""
+    parts, start = {}, 0
+    for task in TASKS:
+        width = task.head_width(config)
+        parts[task.name] = values[..., start : start + width]
+        start += width
+    return parts
+
+
 def output_tensors(outputs) -> dict:
     """``{output field: tensor}`` of an `AbawFusionOutput` (or anything with those attributes), in head order."""
     return {task.output: getattr(outputs, task.output) for task in TASKS}

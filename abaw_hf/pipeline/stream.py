@@ -28,7 +28,7 @@ import torch
 
 from ..faces.settings import FACE_SIZE
 from ..model_loading import require_finite_outputs
-from ..modeling.tasks_abaw_fusion import output_tensors, predictions as task_predictions
+from ..modeling.tasks_abaw_fusion import output_tensors, prediction_width, predictions as task_predictions
 from ..postprocess import smooth_predictions, smoothing_radius
 from ..segments import segment_starts, tile_segment
 from .errors import ImageReadError, PipelineError
@@ -297,7 +297,7 @@ class PredictionStream:
         config = self.settings.config
         limit = self._final_limit()
         rows = self._rows[self._emitted : limit]
-        values = np.full((len(rows), 2 + config.num_expressions + config.num_aus), np.nan, dtype=np.float32)
+        values = np.full((len(rows), prediction_width(config)), np.nan, dtype=np.float32)
         faces = [self._emitted + i for i, info in enumerate(rows) if info.box is not None]
         if faces:
             values[np.asarray(faces) - self._emitted] = self._smoothed(faces)

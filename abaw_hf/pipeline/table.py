@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..modeling.tasks_abaw_fusion import prediction_width, split_predictions
+
 NO_FACE_NOTE = "no face found"
 UNREADABLE_NOTE = "unreadable image"  # a row's note starts with this when its image file could not be used
 PROBABILITY_PREFIX = "prob_"
@@ -73,9 +75,9 @@ def prediction_table(rows: list[RowInfo], values: np.ndarray, config) -> pd.Data
     expression_names = [config.id2label[i] for i in range(config.num_expressions)]
     au_names = list(config.au_names)
     count = len(rows)
-    values = np.asarray(values, dtype=np.float32).reshape(count, 2 + len(expression_names) + len(au_names))
-    expression_probs = values[:, 2 : 2 + len(expression_names)]
-    au_probs = values[:, 2 + len(expression_names) :]
+    values = np.asarray(values, dtype=np.float32).reshape(count, prediction_width(config))
+    parts = split_predictions(values, config)  # the heads' predictions side by side, in the task table's order
+    va, expression_probs, au_probs = parts["va"], parts["expression"], parts["au"]
     face_found = np.array([row.box is not None for row in rows], dtype=bool)
     face_rows = np.flatnonzero(face_found)
     expression = np.full(count, None, dtype=object)
@@ -97,8 +99,8 @@ def prediction_table(rows: list[RowInfo], values: np.ndarray, config) -> pd.Data
         "time": np.array([row.time for row in rows], dtype=np.float64),
         "face_found": face_found,
         **{name: boxes[:, i] for i, name in enumerate(BOX_COLUMNS)},
-        "valence": values[:, 0],
-        "arousal": values[:, 1],
+        "valence": va[:, 0],
+        "arousal": va[:, 1],
         "expression": expression,
         **{probability_column(name): expression_probs[:, i] for i, name in enumerate(expression_names)},
         **{probability_column(name): au_probs[:, i] for i, name in enumerate(au_names)},
