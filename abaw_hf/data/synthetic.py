@@ -55,6 +55,7 @@ from .synthetic_parts import (  # noqa: F401  (the parts the easy generator shar
     _OPENFACE_FROM_AU,
     _OPENFACE_FROM_EXPRESSION,
     PAPER_EXTRACTORS,
+    _openface_columns,
     _rng,
     _slow_noise,
     _smooth,
@@ -287,18 +288,8 @@ class _AbawGenerator:
         rng = _rng(config.seed, index, 30)
         au_read = readout(rng, "au", noise["fau"]["au"])
         expression_read = readout(rng, "expression", noise["fau"]["expression"])
-        intensities = np.empty((n, len(_OPENFACE_AUS)))
-        for column, openface_name in enumerate(_OPENFACE_AUS):
-            if openface_name in _OPENFACE_FROM_AU:
-                intensities[:, column] = 1.0 * (1.2 + au_read[:, _OPENFACE_FROM_AU[openface_name]])
-            elif openface_name in _OPENFACE_FROM_EXPRESSION:
-                intensities[:, column] = 0.8 * (1.0 + expression_read[:, list(_OPENFACE_FROM_EXPRESSION[openface_name])].sum(1))
-            else:  # blinks: unrelated to affect
-                intensities[:, column] = 3.0 * (rng.random(n) < 0.05) + 0.3 * rng.standard_normal(n)
-        bursts = np.zeros(n, dtype=bool)
-        for start in np.flatnonzero(rng.random(n) < config.fau_missing_rate / 6):  # OpenFace fails a few frames at a time
-            bursts[start : start + int(rng.integers(2, 10))] = True
-        out["fau"] = (np.clip(intensities, 0.0, 5.0).astype(np.float16), ~bursts)
+        out["fau"] = _openface_columns(rng, au_read, expression_read, missing_rate=config.fau_missing_rate,
+                                       au_scale=1.0, au_offset=1.2, expression_scale=0.8, expression_offset=1.0)
         return out
 
 

@@ -21,9 +21,7 @@ from .schema import MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_AUS, NUM_EXP
 from .synthetic_parts import (
     _AU,
     _EXPR,
-    _OPENFACE_AUS,
-    _OPENFACE_FROM_AU,
-    _OPENFACE_FROM_EXPRESSION,
+    _openface_columns,
     _VA,
     AU_GIVEN_EXPRESSION,
     NUM_LATENTS,
@@ -161,16 +159,6 @@ def video_features(config: SyntheticConfig, index: int, video: _Video, projectio
         out[name] = (vectors.astype(np.float16), present)
     au_noisy = video.latents[:, _AU] + FAU_NOISE * rng.standard_normal((n, NUM_AUS))
     expression_noisy = video.latents[:, _EXPR] + 0.5 * FAU_NOISE * rng.standard_normal((n, NUM_EXPRESSIONS))
-    intensities = np.empty((n, len(_OPENFACE_AUS)))
-    for column, openface_name in enumerate(_OPENFACE_AUS):
-        if openface_name in _OPENFACE_FROM_AU:
-            intensities[:, column] = 1.2 * (1.0 + au_noisy[:, _OPENFACE_FROM_AU[openface_name]])
-        elif openface_name in _OPENFACE_FROM_EXPRESSION:
-            intensities[:, column] = 2.5 * expression_noisy[:, list(_OPENFACE_FROM_EXPRESSION[openface_name])].sum(1)
-        else:  # blinks: unrelated to affect
-            intensities[:, column] = 3.0 * (rng.random(n) < 0.05) + 0.3 * rng.standard_normal(n)
-    bursts = np.zeros(n, dtype=bool)
-    for start in np.flatnonzero(rng.random(n) < config.fau_missing_rate / 6):  # OpenFace fails a few frames at a time
-        bursts[start : start + int(rng.integers(2, 10))] = True
-    out["fau"] = (np.clip(intensities, 0.0, 5.0).astype(np.float16), ~bursts)
+    out["fau"] = _openface_columns(rng, au_noisy, expression_noisy, missing_rate=config.fau_missing_rate,
+                                   au_scale=1.2, au_offset=1.0, expression_scale=2.5, expression_offset=0.0)
     return out

@@ -74,6 +74,28 @@ class SyntheticConfig:
     extractor_noise: dict | None = None  # kind "abaw": overrides of EXTRACTOR_NOISE (calibration)
 
 
+def _openface_columns(
+    rng: np.random.Generator, au_read: np.ndarray, expression_read: np.ndarray, *, missing_rate: float,
+    au_scale: float, au_offset: float, expression_scale: float, expression_offset: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """OpenFace's 17 AU intensities (0..5) read off noisy AU and expression signals, blinks unrelated to affect,
+    and OpenFace's failures (a few frames at a time): (float16 intensities, present mask)."""
+    n = len(au_read)
+    intensities = np.empty((n, len(_OPENFACE_AUS)))
+    for column, openface_name in enumerate(_OPENFACE_AUS):
+        if openface_name in _OPENFACE_FROM_AU:
+            intensities[:, column] = au_scale * (au_offset + au_read[:, _OPENFACE_FROM_AU[openface_name]])
+        elif openface_name in _OPENFACE_FROM_EXPRESSION:
+            summed = expression_read[:, list(_OPENFACE_FROM_EXPRESSION[openface_name])].sum(1)
+            intensities[:, column] = expression_scale * (expression_offset + summed)
+        else:  # blinks: unrelated to affect
+            intensities[:, column] = 3.0 * (rng.random(n) < 0.05) + 0.3 * rng.standard_normal(n)
+    bursts = np.zeros(n, dtype=bool)
+    for start in np.flatnonzero(rng.random(n) < missing_rate / 6):
+        bursts[start : start + int(rng.integers(2, 10))] = True
+    return np.clip(intensities, 0.0, 5.0).astype(np.float16), ~bursts
+
+
 def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian smoothing along axis 0 (edge-padded)."""
     if sigma <= 0:
