@@ -36,8 +36,8 @@ def require_chromium() -> Path:
 @pytest.fixture(scope="module")
 def served_space(tmp_path_factory, save_space_model, free_port):
     model_dir = save_space_model(tmp_path_factory.mktemp("browser_model") / "abaw-tiny")
-    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
-        space = space_app.AffectSpace(str(model_dir))
+    space = space_app.AffectSpace(str(model_dir))
+    assert "RANDOM WEIGHTS" in " ".join(space.banner_messages)  # said once, in the page's banner
     port = free_port()
     app = space_app.launch(space, host="127.0.0.1", port=port, block=False)
     yield f"http://127.0.0.1:{port}/"
