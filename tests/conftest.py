@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import shutil
@@ -44,6 +45,24 @@ def _free_port() -> int:
 def free_port():
     """``free_port()``: a TCP port nobody listens on (for accelerate launch and served apps)."""
     return _free_port
+
+
+@contextlib.contextmanager
+def _served_space(space):
+    from abaw_hf.space import app as space_app
+
+    port = _free_port()
+    app = space_app.launch(space, host="127.0.0.1", port=port, block=False)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+
+
+@pytest.fixture(scope="session")
+def served_space():
+    """``with served_space(space) as url:`` a real Gradio server for an ``AffectSpace`` on 127.0.0.1, closed after."""
+    return _served_space
 
 
 def _tiny_model(feature_dims: dict[str, int] | None = None, *, extractors: dict | None = None, seed: int | None = None,

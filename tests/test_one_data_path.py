@@ -144,7 +144,7 @@ def _numeric(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=["source", "expression", "note", "weights"]).astype(float)
 
 
-def test_space_csv_equals_predict_on_a_real_video(tmp_path, space_model, free_port):
+def test_space_csv_equals_predict_on_a_real_video(tmp_path, space_model, served_space):
     """The Space streams the video in feeds and shows rows as they become final; its CSV is `abaw-hf predict`'s."""
     model_dir = tmp_path / "model"
     space_model(window=4, max_gap=2).save_pretrained(model_dir)  # the model's own window and gap, from its config
@@ -152,15 +152,12 @@ def test_space_csv_equals_predict_on_a_real_video(tmp_path, space_model, free_po
         pipeline = AffectPipeline.from_pretrained(model_dir, batch_size=4)  # small batches: several partial results
     assert (pipeline.window, pipeline.max_gap) == (4, 2)
     space = space_app.AffectSpace(str(model_dir), pipeline=pipeline)
-    port = free_port()
-    app = space_app.launch(space, host="127.0.0.1", port=port, block=False)
     try:
-        job = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False).submit(
-            handle_file(CLIP), api_name="/analyse_video")
-        job.result()
-        updates = job.outputs()
+        with served_space(space) as url:
+            job = Client(url, verbose=False, analytics_enabled=False).submit(handle_file(CLIP), api_name="/analyse_video")
+            job.result()
+            updates = job.outputs()
     finally:
-        app.close()
         pipeline.close()
     space_csv = pd.read_csv(updates[-1][7])
     assert cli_main(["predict", str(CLIP), "-o", str(tmp_path / "predict.csv"), "--model", str(model_dir),

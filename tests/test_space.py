@@ -85,12 +85,9 @@ def space(model_dir):
 
 
 @pytest.fixture(scope="module")
-def server(space, free_port):
-    port = free_port()
-    app = space_app.launch(space, host="127.0.0.1", port=port, block=False)
-    url = f"http://127.0.0.1:{port}/"
-    yield url
-    app.close()
+def server(space, served_space):
+    with served_space(space) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -207,18 +204,13 @@ def test_oversized_upload_is_refused_by_the_handler(space, media, tmp_path):
     assert status.startswith("❌ astronaut.jpg is 0.") and "up to 0.01 MB" in status
 
 
-def test_missing_default_model_folder_still_serves_a_page_that_says_so(tmp_path, media, monkeypatch, free_port):
+def test_missing_default_model_folder_still_serves_a_page_that_says_so(tmp_path, media, monkeypatch, served_space):
     monkeypatch.chdir(tmp_path)  # no outputs/abaw-fusion here: `make demo` has not run
     missing = space_app.DEFAULT_MODEL
     space = space_app.AffectSpace(missing)
     assert space.pipeline is None
-    port = free_port()
-    app = space_app.launch(space, host="127.0.0.1", port=port, block=False)
-    try:
-        url = f"http://127.0.0.1:{port}/"
+    with served_space(space) as url:
         assert f"the model folder '{missing}' does not exist" in page_text(url)
         result = outputs(Client(url, verbose=False, analytics_enabled=False).predict(handle_file(media["photo"]),
                                                                                      api_name="/analyse_image"))
         assert result["status"].startswith("❌ No model loaded") and "make demo" in result["status"]
-    finally:
-        app.close()

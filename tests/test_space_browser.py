@@ -34,18 +34,16 @@ def require_chromium() -> Path:
 
 
 @pytest.fixture(scope="module")
-def served_space(tmp_path_factory, save_space_model, free_port):
+def space_url(tmp_path_factory, save_space_model, served_space):
     model_dir = save_space_model(tmp_path_factory.mktemp("browser_model") / "abaw-tiny")
     space = space_app.AffectSpace(str(model_dir))
     assert "RANDOM WEIGHTS" in " ".join(space.banner_messages)  # said once, in the page's banner
-    port = free_port()
-    app = space_app.launch(space, host="127.0.0.1", port=port, block=False)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
+    with served_space(space) as url:
+        yield url
     space.pipeline.close()
 
 
-def test_browser_uploads_a_photograph_and_sees_the_results(served_space, tmp_path):
+def test_browser_uploads_a_photograph_and_sees_the_results(space_url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     chromium_path = require_chromium()
@@ -59,7 +57,7 @@ def test_browser_uploads_a_photograph_and_sees_the_results(served_space, tmp_pat
         browser = playwright.chromium.launch(executable_path=str(chromium_path), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(served_space, timeout=TIMEOUT_MS)
+            page.goto(space_url, timeout=TIMEOUT_MS)
             expect(page.locator("#banner")).to_contain_text("SYNTHETIC DEMO DATA", timeout=TIMEOUT_MS)
             page.get_by_role("tab", name="Image").click()
             page.locator("#image-input input[type=file]").set_input_files(str(photo))

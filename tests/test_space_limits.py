@@ -98,11 +98,9 @@ def space(tmp_path_factory, save_space_model):
 
 
 @pytest.fixture(scope="module")
-def client(space, free_port):
-    port = free_port()
-    app = space_app.launch(space, host="127.0.0.1", port=port, block=False)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False)
-    app.close()
+def client(space, served_space):
+    with served_space(space) as url:
+        yield Client(url, verbose=False, analytics_enabled=False)
 
 
 def test_a_16_bit_grayscale_photo_reaches_our_decoder_as_uploaded(client, media):
