@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,6 @@ def _best_rate(function, count: int, rounds: int) -> list[float]:
 
 
 def vision_rows(batch: int, rounds: int, folder: Path) -> list[dict]:
-    import timm
     from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
 
     from abaw_hf.extractors import create_extractor

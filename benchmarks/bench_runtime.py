@@ -14,7 +14,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 import warnings
 
 import numpy as np
