@@ -63,3 +63,39 @@ def weighted_asymmetric_au_loss(logits: torch.Tensor, target: torch.Tensor, au_w
     negative = probability * (1.0 - y) * F.logsigmoid(-logits)
     per_entry = -(positive + negative) * au_weights.to(logits)
     return per_entry[valid].mean()
+
+
+# ----- the losses the task table names (`Task.loss`) ----------------------------------------------------------------
+# Each takes (task, output [B, T, width], targets with padding marked missing, model) and returns the task's term of
+# the total loss and the output fields of its parts (e.g. ``valence_loss`` and ``arousal_loss``).
+
+
+def _va_mse_ccc(task, output, targets, model):
+    """The paper's VA loss: per dimension ``mse·MSE + ccc·(1 − CCC)``, their mean is the task's term."""
+    config = model.config
+    valence = regression_loss(output[..., 0], targets[..., 0], config.valence_mse_weight, config.valence_ccc_weight)
+    arousal = regression_loss(output[..., 1], targets[..., 1], config.arousal_mse_weight, config.arousal_ccc_weight)
+    return (valence + arousal) / 2, {"valence_loss": valence, "arousal_loss": arousal}
+
+
+def _cross_entropy(task, output, targets, model):
+    """Cross-entropy over the labelled frames (the task's missing marker ignored)."""
+    valid = targets != task.missing
+    term = F.cross_entropy(output[valid].float(), targets[valid].long()) if bool(valid.any()) else _zero_like(output)
+    return term, {f"{task.name}_loss": term}
+
+
+def _weighted_asymmetric(task, output, targets, model):
+    """The released weighted asymmetric AU loss with the model's per-label weights (``au_loss_weights``)."""
+    term = weighted_asymmetric_au_loss(output, targets, model.au_loss_weights)
+    return term, {f"{task.name}_loss": term}
+
+
+LOSSES = {"va_mse_ccc": _va_mse_ccc, "cross_entropy": _cross_entropy, "weighted_asymmetric": _weighted_asymmetric}
+
+
+def register_loss(name: str, function) -> None:
+    """Name a loss for the task table: ``function(task, output, targets, model) -> (term, {output field: part})``."""
+    if name in LOSSES:
+        raise ValueError(f"a loss named {name!r} exists")
+    LOSSES[name] = function

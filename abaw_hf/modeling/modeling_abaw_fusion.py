@@ -6,6 +6,7 @@ Self-contained (single-dot imports only) so that ``save_pretrained`` ships worki
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -18,12 +19,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA, AbawFusionConfig
-from .losses_abaw_fusion import (
-    expression_loss,
-    regression_loss,
-    weighted_asymmetric_au_loss,
-)
-from .tasks_abaw_fusion import TASKS
+from .losses_abaw_fusion import LOSSES
+from .tasks_abaw_fusion import ABAW_TASK_NAMES, tasks_of
 
 
 @dataclass
@@ -37,6 +34,8 @@ class AbawFusionOutput(ModelOutput):
         expression_logits: `[B, T, num_expressions]`.
         au_logits: `[B, T, num_aus]` (sigmoid gives occurrence probabilities).
         last_hidden_state: `[B, T, encoder_width]` encoder output per frame.
+
+    A task added to the table (`tasks_abaw_fusion.register_task`) adds its output and loss fields as keys.
     """
 
     loss: torch.FloatTensor | None = None
@@ -207,7 +206,11 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
         self.embedding_dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList([AbawEncoderLayer(config) for _ in range(config.num_hidden_layers)])
         self.final_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        for task in TASKS:  # va_head, expression_head, au_head: one per row of the task table
+        self.tasks = tasks_of(config)
+        names = [task.name for task in self.tasks]
+        # the tasks are recorded in the config when they are not ABAW's, so from_pretrained builds the same heads
+        config.tasks = None if tuple(names) == ABAW_TASK_NAMES else names
+        for task in self.tasks:  # va_head, expression_head, au_head: one per row of the task table
             self.add_module(f"{task.name}_head", nn.Linear(width, task.head_width(config)))
         self.register_buffer("au_loss_weights", torch.tensor(config.au_loss_weights, dtype=torch.float32), persistent=False)
         self.gradient_checkpointing = False
@@ -286,6 +289,10 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
         return_dict: bool | None = None,
         **feature_kwargs: torch.Tensor,
     ) -> AbawFusionOutput | tuple:
+        # the labels of a task added to the table come as keyword arguments named by its row (``Task.labels``)
+        labels = {task.name: feature_kwargs.pop(task.labels, None) for task in self.tasks
+                  if task.name not in ABAW_TASK_NAMES}
+        labels.update(va=valence_arousal_labels, expression=expression_labels, au=au_labels)
         features = self._collect_features(features, feature_kwargs)
         self._check_labels(valence_arousal_labels, expression_labels, au_labels)
         first = next(iter(features.values()))
@@ -323,37 +330,30 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
             encoded = self._encode(torch.cat([cls, tokens], dim=1), key_mask)
             hidden = encoded[:, 0].reshape(batch, length, -1)
 
-        heads = {task.name: self._head_output(task, hidden) for task in TASKS}
-        valence_arousal, expression_logits, au_logits = heads["va"], heads["expression"], heads["au"]  # for the losses
+        heads = {task.name: self._head_output(task, hidden) for task in self.tasks}
 
-        loss = valence = arousal = expression = au = None
-        if valence_arousal_labels is not None or expression_labels is not None or au_labels is not None:
-            cfg = self.config
-            frame_valid = attention_mask
+        loss, parts = None, {}
+        if any(labels.get(task.name) is not None for task in self.tasks):
             loss = hidden.new_zeros(())
-            if valence_arousal_labels is not None:
-                va_targets = valence_arousal_labels.masked_fill(~frame_valid.unsqueeze(-1), MISSING_VA)
-                valence = regression_loss(valence_arousal[..., 0], va_targets[..., 0], cfg.valence_mse_weight, cfg.valence_ccc_weight)
-                arousal = regression_loss(valence_arousal[..., 1], va_targets[..., 1], cfg.arousal_mse_weight, cfg.arousal_ccc_weight)
-                loss = loss + cfg.va_loss_weight * (valence + arousal) / 2
-            if expression_labels is not None:
-                targets = expression_labels.masked_fill(~frame_valid, MISSING_EXPRESSION)
-                expression = expression_loss(expression_logits, targets)
-                loss = loss + cfg.expression_loss_weight * expression
-            if au_labels is not None:
-                targets = au_labels.masked_fill(~frame_valid.unsqueeze(-1), MISSING_AU)
-                au = weighted_asymmetric_au_loss(au_logits, targets, self.au_loss_weights)
-                loss = loss + cfg.au_loss_weight * au
+            for task in self.tasks:  # each task's named loss (`losses_abaw_fusion.LOSSES`) on its labelled frames
+                if labels.get(task.name) is None:
+                    continue
+                frame_valid = attention_mask if labels[task.name].dim() == 2 else attention_mask.unsqueeze(-1)
+                targets = labels[task.name].masked_fill(~frame_valid, task.missing)
+                term, task_parts = LOSSES[task.loss](task, heads[task.name], targets, self)
+                loss = loss + task.weight(self.config) * term
+                parts.update(task_parts)
 
+        fields = {field.name for field in dataclasses.fields(AbawFusionOutput)}
         output = AbawFusionOutput(
             loss=loss,
-            valence_loss=valence,
-            arousal_loss=arousal,
-            expression_loss=expression,
-            au_loss=au,
-            **{task.output: heads[task.name] for task in TASKS},
+            **{name: value for name, value in parts.items() if name in fields},
+            **{task.output: heads[task.name] for task in self.tasks if task.output in fields},
             last_hidden_state=hidden,
         )
+        for name, value in [*((task.output, heads[task.name]) for task in self.tasks), *parts.items()]:
+            if name not in fields:  # a task added to the table: its output (and loss) as extra keys
+                output[name] = value
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
 
 
