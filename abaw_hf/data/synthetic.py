@@ -421,7 +421,7 @@ def synthetic_config_of(split: datasets.Dataset) -> SyntheticConfig:
 def synthetic_oracle_predictions(split: datasets.Dataset) -> dict[str, np.ndarray]:
     """The noise-free label function applied to the true latents of every row of a synthetic split.
 
-    Returns `valence_arousal [N,2]`, `expression [N]`, `aus [N,12]` aligned with the split's rows.
+    Returns `va [N,2]`, `expression [N]`, `au [N,12]` (the task names) aligned with the split's rows.
     """
     config = synthetic_config_of(split)
     columns = split.with_format("numpy", columns=["video", "frame"])[:]
@@ -437,7 +437,7 @@ def synthetic_oracle_predictions(split: datasets.Dataset) -> dict[str, np.ndarra
         if np.any(video.frames[np.minimum(position, len(video.frames) - 1)] != frames[rows]):
             raise ValueError(f"video {name}: frames do not match the generator's (was the split modified?)")
         va[rows], expression[rows], aus[rows] = oracle_labels(video.latents[position])
-    return {"valence_arousal": va, "expression": expression, "aus": aus}
+    return {"va": va, "expression": expression, "au": aus}
 
 
 def synthetic_oracle_score(split: datasets.Dataset) -> dict[str, float]:
@@ -447,10 +447,10 @@ def synthetic_oracle_score(split: datasets.Dataset) -> dict[str, float]:
     predictions = synthetic_oracle_predictions(split)
     labels = split.with_format("numpy", columns=["valence", "arousal", "expression", "aus"])[:]
     return compute_abaw_metrics(
-        predictions["valence_arousal"],
+        predictions["va"],
         np.stack([labels["valence"], labels["arousal"]], axis=1),
         predictions["expression"],
         labels["expression"],
-        predictions["aus"],
+        predictions["au"],
         labels["aus"],
     )
