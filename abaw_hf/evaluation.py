@@ -7,7 +7,6 @@ The ``abaw-hf evaluate`` subcommand (`abaw_hf.cli.evaluate`)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import functools
@@ -15,9 +14,8 @@ import functools
 import numpy as np
 
 from .errors import UserError
-from .metrics import compute_abaw_metrics
-from .modeling.labels_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA
-from .modeling.tasks_abaw_fusion import PREDICTION_FIELDS, output_tensors, predictions as task_predictions
+from .metrics import score_tasks
+from .modeling.tasks_abaw_fusion import TASKS, output_tensors, prediction_fields, predictions as task_predictions, task_named
 
 
 def _inference_mode(function):
@@ -33,17 +31,53 @@ def _inference_mode(function):
     return run_without_autograd
 
 
-@dataclass
 class FramePredictions:
-    """Per-frame predictions, one row per dataset row, in dataset order."""
+    """Per-frame predictions, one row per dataset row, in dataset order: ``row_index [N]`` and each task's prediction
+    ``[N, width]`` under its prediction field (`abaw_hf.modeling.TASKS`: VA values, expression and AU probabilities,
+    and those of any registered task), given by keyword or in the table's order; read ``of(task name)`` (or as an
+    attribute)."""
 
-    row_index: np.ndarray  # [N] dataset rows
-    valence_arousal: np.ndarray  # [N, 2]
-    expression_probs: np.ndarray  # [N, 8]
-    au_probs: np.ndarray  # [N, 12]
+    def __init__(self, row_index, *values, **fields):
+        names = prediction_fields()
+        if len(values) > len(names):
+            raise TypeError(f"FramePredictions takes at most {len(names)} prediction arrays ({names}), got {len(values)}")
+        unknown = sorted(set(fields) - set(names))
+        if unknown:
+            raise TypeError(f"FramePredictions: {unknown} are not prediction fields of the task table ({names})")
+        fields = {**dict(zip(names, values)), **fields}
+        self.row_index = row_index
+        self.values = {name: fields[name] for name in names if name in fields}
+
+    def __getattr__(self, name: str):
+        values = self.__dict__.get("values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(f"FramePredictions has no {name!r} (predictions: {list(values)})")
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self.__dict__.get("values", {}):
+            self.values[name] = value
+        else:
+            super().__setattr__(name, value)
 
     def __len__(self) -> int:
         return len(self.row_index)
+
+    def of(self, task: str) -> np.ndarray:
+        """The predictions of the task called ``task`` (a name of the task table: ``va``, ``expression``, ``au``)."""
+        return self.values[task_named(task).prediction]
+
+    def tasks(self) -> list:
+        """The rows of the task table these predictions hold, in table order."""
+        return [task for task in TASKS if task.prediction in self.values]
+
+    def replace(self, **fields) -> FramePredictions:
+        """A copy with some arrays replaced (``row_index`` or prediction fields)."""
+        return FramePredictions(fields.pop("row_index", self.row_index), **{**self.values, **fields})
+
+    def take(self, rows: np.ndarray) -> FramePredictions:
+        """The predictions of ``rows`` (positions in these predictions)."""
+        return FramePredictions(self.row_index[rows], **{name: value[rows] for name, value in self.values.items()})
 
 
 def average_predictions(predictions: Sequence[FramePredictions]) -> FramePredictions:
@@ -54,7 +88,7 @@ def average_predictions(predictions: Sequence[FramePredictions]) -> FramePredict
             raise ValueError("ensemble members predicted different rows; they must cover the same dataset")
     return FramePredictions(
         row_index=first.row_index,
-        **{name: np.mean([getattr(p, name) for p in predictions], axis=0) for name in PREDICTION_FIELDS},
+        **{name: np.mean([p.values[name] for p in predictions], axis=0) for name in first.values},
     )
 
 
@@ -80,7 +114,7 @@ def _collect(chunks: list[dict[str, np.ndarray]], num_rows: int) -> FramePredict
     fields = {
         key: rows_from_windows(rows, np.concatenate([c[key].reshape(-1, c[key].shape[-1]) for c in chunks]),
                                num_rows, repeats="first")
-        for key in PREDICTION_FIELDS
+        for key in chunks[0] if key != "row_index"
     }
     return FramePredictions(row_index=np.arange(num_rows), **fields)
 
@@ -142,12 +176,20 @@ def _to_device(batch, device):
     return batch
 
 
-def dataset_labels(dataset) -> dict[str, np.ndarray]:
+def _label_values(columns, task) -> np.ndarray:
+    """One task's labels ``[N]`` or ``[N, k]`` from its row's label columns (scalars side by side, or one list)."""
+    values = [np.asarray(columns[name]) for name in task.label_columns]
+    return values[0] if len(values) == 1 else np.stack(values, axis=1)
+
+
+def dataset_labels(dataset, tasks=None) -> dict[str, np.ndarray]:
+    """Each task's labels under its name (``va [N,2]``, ``expression [N]``, ``au [N,12]``, ...: the task table's
+    label columns), with ``video`` and ``frame``; ``tasks``: the table's rows to read (default: those the dataset
+    has label columns for)."""
     columns = dataset.with_format("numpy")
+    tasks = [task for task in TASKS if set(task.label_columns) <= set(dataset.column_names)] if tasks is None else tasks
     return {
-        "valence_arousal": np.stack([np.asarray(columns["valence"]), np.asarray(columns["arousal"])], axis=1),
-        "expression": np.asarray(columns["expression"]),
-        "aus": np.asarray(columns["aus"]),
+        **{task.name: _label_values(columns, task) for task in tasks},
         "video": np.asarray(dataset.with_format(None)["video"]),
         "frame": np.asarray(columns["frame"]),
     }
@@ -168,14 +210,15 @@ class UnlabelledSplitError(UserError, ValueError):
 
 
 def labelled_tasks(labels: dict[str, np.ndarray]) -> list[str]:
-    """The tasks ("va", "expression", "au") of `dataset_labels` output that have at least one labelled row."""
-    va = labels["valence_arousal"]
-    present = {
-        "va": bool((va[:, 0] != MISSING_VA).any() and (va[:, 1] != MISSING_VA).any()),
-        "expression": bool((labels["expression"] != MISSING_EXPRESSION).any()),
-        "au": bool((labels["aus"] != MISSING_AU).any()),
-    }
-    return [task for task in TASK_NAMES if present[task]]
+    """The tasks ("va", "expression", "au", ...) of `dataset_labels` output that have at least one labelled row
+    (for a task of several columns, e.g. valence and arousal: each column has one)."""
+    present = []
+    for task in TASKS:
+        if task.name in labels:
+            marked = labels[task.name] != task.missing
+            if bool(marked.any(axis=0).all() if len(task.label_columns) > 1 else marked.any()):
+                present.append(task.name)
+    return present
 
 
 def require_labels(labels: dict[str, np.ndarray], where: str, command: str) -> list[str]:
@@ -189,24 +232,31 @@ def require_labels(labels: dict[str, np.ndarray], where: str, command: str) -> l
     return tasks
 
 
+def decide_task(task, prediction: np.ndarray, thresholds: Sequence[float] | None = None) -> np.ndarray:
+    """One task's predictions -> what its metric scores: the class of a ``softmax`` task, 0/1 per label of a
+    ``sigmoid`` task (``thresholds``, 0.5 each by default), the values of a ``tanh`` task."""
+    if task.activation == "softmax":
+        return prediction.argmax(-1)
+    if task.activation == "sigmoid":
+        limits = np.asarray(thresholds if thresholds is not None else [0.5] * prediction.shape[-1])
+        return (prediction >= limits).astype(np.int64)
+    return prediction
+
+
 def score_predictions(
     predictions: FramePredictions,
     dataset,
     *,
     au_thresholds: Sequence[float] | None = None,
 ) -> dict[str, float]:
-    """ABAW MTL metrics of per-row predictions against the dataset's labels (thresholds default to 0.5)."""
-    labels = dataset_labels(dataset)
+    """ABAW MTL metrics of per-row predictions against the dataset's labels (thresholds default to 0.5), and the
+    metric of every other task of the table the predictions hold (`abaw_hf.metrics.score_tasks`)."""
+    tasks = predictions.tasks()
+    labels = dataset_labels(dataset, tasks)
     rows = predictions.row_index
-    thresholds = np.asarray(au_thresholds if au_thresholds is not None else [0.5] * predictions.au_probs.shape[1])
-    return compute_abaw_metrics(
-        va_pred=predictions.valence_arousal,
-        va_true=labels["valence_arousal"][rows],
-        expr_pred=predictions.expression_probs.argmax(-1),
-        expr_true=labels["expression"][rows],
-        au_pred=(predictions.au_probs >= thresholds).astype(np.int64),
-        au_true=labels["aus"][rows],
-    )
+    thresholds = {"au": au_thresholds}
+    decided = {task.name: decide_task(task, predictions.of(task.name), thresholds.get(task.name)) for task in tasks}
+    return score_tasks(decided, {task.name: labels[task.name][rows] for task in tasks}, tasks)
 
 
 def format_metrics_table(metrics: dict, title: str = "") -> str:

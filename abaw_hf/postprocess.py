@@ -17,7 +17,6 @@ Tuning a model folder (writes ``au_thresholds`` into config.json and the choice 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ from . import outputs
 from .errors import UserError
 from .metrics import compute_abaw_metrics
 from .model_files import POSTPROCESSING_FILE, read_model_record
-from .modeling.tasks_abaw_fusion import PREDICTION_FIELDS
 from .segments import segment_starts
 
 DEFAULT_SIGMAS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -100,14 +98,13 @@ def smooth_predictions(
 
 
 def smooth_frame_predictions(predictions, video_ids, frames, *, sigma: float, max_gap: int | None = None):
-    """:func:`smooth_predictions` on the VA, expression and AU arrays of a ``FramePredictions``-like dataclass."""
+    """:func:`smooth_predictions` on every task's arrays of a `abaw_hf.evaluation.FramePredictions`."""
     if sigma <= 0:
         return predictions
-    return dataclasses.replace(
-        predictions,
+    return predictions.replace(
         **{
-            name: smooth_predictions(getattr(predictions, name), video_ids, frames, sigma=sigma, max_gap=max_gap)
-            for name in PREDICTION_FIELDS
+            name: smooth_predictions(values, video_ids, frames, sigma=sigma, max_gap=max_gap)
+            for name, values in predictions.values.items()
         },
     )
 
@@ -125,17 +122,17 @@ def _check_thresholds(thresholds: Sequence[float], num_aus: int) -> np.ndarray:
 
 
 def decide(
-    expression_probs: np.ndarray, au_probs: np.ndarray, au_thresholds: Sequence[float] | None = None
+    expression: np.ndarray, aus: np.ndarray, au_thresholds: Sequence[float] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities -> (expression index int64 [N], AU decisions int8 [N, A]); AU i is on when p_i >= threshold_i."""
-    expression_probs = np.asarray(expression_probs)
-    au_probs = np.asarray(au_probs)
-    if expression_probs.ndim != 2 or au_probs.ndim != 2 or len(expression_probs) != len(au_probs):
-        raise ValueError(f"decide: expected [N, E] and [N, A] arrays, got {expression_probs.shape} and {au_probs.shape}")
+    expression = np.asarray(expression)
+    aus = np.asarray(aus)
+    if expression.ndim != 2 or aus.ndim != 2 or len(expression) != len(aus):
+        raise ValueError(f"decide: expected [N, E] and [N, A] arrays, got {expression.shape} and {aus.shape}")
     if au_thresholds is None:
-        au_thresholds = [NEUTRAL_THRESHOLD] * au_probs.shape[1]
-    thresholds = _check_thresholds(au_thresholds, au_probs.shape[1])
-    return expression_probs.argmax(axis=1).astype(np.int64), (au_probs >= thresholds).astype(np.int8)
+        au_thresholds = [NEUTRAL_THRESHOLD] * aus.shape[1]
+    thresholds = _check_thresholds(au_thresholds, aus.shape[1])
+    return expression.argmax(axis=1).astype(np.int64), (aus >= thresholds).astype(np.int8)
 
 
 def _f1_per_threshold(probs: np.ndarray, target: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -150,23 +147,23 @@ def _f1_per_threshold(probs: np.ndarray, target: np.ndarray, grid: np.ndarray) -
 
 
 def tune_au_thresholds(
-    au_probs: np.ndarray, au_true: np.ndarray, *, grid: Sequence[float] | None = None
+    probabilities: np.ndarray, au_true: np.ndarray, *, grid: Sequence[float] | None = None
 ) -> list[float]:
     """Per-AU threshold with the best F1 on these (validation) frames; -1 labels are ignored.
 
     0.5 is always a candidate and wins ties, so the tuned thresholds never score below 0.5 on these frames.
     """
-    au_probs = np.asarray(au_probs, dtype=np.float64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
     au_true = np.asarray(au_true).astype(np.int64)
-    if au_probs.shape != au_true.shape or au_probs.ndim != 2:
-        raise ValueError(f"tune_au_thresholds: expected two [N, A] arrays, got {au_probs.shape} and {au_true.shape}")
+    if probabilities.shape != au_true.shape or probabilities.ndim != 2:
+        raise ValueError(f"tune_au_thresholds: expected two [N, A] arrays, got {probabilities.shape} and {au_true.shape}")
     grid = np.asarray(THRESHOLD_GRID if grid is None else grid, dtype=np.float64)
     grid = np.unique(np.append(grid, NEUTRAL_THRESHOLD))
     # prefer the candidate closest to 0.5 among equal scores: visit candidates in that order
     preference = np.argsort(np.abs(grid - NEUTRAL_THRESHOLD), kind="stable")
     thresholds = []
-    for au in range(au_probs.shape[1]):
-        scores = _f1_per_threshold(au_probs[:, au], au_true[:, au], grid[preference])
+    for au in range(probabilities.shape[1]):
+        scores = _f1_per_threshold(probabilities[:, au], au_true[:, au], grid[preference])
         thresholds.append(float(grid[preference][int(np.argmax(scores))]))
     return thresholds
 
@@ -183,15 +180,16 @@ def apply_au_thresholds(model_or_config: Any, thresholds: Sequence[float]):
 
 def score_frame_predictions(predictions, labels: dict[str, np.ndarray], au_thresholds=None) -> dict[str, float]:
     """ABAW metrics of a ``FramePredictions``-like object against label arrays of the same rows
-    (``valence_arousal [N,2]``, ``expression [N]``, ``aus [N,12]``), decided by :func:`decide`."""
-    expression, aus = decide(predictions.expression_probs, predictions.au_probs, au_thresholds)
+    (``va [N,2]``, ``expression [N]``, ``au [N,12]``: `abaw_hf.evaluation.dataset_labels`' keys, the task names),
+    decided by :func:`decide`."""
+    expression, aus = decide(predictions.of("expression"), predictions.of("au"), au_thresholds)
     return compute_abaw_metrics(
-        va_pred=predictions.valence_arousal,
-        va_true=labels["valence_arousal"],
+        va_pred=predictions.of("va"),
+        va_true=labels["va"],
         expr_pred=expression,
         expr_true=labels["expression"],
         au_pred=aus,
-        au_true=labels["aus"],
+        au_true=labels["au"],
     )
 
 
@@ -237,21 +235,14 @@ def choose_smoothing(
     for sigma in sorted(float(s) for s in sigmas):
         smoothed = smooth_frame_predictions(predictions, video_ids, frames, sigma=sigma, max_gap=max_gap)
         thresholds = (
-            tune_au_thresholds(smoothed.au_probs, labels["aus"])
+            tune_au_thresholds(smoothed.of("au"), labels["au"])
             if tune_thresholds
-            else [NEUTRAL_THRESHOLD] * smoothed.au_probs.shape[1]
+            else [NEUTRAL_THRESHOLD] * smoothed.of("au").shape[1]
         )
         thresholds_by_sigma[sigma] = thresholds
         scores[sigma] = score_frame_predictions(smoothed, labels, thresholds)
     best = max(scores, key=lambda sigma: (scores[sigma]["p_mtl"], -sigma))
     return PostprocessChoice(best, thresholds_by_sigma[best], max_gap, scores)
-
-
-def _take(predictions, rows: np.ndarray):
-    return dataclasses.replace(
-        predictions,
-        **{name: getattr(predictions, name)[rows] for name in ("row_index", *PREDICTION_FIELDS)},
-    )
 
 
 def cross_fit_score(
@@ -277,23 +268,23 @@ def cross_fit_score(
         raise ValueError(f"cross_fit_score needs at least {folds} videos, got {len(videos)}")
     group = {video: index % folds for index, video in enumerate(videos.tolist())}
     row_group = np.array([group[video] for video in video_ids.tolist()])
-    va = np.empty_like(np.asarray(predictions.valence_arousal, dtype=np.float64))
+    va = np.empty_like(np.asarray(predictions.of("va"), dtype=np.float64))
     expression = np.empty(len(row_group), dtype=np.int64)
-    aus = np.empty(np.shape(predictions.au_probs), dtype=np.int8)
+    aus = np.empty(np.shape(predictions.of("au")), dtype=np.int8)
     choices = []
     for held_out in range(folds):
         fit, apply = np.flatnonzero(row_group != held_out), np.flatnonzero(row_group == held_out)
         choice = choose_smoothing(
-            _take(predictions, fit), {key: labels[key][fit] for key in ("valence_arousal", "expression", "aus")},
+            predictions.take(fit), {key: labels[key][fit] for key in ("va", "expression", "au")},
             video_ids[fit], frames[fit], sigmas=sigmas, max_gap=max_gap, tune_thresholds=tune_thresholds,
         )
         choices.append(choice)
         smoothed = smooth_frame_predictions(
-            _take(predictions, apply), video_ids[apply], frames[apply], sigma=choice.smoothing_sigma, max_gap=max_gap
+            predictions.take(apply), video_ids[apply], frames[apply], sigma=choice.smoothing_sigma, max_gap=max_gap
         )
-        va[apply] = smoothed.valence_arousal
-        expression[apply], aus[apply] = decide(smoothed.expression_probs, smoothed.au_probs, choice.au_thresholds)
-    metrics = compute_abaw_metrics(va, labels["valence_arousal"], expression, labels["expression"], aus, labels["aus"])
+        va[apply] = smoothed.of("va")
+        expression[apply], aus[apply] = decide(smoothed.of("expression"), smoothed.of("au"), choice.au_thresholds)
+    metrics = compute_abaw_metrics(va, labels["va"], expression, labels["expression"], aus, labels["au"])
     return metrics, choices
 
 

@@ -64,23 +64,23 @@ def _format_value(value: float) -> str:
     return f"{round(value, 6) + 0.0:.6f}"  # + 0.0 turns -0.0 into 0.0
 
 
-def format_submission(images: Sequence[str], valence_arousal, expression, aus) -> str:
+def format_submission(images: Sequence[str], va, expression, aus) -> str:
     """The whole submission text: header, then one row per image, ``\\n`` line ends."""
-    valence_arousal = np.asarray(valence_arousal, dtype=np.float64)
+    va = np.asarray(va, dtype=np.float64)
     expression = np.asarray(expression)
     aus = np.asarray(aus)
-    if not (len(images) == len(valence_arousal) == len(expression) == len(aus)):
+    if not (len(images) == len(va) == len(expression) == len(aus)):
         raise SubmissionError(
-            f"{len(images)} images but {len(valence_arousal)} VA, {len(expression)} expression and {len(aus)} AU rows"
+            f"{len(images)} images but {len(va)} VA, {len(expression)} expression and {len(aus)} AU rows"
         )
-    if not np.isfinite(valence_arousal).all():
+    if not np.isfinite(va).all():
         raise SubmissionError("valence/arousal predictions hold NaN or Inf")
     if expression.size and not ((expression >= 0) & (expression < NUM_EXPRESSIONS)).all():
         raise SubmissionError(f"expressions must be integers 0..{NUM_EXPRESSIONS - 1}")
     if aus.shape[1:] != (NUM_AUS,) or not np.isin(aus, (0, 1)).all():
         raise SubmissionError(f"AUs must be a [N, {NUM_AUS}] array of 0/1 decisions, got shape {aus.shape}")
     lines = [SUBMISSION_HEADER]
-    for image, (valence, arousal), label, decisions in zip(images, valence_arousal, expression, aus):
+    for image, (valence, arousal), label, decisions in zip(images, va, expression, aus):
         au_text = ",".join(str(int(a)) for a in decisions)
         lines.append(f"{image},{_format_value(valence)},{_format_value(arousal)},{int(label)},{au_text}")
     return "\n".join(lines) + "\n"
@@ -117,15 +117,15 @@ def submission_text(
     max_gap: int | None = None,
     present: np.ndarray | None = None,
 ) -> str:
-    """Per-row predictions of a dataset (``FramePredictions``-like, ``row_index`` into ``video``/``frame``) ->
+    """Per-row predictions of a dataset (a `abaw_hf.evaluation.FramePredictions`, ``row_index`` into ``video``/``frame``) ->
     the submission text: smoothed within videos over all predicted rows, decided, taken in listed order."""
     row_video = np.asarray(video)[predictions.row_index]
     row_frame = np.asarray(frame)[predictions.row_index]
     smoothed = smooth_frame_predictions(predictions, row_video, row_frame, sigma=smoothing_sigma, max_gap=max_gap)
     row_present = None if present is None else np.asarray(present, dtype=bool)[predictions.row_index]
     rows = listed_rows(test_list, row_video, row_frame, row_present)
-    expression, aus = decide(smoothed.expression_probs[rows], smoothed.au_probs[rows], au_thresholds)
-    return format_submission(test_list.images, smoothed.valence_arousal[rows], expression, aus)
+    expression, aus = decide(smoothed.of("expression")[rows], smoothed.of("au")[rows], au_thresholds)
+    return format_submission(test_list.images, smoothed.of("va")[rows], expression, aus)
 
 
 # ----- checking ------------------------------------------------------------------------------------------------

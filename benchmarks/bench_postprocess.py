@@ -105,7 +105,7 @@ def main() -> None:
     results = {}
     for name, predictions in setups.items():
         rows = predictions.row_index
-        row_labels = {key: labels[key][rows] for key in ("valence_arousal", "expression", "aus")}
+        row_labels = {key: labels[key][rows] for key in ("va", "expression", "au")}
         video, frame = labels["video"][rows], labels["frame"][rows]
         for smoothing in (False, True):
             for tune in (False, True):

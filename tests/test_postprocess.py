@@ -189,7 +189,7 @@ def noisy_smooth_problem(seed: int = 3):
         au_probs=np.clip(au_true * 0.6 + 0.2 + rng.normal(0, 0.3, au_true.shape), 0.001, 0.999),
     )
     noisy.expression_probs /= noisy.expression_probs.sum(1, keepdims=True)
-    labels = {"valence_arousal": va_true, "expression": expression_true, "aus": au_true}
+    labels = {"va": va_true, "expression": expression_true, "au": au_true}
     return noisy, labels, videos, frames
 
 

@@ -76,7 +76,7 @@ def _tune(args: argparse.Namespace) -> int:
     max_gap = args.max_gap if args.max_gap is not None else inference_settings(models[0].config, args.model[0]).max_gap
     predictions = predict_dataset(models, dataset, batch_size=args.batch_size)
     rows = predictions.row_index
-    row_labels = {key: labels[key][rows] for key in ("valence_arousal", "expression", "aus")}
+    row_labels = {key: labels[key][rows] for key in ("va", "expression", "au")}
     choice = choose_smoothing(
         predictions, row_labels, labels["video"][rows], labels["frame"][rows], sigmas=args.sigmas, max_gap=max_gap
     )

@@ -8,10 +8,11 @@ pipeline does), so every row is in exactly one window.
 
 Batches are dicts of tensors, padded to `window_size`:
 `features {name: float32 [B,T,D]}`, `feature_mask {name: bool [B,T]}` (False: missing vector, zeros stored),
-`attention_mask bool [B,T]`, `frame_index long [B,T]` (frame number minus the window's first frame),
-`valence_arousal_labels float [B,T,2]` (-5 missing), `expression_labels long [B,T]` (-1 missing),
-`au_labels long [B,T,12]` (-1 missing) and `row_index long [B,T]` (dataset row, -1 on padding), which maps
-predictions back to (video, frame) after `accelerator.gather_for_metrics`.
+`attention_mask bool [B,T]`, `frame_index long [B,T]` (frame number minus the window's first frame), the labels
+of every task of the table the dataset has label columns for, under the model's keyword for them (`Task.labels`:
+VA float [B,T,2] (-5 missing), expression long [B,T] (-1 missing), AUs long [B,T,12] (-1 missing)), and
+`row_index long [B,T]` (dataset row, -1 on padding), which maps predictions back to (video, frame) after
+`accelerator.gather_for_metrics`.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from typing import Any, Sequence
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..segments import DEFAULT_MAX_GAP, DEFAULT_WINDOW, default_stride, segment_bounds, tile_segment, window_ends
 from .columns import ColumnChunk, column_chunks, require_contiguous
-from .schema import MISSING_AU, MISSING_EXPRESSION, MISSING_VA, NUM_AUS, feature_dims_of
+from ..modeling.tasks_abaw_fusion import TASKS
+from .schema import feature_dims_of
 
 WINDOW_MODES = ("train", "eval")
 
@@ -118,13 +121,12 @@ class FeatureWindows(Dataset):
             raise ValueError(f"feature columns {unknown} are not in the dataset (it has {list(dims)})")
         self.feature_dims = {name: dims[name] for name in self.feature_names}
         self.window_size, self.mode = int(window_size), mode
-        labels = dataset.with_format("numpy", columns=["video", "frame", "valence", "arousal", "expression"])[:]
+        labels = dataset.with_format("numpy", columns=["video", "frame"])[:]
         self.videos = np.asarray(labels["video"])
         self.frames = np.asarray(labels["frame"], dtype=np.int64)
-        self.valence_arousal = np.stack([labels["valence"], labels["arousal"]], 1).astype(np.float32)
-        self.expression = np.asarray(labels["expression"], dtype=np.int64)
-        aus = dataset.data.column("aus").combine_chunks().flatten().to_numpy()
-        self.aus = np.asarray(aus, np.int64).reshape(-1, NUM_AUS)
+        # each task's labels (the task table's label columns), for the tasks the dataset has columns for
+        self.tasks = [task for task in TASKS if set(task.label_columns) <= set(dataset.column_names)]
+        self.labels = {task.name: task_label_array(dataset, task) for task in self.tasks}
         self.windows = build_window_index(self.videos, self.frames, self.window_size, stride, max_gap, mode, max_span)
         self._chunks: dict[str, list[ColumnChunk]] | None = None
         self.present = {name: np.concatenate([c.present for c in self.column_chunks(name)]) for name in self.feature_names}
@@ -168,6 +170,20 @@ class FeatureWindows(Dataset):
         return WindowBatch(self, self.windows[np.asarray(indices, dtype=np.int64)])
 
 
+def task_label_array(dataset: datasets.Dataset, task) -> np.ndarray:
+    """One task's labels of every row: ``[N]`` for one scalar column, ``[N, k]`` for k scalar columns side by side or
+    one list column; float32 when its missing marker is a float (VA), else int64."""
+    columns = []
+    for name in task.label_columns:
+        column = dataset.data.column(name).combine_chunks()
+        if isinstance(column.type, (pa.ListType, pa.LargeListType, pa.FixedSizeListType)):
+            columns.append(np.asarray(column.flatten().to_numpy(zero_copy_only=False)).reshape(len(dataset), -1))
+        else:
+            columns.append(np.asarray(column.to_numpy(zero_copy_only=False)))
+    values = columns[0] if len(columns) == 1 else np.stack(columns, 1)
+    return values.astype(np.float32 if isinstance(task.missing, float) else np.int64)
+
+
 class WindowCollator:
     """Gathers a :class:`WindowBatch` (or a list of them) into the batch dict of tensors, padded to `window_size`.
 
@@ -189,9 +205,11 @@ class WindowCollator:
         valid = offsets[None, :] < count[:, None]
         rows = np.where(valid, first[:, None] + offsets[None, :], first[:, None])  # padding repeats the first row
         frame_index = np.where(valid, source.frames[rows] - source.frames[first][:, None], 0)
-        va = np.where(valid[..., None], source.valence_arousal[rows], np.float32(MISSING_VA))
-        expression = np.where(valid, source.expression[rows], MISSING_EXPRESSION)
-        aus = np.where(valid[..., None], source.aus[rows], MISSING_AU)
+        labels = {}
+        for task in source.tasks:  # padding is marked missing
+            values = source.labels[task.name]
+            present = valid if values.ndim == 1 else valid[..., None]
+            labels[task.labels] = torch.from_numpy(np.where(present, values[rows], values.dtype.type(task.missing)))
         features, masks = {}, {}
         for name, dim in self.feature_dims.items():
             if source.feature_dims.get(name) != dim:
@@ -220,9 +238,7 @@ class WindowCollator:
             "feature_mask": {name: torch.from_numpy(mask) for name, mask in masks.items()},
             "attention_mask": torch.from_numpy(valid),
             "frame_index": torch.from_numpy(frame_index.astype(np.int64)),
-            "valence_arousal_labels": torch.from_numpy(va.astype(np.float32)),
-            "expression_labels": torch.from_numpy(expression.astype(np.int64)),
-            "au_labels": torch.from_numpy(aus.astype(np.int64)),
+            **labels,
             "row_index": torch.from_numpy(np.where(valid, rows, -1).astype(np.int64)),
         }
 

@@ -60,21 +60,58 @@ def f1_au(prediction, target) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
+def score_va(prediction, target) -> dict[str, float]:
+    """The VA task's metric: CCC of valence and of arousal over their labelled frames, and their mean ``va``."""
+    prediction = np.asarray(prediction, dtype=np.float64).reshape(-1, 2)
+    target = np.asarray(target, dtype=np.float64).reshape(-1, 2)
+    if prediction.shape != target.shape:
+        raise ValueError(f"valence/arousal: prediction shape {prediction.shape} differs from target {target.shape}")
+    valence_valid = target[:, 0] != MISSING_VA
+    arousal_valid = target[:, 1] != MISSING_VA
+    valence = ccc(prediction[valence_valid, 0], target[valence_valid, 0])
+    arousal = ccc(prediction[arousal_valid, 1], target[arousal_valid, 1])
+    return {"ccc_valence": valence, "ccc_arousal": arousal, "va": (valence + arousal) / 2}
+
+
+def _score_expression(prediction, target) -> dict[str, float]:
+    return {"f1_expression": f1_expression(prediction, target)}
+
+
+def _score_au(prediction, target) -> dict[str, float]:
+    return {"f1_au": f1_au(prediction, target)}
+
+
+# The metrics the task table names (`Task.score`): ``function(decisions, labels) -> {metric key: value}``, the
+# task's own score under its row's ``score_key``.
+TASK_SCORES = {"ccc_va": score_va, "f1_expression": _score_expression, "f1_au": _score_au}
+
+
+def register_score(name: str, function) -> None:
+    """Name a metric for the task table: ``function(decisions [N, ...], labels [N, ...]) -> {key: value}``."""
+    if name in TASK_SCORES:
+        raise ValueError(f"a metric named {name!r} exists")
+    TASK_SCORES[name] = function
+
+
+def score_tasks(decisions: dict, labels: dict, tasks) -> dict[str, float]:
+    """The metrics of ``tasks`` (rows of the task table) from ``{task name: decisions}`` and ``{task name: labels}``:
+    each task's metric keys, then its score under ``score_key``, ``p_mtl`` (the sum of the P_MTL tasks' scores, when
+    the table has them all) and ``num_frames``. For ABAW's tasks: the keys and values of `compute_abaw_metrics`."""
+    parts = {task.name: TASK_SCORES[task.score](decisions[task.name], labels[task.name]) for task in tasks}
+    # the terms first (a one-key metric is its own term), then the scores made of several terms (ABAW's order)
+    metrics = {key: value for task in tasks for key, value in parts[task.name].items()
+               if key != task.score_key or len(parts[task.name]) == 1}
+    for task in tasks:
+        metrics.setdefault(task.score_key, parts[task.name][task.score_key])
+    if any(task.in_p_mtl for task in tasks):
+        metrics["p_mtl"] = sum(metrics[task.score_key] for task in tasks if task.in_p_mtl)
+    metrics["num_frames"] = int(len(next(iter(labels.values()))))
+    return metrics
+
+
 def compute_abaw_metrics(va_pred, va_true, expr_pred, expr_true, au_pred, au_true) -> dict[str, float]:
     """All ABAW MTL terms and ``p_mtl``. ``au_pred`` are 0/1 decisions (threshold before calling)."""
-    va_pred = np.asarray(va_pred, dtype=np.float64).reshape(-1, 2)
-    va_true = np.asarray(va_true, dtype=np.float64).reshape(-1, 2)
-    if va_pred.shape != va_true.shape:
-        raise ValueError(f"valence/arousal: prediction shape {va_pred.shape} differs from target {va_true.shape}")
-    valence_valid = va_true[:, 0] != MISSING_VA
-    arousal_valid = va_true[:, 1] != MISSING_VA
-    metrics = {
-        "ccc_valence": ccc(va_pred[valence_valid, 0], va_true[valence_valid, 0]),
-        "ccc_arousal": ccc(va_pred[arousal_valid, 1], va_true[arousal_valid, 1]),
-        "f1_expression": f1_expression(expr_pred, expr_true),
-        "f1_au": f1_au(au_pred, au_true),
-    }
-    metrics["va"] = (metrics["ccc_valence"] + metrics["ccc_arousal"]) / 2
-    metrics["p_mtl"] = metrics["va"] + metrics["f1_expression"] + metrics["f1_au"]
-    metrics["num_frames"] = int(va_true.shape[0])
-    return metrics
+    from ..modeling.tasks_abaw_fusion import ABAW_TASKS
+
+    return score_tasks({"va": va_pred, "expression": expr_pred, "au": au_pred},
+                       {"va": np.asarray(va_true).reshape(-1, 2), "expression": expr_true, "au": au_true}, ABAW_TASKS)
