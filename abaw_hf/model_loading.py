@@ -24,7 +24,10 @@ def load_fusion_model(model_id: str | Path, *, revision: str | None = None, flag
     """An `AbawFusionModel` in eval mode, from a local folder or a Hub id."""
     from transformers import AutoConfig, AutoModel
 
-    from .modeling import AbawFusionConfig, AbawFusionModel
+    from huggingface_hub.errors import StrictDataclassError
+
+    from .modeling import AbawFusionModel
+    from .modeling.configuration_abaw_fusion import config_problem
 
     path = require_path(model_id, flag).expanduser()  # '' is no model (Path('') would be the current folder)
     if path.exists():
@@ -42,8 +45,6 @@ def load_fusion_model(model_id: str | Path, *, revision: str | None = None, flag
     try:
         with _quiet_transformers():  # our own message below names every problem once
             config = AutoConfig.from_pretrained(str(model_id), revision=revision)
-            if isinstance(config, AbawFusionConfig):
-                check_config_values(config, f"{flag} {model_id}")
             model, info = AutoModel.from_pretrained(
                 str(model_id), config=config, revision=revision, output_loading_info=True,
                 ignore_mismatched_sizes=True, use_safetensors=True,
@@ -61,8 +62,8 @@ def load_fusion_model(model_id: str | Path, *, revision: str | None = None, flag
             f"({_first_line(error)}); "
             "check the path, or download the model while online"
         ) from error
-    except (ValueError, TypeError, KeyError) as error:  # a config.json that does not describe a valid model
-        raise ModelLoadError(f"{flag} {model_id}: config.json is not a valid abaw_fusion config ({_first_line(error)})") from error
+    except (ValueError, TypeError, KeyError, StrictDataclassError) as error:  # a config.json that no model can have
+        raise ModelLoadError(f"{flag} {model_id}: config.json is not a valid abaw_fusion config ({config_problem(error)})") from error
     if not isinstance(model, AbawFusionModel):
         raise ModelLoadError(f"{flag} {model_id}: not an abaw_fusion model (got {type(model).__name__})")
     check_weights(model, info, f"{flag} {model_id}")
@@ -91,32 +92,6 @@ def check_weights_file(folder: Path, where: str) -> None:
         except (SafetensorError, OSError, ValueError) as error:
             raise ModelLoadError(f"{where}: model.safetensors is damaged ({_first_line(error)}); "
                                  "copy the model folder again") from None
-
-
-_POSITIVE_INTS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "max_window", "num_expressions", "num_aus")
-
-
-def check_config_values(config, where: str) -> None:
-    """The values of a config.json that the class accepts by type but that no model can have: a message naming the
-    field (never a complaint about the weights later)."""
-    import math
-
-    problems = [f"{key} must be >= 1, got {getattr(config, key)!r}" for key in _POSITIVE_INTS
-                if not getattr(config, key) >= 1]
-    if not (math.isfinite(config.mlp_ratio) and config.mlp_ratio > 0):
-        problems.append(f"mlp_ratio must be a finite number > 0, got {config.mlp_ratio!r}")
-    if config.window is not None and not config.window >= 1:
-        problems.append(f"window must be >= 1, got {config.window!r}")
-    if config.max_gap is not None and not config.max_gap >= 0:
-        problems.append(f"max_gap must be >= 0, got {config.max_gap!r}")
-    thresholds = list(config.au_thresholds or [])
-    if not all(math.isfinite(t) and 0 < t < 1 for t in thresholds):
-        problems.append(f"au_thresholds must be finite numbers strictly between 0 and 1, got {thresholds}")
-    weights = list(config.au_loss_weights or [])
-    if not all(math.isfinite(w) and w >= 0 for w in weights):
-        problems.append(f"au_loss_weights must be finite numbers >= 0, got {weights}")
-    if problems:
-        raise ModelLoadError(f"{where}: config.json: {'; '.join(problems)}")
 
 
 def _config_mismatch(model, loading_info: dict) -> str | None:

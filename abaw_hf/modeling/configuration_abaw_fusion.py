@@ -1,14 +1,18 @@
 """Configuration of the ABAW fusion model.
 
 Self-contained (single-dot imports only) so that ``save_pretrained`` ships working remote code.
+
+Validated once, by the dataclass: the annotations below are real types (no ``from __future__ import annotations``,
+which would turn them into strings that huggingface_hub's ``@strict`` skips), so ``@strict`` checks every field's
+type on assignment, and ``__post_init__`` checks the values no type can express (ranges, choices, lengths).
 """
 
-from __future__ import annotations
-
+import math
 import re
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassError
 from transformers import PretrainedConfig
 
 from .labels_abaw_fusion import (  # noqa: F401  re-exported: the label space is part of the config's API
@@ -38,6 +42,9 @@ _TRANSFORMERS_KEYS = {
     "_commit_hash", "_attn_implementation_internal", "_experts_implementation_internal",
     "per_layer_config", "trust_remote_code",
 }
+
+
+_POSITIVE_INTS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "max_window", "num_expressions", "num_aus")
 
 
 @strict(accept_kwargs=True)
@@ -70,6 +77,8 @@ class AbawFusionConfig(PretrainedConfig):
         au_names (`list[str]`): names of the AU outputs, in order.
         extractors (`dict[str, dict]`): provenance per feature (registry name, variant, preprocessing,
             checkpoint file and sha256) so a pipeline can rebuild the extractors from the model alone.
+        tasks (`list[str]`, *optional*): the model's heads, by task name (`tasks_abaw_fusion.TASKS`); `None`: every
+            registered task (ABAW's three unless `register_task` added one). The model records it when not ABAW's.
     """
 
     model_type = "abaw_fusion"
@@ -88,8 +97,8 @@ class AbawFusionConfig(PretrainedConfig):
     mlp_ratio: float | int = 4.0
     hidden_dropout_prob: float | int = 0.1
     attention_dropout_prob: float | int = 0.0
-    layer_norm_eps: float = 1e-5
-    initializer_range: float = 0.02
+    layer_norm_eps: float | int = 1e-5
+    initializer_range: float | int = 0.02
     num_expressions: int = NUM_EXPRESSIONS
     num_aus: int = NUM_AUS
     valence_mse_weight: float | int = 0.6
@@ -99,16 +108,16 @@ class AbawFusionConfig(PretrainedConfig):
     va_loss_weight: float | int = 1.0
     expression_loss_weight: float | int = 1.0
     au_loss_weight: float | int = 2.0
-    au_loss_weights: list[float] | None = None
-    au_thresholds: list[float] | None = None
+    au_loss_weights: list[float | int] | None = None
+    au_thresholds: list[float | int] | None = None
     au_names: list[str] | None = None
     extractors: dict[str, Any] | None = None
+    tasks: list[str] | None = None
 
     def __post_init__(self, **kwargs):
         unknown = sorted(set(kwargs) - _TRANSFORMERS_KEYS)
         if unknown:
             raise ValueError(f"AbawFusionConfig got unknown key(s) {unknown}; known keys: {sorted(self._own_keys())}")
-        self._check_types()
         if self.feature_dims is None:
             self.feature_dims = dict(DEFAULT_FEATURE_DIMS)
         self.feature_dims = {str(k): int(v) for k, v in self.feature_dims.items()}
@@ -122,6 +131,7 @@ class AbawFusionConfig(PretrainedConfig):
         if sorted(self.feature_names) != sorted(self.feature_dims) or len(set(self.feature_names)) != len(self.feature_names):
             raise ValueError(f"feature_names {self.feature_names} must list each key of feature_dims {list(self.feature_dims)} once")
         self.feature_dims = {name: self.feature_dims[name] for name in self.feature_names}
+        self._check_ranges()
         if self.fusion not in FUSION_MODES:
             raise ValueError(f"fusion must be one of {FUSION_MODES}, got {self.fusion!r}")
         if self.position_encoding not in POSITION_ENCODINGS:
@@ -142,21 +152,27 @@ class AbawFusionConfig(PretrainedConfig):
             self.label2id = {name: i for i, name in self.id2label.items()}
         super().__post_init__(**kwargs)
 
-    def _check_types(self) -> None:
-        """A value of the wrong type (e.g. a hand-edited config.json) is an error naming the key."""
-        for key, annotation in type(self).__annotations__.items():
-            if key.startswith("_"):
-                continue
-            value, text = getattr(self, key, None), str(annotation)
-            if value is None:
-                if "None" in text:
-                    continue
-                raise ValueError(f"config key {key!r} must be {text}, got null")
-            allowed = {"int": (int,), "float": (float, int), "str": (str,), "list": (list, tuple), "dict": (dict,)}
-            parts = [part.strip().split("[")[0] for part in text.split("|")]  # "list[float] | None" -> list, None
-            types = tuple(t for part in parts for t in allowed.get(part, ()))
-            if isinstance(value, bool) or not isinstance(value, types):
-                raise ValueError(f"config key {key!r} must be {text}, got {value!r}")
+    def _check_ranges(self) -> None:
+        """The values a type cannot refuse but no model can have (e.g. a hand-edited config.json): one message
+        naming every such key."""
+        problems = [f"{key} must be >= 1, got {getattr(self, key)!r}" for key in _POSITIVE_INTS
+                    if not getattr(self, key) >= 1]
+        if not (math.isfinite(self.mlp_ratio) and self.mlp_ratio > 0):
+            problems.append(f"mlp_ratio must be a finite number > 0, got {self.mlp_ratio!r}")
+        for key in ("hidden_dropout_prob", "attention_dropout_prob"):
+            if not 0 <= getattr(self, key) <= 1:
+                problems.append(f"{key} must be between 0 and 1, got {getattr(self, key)!r}")
+        if self.window is not None and not self.window >= 1:
+            problems.append(f"window must be >= 1, got {self.window!r}")
+        if self.max_gap is not None and not self.max_gap >= 0:
+            problems.append(f"max_gap must be >= 0, got {self.max_gap!r}")
+        thresholds, weights = list(self.au_thresholds or []), list(self.au_loss_weights or [])
+        if not all(math.isfinite(t) and 0 < t < 1 for t in thresholds):
+            problems.append(f"au_thresholds must be finite numbers strictly between 0 and 1, got {thresholds}")
+        if not all(math.isfinite(w) and w >= 0 for w in weights):
+            problems.append(f"au_loss_weights must be finite numbers >= 0, got {weights}")
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def _own_keys(self) -> list[str]:
         return [k for k in type(self).__annotations__ if not k.startswith("_")]
@@ -167,12 +183,27 @@ class AbawFusionConfig(PretrainedConfig):
             raise ValueError(f"{name} needs {self.num_aus} values (one per AU), got {len(values)}")
         return values
 
+    def to_dict(self) -> dict[str, Any]:
+        # ``tasks`` is written only for a model whose heads are not ABAW's three (config.json stays as it was)
+        output = super().to_dict()
+        if output.get("tasks") is None:
+            output.pop("tasks", None)
+        return output
+
     @property
     def encoder_width(self) -> int:
         """Width of the transformer encoder's tokens."""
         if self.fusion == "concat":
             return self.concat_projection or self.hidden_size * len(self.feature_dims)
         return self.hidden_size
+
+
+def config_problem(error: BaseException) -> str:
+    """What AbawFusionConfig refused, in one line: a wrong type (``@strict`` names the field and the expected type
+    one line below its own heading) or a value (``__post_init__``)."""
+    cause = error.__cause__ if isinstance(error, StrictDataclassError) and error.__cause__ else error
+    text = str(cause).strip()
+    return (text.splitlines()[0] if text else type(cause).__name__)[:300]
 
 
 __all__ = [

@@ -285,10 +285,14 @@ def model_config_from_train_config(
     config: TrainConfig, feature_dims: dict[str, int], au_weights: list[float], extractors: dict | None = None
 ) -> AbawFusionConfig:
     gaps = config.max_gap if config.window > 1 else 0
+    from huggingface_hub.errors import StrictDataclassError
+
+    from ..modeling.configuration_abaw_fusion import config_problem
+
     try:
         return _fusion_config(config, feature_dims, au_weights, extractors or {}, gaps)
-    except ValueError as error:  # e.g. an encoder width the number of heads does not divide
-        raise ConfigError(f"model settings: {error}") from None
+    except (ValueError, StrictDataclassError) as error:  # e.g. an encoder width the number of heads does not divide
+        raise ConfigError(f"model settings: {config_problem(error)}") from None
 
 
 def _fusion_config(config: TrainConfig, feature_dims, au_weights, extractors, gaps: int) -> AbawFusionConfig:
