@@ -265,6 +265,9 @@ def format_metrics_table(metrics: dict, title: str = "") -> str:
             ("f1_au", "F1 AU"), ("p_mtl", "P_MTL")]
     lines = [f"| {title or 'metric'} | value |", "| --- | ---: |"]
     lines += [f"| {label} | {metrics[key]:.4f} |" for key, label in keys if key in metrics]
+    # a task added to the table: its score, named by its row
+    lines += [f"| {task.metric} ({task.name}) | {metrics[task.score_key]:.4f} |" for task in TASKS
+              if not task.in_p_mtl and task.score_key in metrics]
     return "\n".join(lines)
 
 

@@ -3,20 +3,22 @@ graph's outputs come from it, and no module outside modeling/ writes an output's
 
 from __future__ import annotations
 
-import ast
 import dataclasses
+import json
+import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from abaw_hf import AbawFusionConfig, AbawFusionModel
-from abaw_hf.modeling import OUTPUT_FIELDS, PREDICTION_FIELDS, TASKS, AbawFusionOutput
+from abaw_hf.modeling import OUTPUT_FIELDS, PREDICTION_FIELDS, TASKS, AbawFusionOutput, Task
 from abaw_hf.modeling.tasks_abaw_fusion import output_tensors, predictions, task_of
 
 PACKAGE = Path(__file__).resolve().parent.parent / "abaw_hf"
 DIMS = {"resnet18": 12, "fau": 5}
-# The raw outputs and their predictions; ``valence_arousal`` is also the label key and its own prediction.
-NAMES_OF_MODELING = (set(OUTPUT_FIELDS) | set(PREDICTION_FIELDS)) - {"valence_arousal"}
+# The raw outputs and their predictions (``valence_arousal`` is its own prediction): written only in modeling/.
+NAMES_OF_MODELING = set(OUTPUT_FIELDS) | set(PREDICTION_FIELDS)
 
 
 def _tiny_model(**overrides) -> AbawFusionModel:
@@ -73,15 +75,10 @@ def test_saved_remote_code_carries_the_table(tmp_path):
 
 
 def _names_written(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text())
-    docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and id(node) not in docstrings and node.value in NAMES_OF_MODELING:
-            found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} '{node.value}'")
-        elif isinstance(node, ast.Attribute) and node.attr in set(OUTPUT_FIELDS) - {"valence_arousal"}:
-            found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} .{node.attr}")
-    return found
+    """Every place in ``path`` (code, strings, docstrings and comments) that writes an output or prediction name."""
+    pattern = re.compile(r"\b(" + "|".join(sorted(NAMES_OF_MODELING)) + r")\b")
+    return [f"{path.relative_to(PACKAGE.parent)}:{number} {match.group(0)!r}"
+            for number, line in enumerate(path.read_text().splitlines(), start=1) for match in pattern.finditer(line)]
 
 
 def test_output_names_are_written_only_in_modeling():
@@ -101,3 +98,101 @@ def test_predictions_side_by_side_split_back_by_task():
     assert list(parts) == [task.name for task in TASKS]
     assert [part.shape[-1] for part in parts.values()] == [2, 6, 4]
     torch.testing.assert_close(torch.cat(list(parts.values()), dim=-1), values)
+
+
+# ----- a task added through the table alone --------------------------------------------------------------------
+
+TOY_CLASSES = ("calm", "busy")
+
+
+@pytest.fixture
+def toy_task():
+    """A fourth task, added as a row of the table plus its named metric: a 2-class head reading the ``toy`` label
+    column (1 where valence is positive, 0 where not, -1 where valence is missing)."""
+    from abaw_hf.metrics import TASK_SCORES, f1_expression, register_score
+    from abaw_hf.modeling.tasks_abaw_fusion import register_task, unregister_task
+
+    register_score("f1_toy", lambda decided, labels: {"f1_toy": f1_expression(decided, labels, num_classes=2)})
+    task = register_task(Task(
+        name="toy", output="toy_logits", width=2, activation="softmax", prediction="toy_probs", missing=-1,
+        label_columns=("toy",), metric="macro F1", table_columns=("toy", "prob_{name}"), submission="(none)",
+        labels="toy_labels", loss="cross_entropy", loss_weight=1.0, score="f1_toy", score_key="f1_toy",
+        classes=TOY_CLASSES,
+    ))
+    yield task
+    unregister_task("toy")
+    del TASK_SCORES["f1_toy"]
+
+
+def _toy_feature_set(folder: Path) -> Path:
+    import datasets
+    import numpy as np
+
+    from abaw_hf.data.synthetic import make_synthetic_dataset, synthetic_preset
+
+    data = make_synthetic_dataset(**synthetic_preset("tiny"), seed=0)
+    for split in data:
+        valence = np.asarray(data[split]["valence"])
+        toy = np.where(valence == -5.0, -1, (valence > 0).astype(np.int64))
+        data[split] = data[split].add_column("toy", toy.tolist(), feature=datasets.Value("int64"))
+    data.save_to_disk(str(folder))
+    return folder
+
+
+def test_a_task_added_to_the_table_trains_evaluates_and_predicts(toy_task, tmp_path, capsys):
+    import pandas as pd
+    from PIL import Image
+    from skimage import data as images
+
+    from abaw_hf.cli import main as cli_main
+    from abaw_hf.modeling.tasks_abaw_fusion import unregister_task
+    from abaw_hf.training import TrainConfig, train
+
+    dataset = _toy_feature_set(tmp_path / "toy-features")
+    run = tmp_path / "run"
+    result = train(TrainConfig(
+        dataset=str(dataset), features=["resnet18", "fau"], window=8, train_stride=8, hidden_size=16,
+        num_hidden_layers=1, num_attention_heads=2, epochs=1, batch_size=8, eval_batch_size=16, learning_rate=1e-3,
+        output_dir=str(run), progress=False, plot=False,
+    ))
+    # training: the toy head trained and was scored beside the ABAW metrics
+    assert 0.0 <= result["best"]["f1_toy"] <= 1.0 and "p_mtl" in result["best"]
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["tasks"] == ["va", "expression", "au", "toy"]
+
+    # the model: rebuilt from its config with the toy head, whose output and loss come with the ABAW ones
+    model = AbawFusionModel.from_pretrained(run).eval()
+    assert model.toy_head.out_features == 2
+    windows = {"resnet18": torch.randn(1, 5, 512), "fau": torch.randn(1, 5, 17)}
+    output = model(features=windows, toy_labels=torch.tensor([[0, 1, -1, 1, 0]]))
+    assert output.toy_logits.shape == (1, 5, 2) and output["toy_loss"] > 0 and output.loss >= output["toy_loss"]
+    assert list(predictions(output)) == [*PREDICTION_FIELDS, "toy_probs"]
+
+    # evaluate: the toy metric in the results
+    assert cli_main(["evaluate", "--model", str(run), "--data", str(dataset), "--split", "validation",
+                     "--output", str(tmp_path / "eval.json")]) == 0
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    assert 0.0 <= metrics["f1_toy"] <= 1.0 and {"ccc_valence", "ccc_arousal", "f1_au"} <= set(metrics)
+    assert f"| macro F1 (toy) | {metrics['f1_toy']:.4f} |" in capsys.readouterr().out
+
+    # predict: the toy task's columns in the table, after the ABAW ones
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(images.astronaut()).save(photo)
+    assert cli_main(["predict", str(photo), "--model", str(run), "-o", str(tmp_path / "pred.csv")]) == 0
+    table = pd.read_csv(tmp_path / "pred.csv")
+    toy_columns = ["toy", "prob_calm", "prob_busy"]
+    assert list(table.columns[-5:-2]) == toy_columns and list(table.columns[-2:]) == ["note", "weights"]
+    assert table.loc[0, "toy"] in TOY_CLASSES and abs(table.loc[0, "prob_calm"] + table.loc[0, "prob_busy"] - 1) < 1e-5
+    capsys.readouterr()
+
+    # the saved model names its tasks: without the toy row registered, loading it says what is missing
+    unregister_task("toy")
+    with pytest.raises(KeyError, match="no task 'toy' is registered"):
+        AbawFusionModel.from_pretrained(run)
+
+
+def test_the_abaw_config_names_no_tasks(tmp_path):
+    model = _tiny_model()
+    assert model.config.tasks is None and [task.name for task in model.tasks] == ["va", "expression", "au"]
+    model.save_pretrained(tmp_path)
+    assert "tasks" not in json.loads((tmp_path / "config.json").read_text())

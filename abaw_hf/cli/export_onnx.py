@@ -5,7 +5,7 @@ cache, verified: the explicit step after which `predict` and the pipeline run th
 (they never export during a call).
 
 Writes DIR/fusion.onnx (inputs: one [batch, time, D] tensor per feature, attention_mask, feature_mask.<feature>,
-frame_index; outputs valence_arousal, expression_logits, au_logits), DIR/extractors/<feature>.onnx (pixel_values
+frame_index; outputs: one per task of the model, `Task.output`), DIR/extractors/<feature>.onnx (pixel_values
 [batch, 3, S, S] -> features [batch, D]; preprocessing in the JSON) and DIR/onnx_export.json (inputs, outputs,
 weights fingerprints, extractor provenance, versions, and the measured onnxruntime-vs-torch difference).
 """

@@ -369,10 +369,10 @@ def merge_annotations(tables: Iterable[Annotations]) -> Annotations:
             )
         target[group[present]] = values[present]
 
-    valence_arousal = np.concatenate([np.stack([t.valence, t.arousal], 1) for t in tables])
-    va_present = (valence_arousal != MISSING_VA).all(axis=1)
+    va = np.concatenate([np.stack([t.valence, t.arousal], 1) for t in tables])
+    va_present = (va != MISSING_VA).all(axis=1)
     va_target = np.full((len(merged), 2), MISSING_VA, np.float32)
-    fill(va_target, valence_arousal, va_present, "valence/arousal")
+    fill(va_target, va, va_present, "valence/arousal")
     merged.valence, merged.arousal = va_target[:, 0].copy(), va_target[:, 1].copy()
     expression = np.concatenate([t.expression for t in tables])
     fill(merged.expression, expression, expression != MISSING_EXPRESSION, "expression")

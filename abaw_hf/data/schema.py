@@ -11,7 +11,14 @@ import datasets
 from .._lazy import lazy_exports
 from ..modeling.labels_abaw_fusion import AU_NAMES, EXPRESSION_NAMES, NUM_AUS, NUM_EXPRESSIONS  # noqa: F401
 from ..modeling.labels_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA  # noqa: F401
-LABEL_COLUMNS = ("video", "frame", "valence", "arousal", "expression", "aus")
+from ..modeling.tasks_abaw_fusion import TASKS
+
+LABEL_COLUMNS = ("video", "frame", "valence", "arousal", "expression", "aus")  # the ABAW tasks' columns on disk
+
+
+def label_columns() -> tuple[str, ...]:
+    """The columns that are not features: ``video``, ``frame`` and every registered task's label columns."""
+    return (*LABEL_COLUMNS, *(name for task in TASKS for name in task.label_columns if name not in LABEL_COLUMNS))
 
 
 
@@ -47,7 +54,7 @@ def feature_dims_of(features: datasets.Features) -> dict[str, int]:
     """Extractor columns (every column that is not a label column) and their dims, in column order."""
     dims = {}
     for name, feature in features.items():
-        if name in LABEL_COLUMNS:
+        if name in label_columns():
             continue
         length = getattr(feature, "length", -1)
         if not isinstance(feature, datasets.List) or length is None or length <= 0:

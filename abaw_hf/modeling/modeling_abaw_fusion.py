@@ -49,6 +49,18 @@ class AbawFusionOutput(ModelOutput):
     last_hidden_state: torch.FloatTensor | None = None
 
 
+def fusion_output(**values) -> AbawFusionOutput:
+    """An `AbawFusionOutput` of ``values``; those of a task added to the table (not fields of the class) become
+    extra keys, read like the others (``output.toy_logits``, ``output["toy_logits"]``). The model and the ONNX
+    runtime build their outputs here."""
+    fields = {field.name for field in dataclasses.fields(AbawFusionOutput)}
+    output = AbawFusionOutput(**{name: value for name, value in values.items() if name in fields})
+    for name, value in values.items():
+        if name not in fields and value is not None:
+            output[name] = value
+    return output
+
+
 def check_features(config, features, feature_kwargs=None) -> dict[str, torch.Tensor]:
     """The features of one call, checked against ``config``: every extractor it names, ``[B, T, dim]`` each with one
     ``B, T``, finite values; in the config's order. `AbawFusionModel` and the ONNX runtime both call this."""
@@ -344,17 +356,10 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
                 loss = loss + task.weight(self.config) * term
                 parts.update(task_parts)
 
-        fields = {field.name for field in dataclasses.fields(AbawFusionOutput)}
-        output = AbawFusionOutput(
-            loss=loss,
-            **{name: value for name, value in parts.items() if name in fields},
-            **{task.output: heads[task.name] for task in self.tasks if task.output in fields},
-            last_hidden_state=hidden,
-        )
-        for name, value in [*((task.output, heads[task.name]) for task in self.tasks), *parts.items()]:
-            if name not in fields:  # a task added to the table: its output (and loss) as extra keys
-                output[name] = value
+        output = fusion_output(loss=loss, **parts, **{task.output: heads[task.name] for task in self.tasks},
+                               last_hidden_state=hidden)
         return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
 
 
-__all__ = ["AbawFusionModel", "AbawFusionOutput", "AbawFusionPreTrainedModel", "check_features", "check_frame_index"]
+__all__ = ["AbawFusionModel", "AbawFusionOutput", "AbawFusionPreTrainedModel", "check_features", "check_frame_index",
+           "fusion_output"]

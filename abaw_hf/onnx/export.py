@@ -20,13 +20,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..modeling.tasks_abaw_fusion import OUTPUT_FIELDS, TASKS
+from ..modeling.tasks_abaw_fusion import OUTPUT_FIELDS, tasks_of
 
 OPSET = 17
 FUSION_FILE = "fusion.onnx"
 EXTRACTOR_FOLDER = "extractors"
 MANIFEST_FILE = "onnx_export.json"
-FUSION_OUTPUTS = OUTPUT_FIELDS  # the graph's outputs: the model's prediction outputs, in head order
+FUSION_OUTPUTS = OUTPUT_FIELDS  # the graph's outputs for ABAW's tasks: the model's prediction outputs, in head order
+
+
+def fusion_output_names(config) -> list[str]:
+    """The graph's outputs for ``config``: each task's output (`tasks_of`), in head order."""
+    return [task.output for task in tasks_of(config)]
 PARITY_TOLERANCE = 1e-4  # max |onnxruntime - torch| accepted at export
 
 
@@ -61,7 +66,7 @@ class _FusionWithPositionalInputs(nn.Module):
             frame_index=inputs[-1],
             return_dict=True,
         )
-        return tuple(getattr(output, name) for name in FUSION_OUTPUTS)
+        return tuple(output[name] for name in fusion_output_names(self.model.config))
 
 
 def example_fusion_inputs(config, batch: int, length: int, *, seed: int = 0, missing: float = 0.3) -> dict[str, np.ndarray]:
@@ -91,7 +96,7 @@ def fusion_io(config) -> dict:
     inputs.append(_tensor_description("attention_mask", "bool", ["batch", "time"]))
     inputs += [_tensor_description(feature_mask_input(name), "bool", ["batch", "time"]) for name in config.feature_names]
     inputs.append(_tensor_description("frame_index", "int64", ["batch", "time"]))
-    outputs = [_tensor_description(task.output, "float32", ["batch", "time", task.head_width(config)]) for task in TASKS]
+    outputs = [_tensor_description(task.output, "float32", ["batch", "time", task.head_width(config)]) for task in tasks_of(config)]
     return {"inputs": inputs, "outputs": outputs}
 
 
@@ -163,9 +168,10 @@ def export_fusion(model, path: str | Path) -> dict:
     description = fusion_io(config)
     names = fusion_input_names(config)
     example = example_fusion_inputs(config, batch=2, length=min(4, config.max_window))
-    dynamic_axes = {name: {0: "batch", 1: "time"} for name in [*names, *FUSION_OUTPUTS]}
+    outputs = fusion_output_names(config)
+    dynamic_axes = {name: {0: "batch", 1: "time"} for name in [*names, *outputs]}
     wrapper = _FusionWithPositionalInputs(model).eval()
-    _export(wrapper, tuple(torch.from_numpy(example[name]) for name in names), path, names, FUSION_OUTPUTS, dynamic_axes)
+    _export(wrapper, tuple(torch.from_numpy(example[name]) for name in names), path, names, outputs, dynamic_axes)
     _keep_all_inputs(path, description)
     return description
 
@@ -209,7 +215,7 @@ def fusion_parity(model, session, shapes=((1, 1), (2, 7), (3, 16))) -> float:
         inputs = example_fusion_inputs(model.config, batch, length, seed=batch * 1000 + length)
         with torch.inference_mode():
             expected = wrapper(*(torch.from_numpy(inputs[name]) for name in names))
-        got = session.run(list(FUSION_OUTPUTS), inputs)
+        got = session.run(fusion_output_names(model.config), inputs)
         present = inputs["attention_mask"]
         worst = max(worst, *(float(np.abs(e.numpy()[present] - g[present]).max()) for e, g in zip(expected, got)))
     return worst

@@ -47,9 +47,9 @@ class OnnxFusionModel:
 
     def __call__(self, features=None, attention_mask=None, feature_mask=None, frame_index=None, return_dict=None,
                  **feature_kwargs):
-        """An `AbawFusionOutput` with the prediction outputs (`abaw_hf.modeling.OUTPUT_FIELDS`) filled."""
-        from ..modeling.modeling_abaw_fusion import AbawFusionOutput, check_features, check_frame_index
-        from .export import FUSION_OUTPUTS, feature_mask_input
+        """An `AbawFusionOutput` with the prediction outputs (each task's `Task.output`) filled."""
+        from ..modeling.modeling_abaw_fusion import check_features, check_frame_index, fusion_output
+        from .export import feature_mask_input, fusion_output_names
 
         as_tensors = {name: torch.as_tensor(value) for name, value in (features or {}).items()}
         features = check_features(self.config, as_tensors, {name: torch.as_tensor(value) for name, value in feature_kwargs.items()})
@@ -64,8 +64,9 @@ class OnnxFusionModel:
         index = np.where(feed["attention_mask"], _array(frame_index, np.int64), 0)
         check_frame_index(self.config, torch.from_numpy(index))
         feed["frame_index"] = np.ascontiguousarray(index)
-        outputs = self.session.run(list(FUSION_OUTPUTS), feed)
-        return AbawFusionOutput(**{name: torch.from_numpy(output) for name, output in zip(FUSION_OUTPUTS, outputs)})
+        names = fusion_output_names(self.config)
+        outputs = self.session.run(names, feed)
+        return fusion_output(**{name: torch.from_numpy(output) for name, output in zip(names, outputs)})
 
 
 class OnnxExtractor:

@@ -16,9 +16,11 @@ face is one row too, with empty predictions.
 | `prob_<expression>` | float32 | one per expression (`prob_Happiness`, ...), summing to 1 |
 | `prob_<AU>` | float32 | one per action unit (`prob_AU12`, ...) |
 | `<AU>` | Int8 | 0/1: the AU's probability reached the model's threshold for it (`AU12`, ...) |
+| ... | | a task added to the table (`abaw_hf.modeling.tasks_abaw_fusion.register_task`): its row's `table_columns` |
 | `note` | str | empty, `no face found`, or `unreadable image: <reason>` |
 | `weights` | str | CSV files only (`write_csv`): what the predictions are (`abaw_hf.status.weights_status`) |
 
+The prediction columns are each task's `table_columns` in the task table's order (`{name}`: each class or AU).
 Probabilities follow one naming rule: `prob_` + the output's name. Predictions are smoothed over time (videos and
 frame sequences, along each face's track) before the decisions; empty cells are NaN / NA.
 """
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..modeling.tasks_abaw_fusion import prediction_width, split_predictions
+from ..modeling.tasks_abaw_fusion import ABAW_TASKS, prediction_width, split_predictions, tasks_of
 
 NO_FACE_NOTE = "no face found"
 UNREADABLE_NOTE = "unreadable image"  # a row's note starts with this when its image file could not be used
@@ -43,14 +45,20 @@ def probability_column(name: str) -> str:
     return PROBABILITY_PREFIX + name
 
 
-def prediction_columns(expression_names: list[str], au_names: list[str]) -> list[str]:
-    """The per-frame table's columns, in order."""
+def task_columns(task, names: list[str]) -> list[str]:
+    """One task's columns of the table: its row's ``table_columns``, a ``{name}`` one per class or label."""
+    return [column for template in task.table_columns
+            for column in ([template.format(name=name) for name in names] if "{name}" in template else [template])]
+
+
+def prediction_columns(expression_names: list[str], au_names: list[str], config=None) -> list[str]:
+    """The per-frame table's columns, in order (with ``config``: those of its tasks, names from the config)."""
+    names = {"expression": expression_names, "au": au_names}
+    tasks = ABAW_TASKS if config is None else tasks_of(config)
     return [
         "source", "frame", "face", "time", "face_found", *BOX_COLUMNS,
-        "valence", "arousal", "expression",
-        *[probability_column(name) for name in expression_names],
-        *[probability_column(name) for name in au_names],
-        *au_names,
+        *[column for task in tasks
+          for column in task_columns(task, names[task.name] if config is None else task.class_names(config))],
         "note",
     ]
 
@@ -68,23 +76,14 @@ class RowInfo:
 
 
 def prediction_table(rows: list[RowInfo], values: np.ndarray, config) -> pd.DataFrame:
-    """The table of ``rows``; ``values`` float32 [N, 2 + E + A] holds VA, expression and AU probabilities of each
-    row (NaN rows: no face); decisions use the model config's names and per-AU thresholds."""
-    from ..postprocess import decide
-
-    expression_names = [config.id2label[i] for i in range(config.num_expressions)]
-    au_names = list(config.au_names)
+    """The table of ``rows``; ``values`` float32 [N, prediction_width(config)] holds each task's predictions side by
+    side (VA, expression and AU probabilities, ...; NaN rows: no face); decisions use the model config's names and
+    per-AU thresholds."""
     count = len(rows)
     values = np.asarray(values, dtype=np.float32).reshape(count, prediction_width(config))
     parts = split_predictions(values, config)  # the heads' predictions side by side, in the task table's order
-    va, expression_probs, au_probs = parts["va"], parts["expression"], parts["au"]
     face_found = np.array([row.box is not None for row in rows], dtype=bool)
     face_rows = np.flatnonzero(face_found)
-    expression = np.full(count, None, dtype=object)
-    decisions = np.zeros((count, len(au_names)), dtype=np.int8)
-    if len(face_rows):
-        expression_index, decisions[face_rows] = decide(expression_probs[face_rows], au_probs[face_rows], config.au_thresholds)
-        expression[face_rows] = [expression_names[int(i)] for i in expression_index]
     boxes = np.full((count, 4), np.nan, dtype=np.float32)
     for position in face_rows:
         boxes[position] = rows[position].box
@@ -99,15 +98,32 @@ def prediction_table(rows: list[RowInfo], values: np.ndarray, config) -> pd.Data
         "time": np.array([row.time for row in rows], dtype=np.float64),
         "face_found": face_found,
         **{name: boxes[:, i] for i, name in enumerate(BOX_COLUMNS)},
-        "valence": va[:, 0],
-        "arousal": va[:, 1],
-        "expression": expression,
-        **{probability_column(name): expression_probs[:, i] for i, name in enumerate(expression_names)},
-        **{probability_column(name): au_probs[:, i] for i, name in enumerate(au_names)},
-        **{name: _decisions(decisions[:, i], face_found) for i, name in enumerate(au_names)},
+        **{column: value for task in tasks_of(config)
+           for column, value in _task_columns(task, parts[task.name], face_rows, face_found, config).items()},
         "note": notes,
     }
     return pd.DataFrame(columns, index=pd.RangeIndex(count))
+
+
+def _task_columns(task, values: np.ndarray, face_rows: np.ndarray, face_found: np.ndarray, config) -> dict:
+    """One task's columns (`task_columns`): ``prob_{name}`` its probabilities, ``{name}`` the 0/1 decision of each
+    label at the config's thresholds, a plain column of a ``softmax`` task the most probable class (None without a
+    face), of a ``tanh`` task its value at that position."""
+    names, count, columns = task.class_names(config), len(values), {}
+    for position, template in enumerate(task.table_columns):
+        if template == "{name}":
+            decisions = np.zeros((count, len(names)), dtype=np.int8)
+            decisions[face_rows] = values[face_rows] >= np.asarray(task.label_thresholds(config), dtype=np.float64)
+            columns.update({name: _decisions(decisions[:, i], face_found) for i, name in enumerate(names)})
+        elif "{name}" in template:
+            columns.update({template.format(name=name): values[:, i] for i, name in enumerate(names)})
+        elif task.activation == "softmax":
+            decided = np.full(count, None, dtype=object)
+            decided[face_rows] = [names[int(i)] for i in values[face_rows].argmax(axis=1)]
+            columns[template] = decided
+        else:
+            columns[template] = values[:, position]
+    return columns
 
 
 def _decisions(values: np.ndarray, face_found: np.ndarray) -> pd.api.extensions.ExtensionArray:

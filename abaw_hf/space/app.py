@@ -318,9 +318,7 @@ class AffectSpace:
         return (
             status,
             views.draw_face_boxes(frame, faces),
-            views.valence_arousal_figure(table, temporal=True),
-            views.expression_figure(table, temporal=True),
-            views.au_figure(table, temporal=True),
+            *views.task_figures(table, temporal=True),
             history,
         )
 
@@ -352,8 +350,7 @@ class AffectSpace:
         temporal = result["kind"] == "video"
         shown = views.face_rows(result["table"], result.get("face"))
         thresholds = list(self.pipeline.config.au_thresholds) if self.pipeline.config.au_thresholds else None
-        return (views.valence_arousal_figure(shown, temporal), views.expression_figure(shown, temporal),
-                views.au_figure(shown, temporal, thresholds))
+        return views.task_figures(shown, temporal, thresholds)
 
     # ----- outputs -----------------------------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ def _circumplex_axes(axes) -> None:
     axes.set_ylabel("arousal")
 
 
-def valence_arousal_figure(table: pd.DataFrame, temporal: bool) -> Figure:
+def va_figure(table: pd.DataFrame, temporal: bool) -> Figure:
     """Valence and arousal over time beside their circumplex trajectory (video); the circumplex alone (images)."""
     valence = table["valence"].to_numpy(dtype=float)
     arousal = table["arousal"].to_numpy(dtype=float)
@@ -185,6 +185,17 @@ def au_figure(table: pd.DataFrame, temporal: bool, thresholds: list[float] | Non
     figure.colorbar(image, ax=axes, shrink=0.8)
     return figure
 
+
+
+# The Space's plot of each ABAW task, keyed by its name in the task table (`abaw_hf.modeling.TASKS`); a task added
+# to the table shows in the table and the CSV (its row's columns), without a plot.
+FIGURES = {"va": va_figure, "expression": expression_figure, "au": au_figure}
+
+
+def task_figures(table: pd.DataFrame, temporal: bool, thresholds: list[float] | None = None) -> tuple[Figure, ...]:
+    """The plots of `FIGURES`, in order (the AU plot marks ``thresholds``)."""
+    return tuple(figure(table, temporal, thresholds) if name == "au" else figure(table, temporal)
+                 for name, figure in FIGURES.items())
 
 def frame_caption(row: pd.Series, faces_in_frame: int = 1) -> str:
     if not bool(row["face_found"]):
