@@ -1,7 +1,7 @@
 """``--extractor audio:<repo id or folder>``: a speech encoder (wav2vec 2.0, WavLM, HuBERT, Whisper's encoder) through
 ``AutoModel`` + ``AutoFeatureExtractor``, as column ``audio_<name>``: one vector per video frame.
 
-The sound (`abaw_hf.extraction.audio`: PyAV, mono, the model's sampling rate) is encoded in chunks of
+The sound (`abaw_hf.audio`: PyAV, mono, the model's sampling rate) is encoded in chunks of
 ``chunk_seconds`` with ``context_seconds`` of overlap on each side (Whisper: its own fixed input length), keeping
 each chunk's outputs of its middle part only, so every output saw context and memory does not grow with the
 length of the video. A frame's vector is the mean of the encoder outputs (``last_hidden_state``) whose time lies
@@ -175,7 +175,7 @@ class AudioEncoderExtractor(OpenExtractor):
     def frame_vectors(self, path, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, str | None]:
         """Vectors [n, dim], present [n] and why the sound ended early (or None) for frame ``times`` (seconds,
         ascending) of the sound of ``path``; only the sound from the first frame's window on is encoded."""
-        from ..extraction.audio import iter_audio_blocks
+        from ..audio import iter_audio_blocks
 
         pooler = WindowPooler(self, iter_audio_blocks(path, self.preprocess_cfg.sampling_rate),
                               start=float(times[0]) - self.preprocess_cfg.window_seconds / 2 if len(times) else 0.0)
@@ -184,7 +184,7 @@ class AudioEncoderExtractor(OpenExtractor):
 
     def stream(self, path) -> WindowPooler:
         """A pooler over the sound of ``path`` that takes frame times in ascending order across calls (the pipeline)."""
-        from ..extraction.audio import iter_audio_blocks
+        from ..audio import iter_audio_blocks
 
         return WindowPooler(self, iter_audio_blocks(path, self.preprocess_cfg.sampling_rate))
 
@@ -215,7 +215,7 @@ class WindowPooler:
         self.problem: str | None = None  # why the sound ended early (a decoding error), if it did
 
     def _pull(self) -> None:
-        from ..extraction.audio import AudioProblem
+        from ..audio import AudioProblem
 
         try:
             block = next(self._encoded, None)

@@ -15,7 +15,7 @@ import yaml
 
 from ..model_files import TRAIN_CONFIG_FILE, read_model_record
 from ..model_loading import MODELING_FILES
-from ..space import SPACE_TEMPLATE_DIR
+from ..package_data import SPACE_TEMPLATE_DIR
 from .card import load_model_config, read_metrics, render_model_card, staged_weights_status
 from .. import outputs
 from .repo import StagedRepo, StagingError

@@ -107,7 +107,7 @@ class PredictionStream:
         listeners = {name: e for name, e in self.settings.extractors.items() if getattr(e, "modality", "") == "audio"}
         if not listeners or audio is None:
             return {}
-        from ..extraction.audio import open_audio_source
+        from ..audio import open_audio_source
 
         sound = open_audio_source(audio)
         if sound.path is None:

@@ -9,7 +9,4 @@
 Importing this package is light (no gradio); ``abaw_hf.space.app`` imports gradio and torch.
 """
 
-from pathlib import Path
-
-SPACE_TEMPLATE_DIR = Path(__file__).resolve().parent / "template"
-EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+from ..package_data import EXAMPLES_DIR, SPACE_TEMPLATE_DIR  # noqa: F401  where the template and examples lie
