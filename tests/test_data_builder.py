@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from abaw_hf.data import Annotations, FeatureError, build_from_arrays, build_from_extractors, column_array, read_metadata
+from abaw_hf.cli import main as cli_main
+from abaw_hf.data import Annotations, FeatureError, build_from_arrays, column_array, read_metadata
 from abaw_hf.data.builder import write_sharded_dataset
 from abaw_hf.data.publish import push_dataset_to_hub, read_card_metadata, stage_parquet_folder
 
@@ -104,51 +105,66 @@ def test_interrupted_build_resumes_and_skips_finished_shards(tmp_path):
     assert len(write_sharded_dataset(rows, {"x": 6}, compute(None), output, shard_size=4, overwrite=True, progress=False)) == 20
 
 
-class FakeExtractor:
-    """Extractor-like: mean colour per channel, scaled; optionally misses a face on dark images."""
-
-    def __init__(self, name: str, dim: int, can_miss: bool = False):
-        self.name, self.dim, self.can_miss = name, dim, can_miss
-        self.batches: list[int] = []
-
-    def extract(self, images):
-        self.batches.append(len(images))
-        means = np.stack([image.reshape(-1, 3).mean(0) / 255 for image in images])
-        vectors = np.tile(means, (1, self.dim // 3 + 1))[:, : self.dim]
-        if self.can_miss:
-            return vectors, means[:, 0] > 0.2
-        return vectors
-
-    def provenance(self):
-        return {"registry": self.name, "checkpoint": None}
+MTL_HEADER = "image,valence,arousal,expression,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
 
 
 def write_images(root: Path, rows: Annotations) -> None:
     for video, frame in zip(rows.video.tolist(), rows.frame.tolist()):
         (root / video).mkdir(parents=True, exist_ok=True)
         shade = (frame * 37) % 256
-        Image.fromarray(np.full((16, 16, 3), shade, np.uint8)).save(root / video / f"{frame:05d}.jpg", quality=100)
+        Image.fromarray(np.full((32, 32, 3), shade, np.uint8)).save(root / video / f"{frame:05d}.jpg", quality=100)
 
 
-def test_build_from_extractors_and_missing_images(tmp_path):
+def write_mtl(path: Path, rows: Annotations) -> Path:
+    lines = [f"{v}/{int(f):05d}.jpg,0.1,-0.2,{int(f) % 8},{','.join(['0'] * 12)}" for v, f in zip(rows.video, rows.frame)]
+    path.write_text("\n".join([MTL_HEADER, *lines]) + "\n")
+    return path
+
+
+def _cli(*argv: str) -> int:
+    try:
+        return cli_main(list(argv))
+    except SystemExit as exit_:
+        return int(exit_.code)
+
+
+def test_build_with_extractors_is_the_extraction_path(tmp_path, capsys):
+    """`build --extractor --images` runs `abaw-hf extract`'s per-frame extraction: the same vectors and provenance,
+    an unusable file a missing vector named in extraction_report.json (the build goes on), missing images listed
+    together before any work starts."""
     rows = Annotations.unlabelled(["a"] * 4 + ["b"] * 3, [1, 2, 3, 4, 10, 11, 12])
-    write_images(tmp_path / "images", rows)
-    rgb, faces = FakeExtractor("rgb", 5), FakeExtractor("faces", 3, can_miss=True)
-    dataset = build_from_extractors(rows, [rgb, faces], tmp_path / "images", tmp_path / "ds", batch_size=3, progress=False)
-    assert rgb.batches == [3, 3, 1]
-    values, present = column_array(dataset, "rgb")
-    shades = np.array([(f * 37) % 256 for f in rows.frame]) / 255
-    np.testing.assert_allclose(values[:, 0], shades, atol=0.01)
-    assert np.array_equal(column_array(dataset, "faces")[1], shades > 0.2)
-    assert read_metadata(dataset)["extractors"]["rgb"] == {"registry": "rgb", "checkpoint": None}
+    images, annotations = tmp_path / "images", write_mtl(tmp_path / "train.txt", rows)
+    write_images(images, rows)
+    (images / "b" / "00011.jpg").write_bytes(b"\xff\xd8 not a jpeg")  # one bad file
+    extractor = ["--extractor", "resnet18", "--random-init"]
+    code = _cli("build", "--annotations", f"train={annotations}", "--images", str(images), *extractor,
+                "--batch-size", "3", "--output", str(tmp_path / "built"))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "train: 1 unusable images stored as missing vectors (first: " in out and "b/00011.jpg" in out
+    built = datasets.load_from_disk(str(tmp_path / "built" / "train"))
+    report = json.loads((tmp_path / "built" / "train" / "extraction_report.json").read_text())
+    assert [f["image"] for f in report["failed_files"]] == [str(images / "b" / "00011.jpg")]
+    assert not (tmp_path / "built" / "train.work").exists()  # the work folder is gone once merged
 
-    (tmp_path / "images" / "a" / "00002.jpg").unlink()
-    (tmp_path / "images" / "b" / "00012.jpg").unlink()
-    probe = FakeExtractor("rgb", 5)
-    with pytest.raises(FileNotFoundError, match=r"2 annotated frames have no image") as error:
-        build_from_extractors(rows, [probe], tmp_path / "images", tmp_path / "other", progress=False)
-    assert "a/00002.jpg" in str(error.value) and "b/00012.jpg" in str(error.value)
-    assert probe.batches == []  # listed before any work started
+    assert _cli("extract", "--frames", str(images), "--annotations", str(annotations), *extractor, "--runtime", "torch",
+                "--batch-size", "3", "--output", str(tmp_path / "extracted"), "--no-progress") == 0
+    extracted = datasets.load_from_disk(str(tmp_path / "extracted"))
+    built_vectors, built_present = column_array(built, "resnet18")
+    vectors, present = column_array(extracted, "resnet18")
+    assert built_present.tolist() == [True] * 5 + [False, True] and np.array_equal(built_present, present)
+    np.testing.assert_array_equal(built_vectors, vectors)
+    assert read_metadata(built)["extractors"] == read_metadata(extracted)["extractors"]
+    assert built.split == "train" and list(built["frame"]) == [1, 2, 3, 4, 10, 11, 12]
+
+    (images / "a" / "00002.jpg").unlink()
+    (images / "b" / "00012.jpg").unlink()
+    capsys.readouterr()
+    assert _cli("build", "--annotations", f"train={annotations}", "--images", str(images), *extractor,
+                "--output", str(tmp_path / "other")) == 2
+    err = capsys.readouterr().err
+    assert "2 annotated frames have no image" in err and "a/00002.jpg" in err and "1 more lines" in err
+    assert not (tmp_path / "other" / "train").exists()  # listed before any work started
 
 
 def test_parquet_folder_card_and_push(tmp_path, recording_hub):

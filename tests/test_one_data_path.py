@@ -13,7 +13,7 @@ from PIL import Image
 from skimage import data
 
 from abaw_hf.cli import main as cli_main
-from abaw_hf.data import Annotations, build_from_extractors
+from abaw_hf.data import column_array
 from abaw_hf.extraction import read_face_image
 from abaw_hf.extractors import create_extractor
 from abaw_hf.faces.images import flatten_alpha, read_image_file
@@ -72,33 +72,17 @@ def image_kinds(tmp_path_factory) -> dict[str, tuple[Path, np.ndarray | None]]:
     return kinds
 
 
-class RecordingExtractor:
-    """An extractor-like object for `build_from_extractors` that keeps the pixels it is given."""
-
-    name, dim = "pixels", 1
-
-    def __init__(self):
-        self.images: list[np.ndarray] = []
-
-    def extract(self, images):
-        self.images += [np.array(image) for image in images]
-        return np.zeros((len(images), 1), np.float32)
-
-
 def test_every_entry_point_decodes_each_image_kind_the_same(image_kinds, tmp_path):
     names = sorted(image_kinds)
-    rows = Annotations.unlabelled(["kinds"] * len(names), list(range(1, len(names) + 1)))
-    recorder = RecordingExtractor()
-    _lay_out_for_build(image_kinds, names, tmp_path / "root")
-    build_from_extractors(rows, [recorder], tmp_path / "root", tmp_path / "built", progress=False,
-                          image_pattern="{video}/{frame:05d}.img")
+    build_vectors, extract_vectors = _build_and_extract(image_kinds, names, tmp_path)
     for position, name in enumerate(names):
         path, expected = image_kinds[name]
         decoded = read_image_file(path).pixels
         assert decoded.dtype == np.uint8 and decoded.shape[2] == 3, name
         np.testing.assert_array_equal(read_face_image(path).pixels, decoded, err_msg=f"extract: {name}")
         np.testing.assert_array_equal(read_image(path), decoded, err_msg=f"predict: {name}")
-        np.testing.assert_array_equal(recorder.images[position], decoded, err_msg=f"build: {name}")
+        # build --extractor is extract's path: the same vector from the same decoded pixels
+        np.testing.assert_array_equal(build_vectors[position], extract_vectors[position], err_msg=f"build: {name}")
         if expected is not None:
             np.testing.assert_array_equal(decoded, expected, err_msg=name)
     face = astronaut_face()
@@ -107,11 +91,26 @@ def test_every_entry_point_decodes_each_image_kind_the_same(image_kinds, tmp_pat
     assert np.abs(read_image_file(image_kinds["cmyk.jpg"][0]).pixels.astype(int) - face).mean() < 4
 
 
-def _lay_out_for_build(image_kinds, names, root: Path) -> None:
-    """The files as `build` expects them: {video}/{frame:05d}.img (the decoder reads content, not names)."""
-    (root / "kinds").mkdir(parents=True)
+def _build_and_extract(image_kinds, names, root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every kind through `abaw-hf build --extractor` and `abaw-hf extract`, as {video}/{frame:05d}.jpg (the
+    decoder reads content, not names): the two feature columns, row i = names[i]."""
+    import datasets
+
+    (root / "frames" / "kinds").mkdir(parents=True)
     for frame, name in enumerate(names, start=1):
-        (root / "kinds" / f"{frame:05d}.img").write_bytes(image_kinds[name][0].read_bytes())
+        (root / "frames" / "kinds" / f"{frame:05d}.jpg").write_bytes(image_kinds[name][0].read_bytes())
+    header = "image,valence,arousal,expression," + ",".join(f"AU{n}" for n in (1, 2, 4, 6, 7, 10, 12, 15, 23, 24, 25, 26))
+    lines = [f"kinds/{frame:05d}.jpg,0,0,0,{','.join(['0'] * 12)}" for frame in range(1, len(names) + 1)]
+    (root / "train.txt").write_text("\n".join([header, *lines]) + "\n")
+    extractor = ["--extractor", "resnet18", "--random-init"]
+    assert cli_main(["build", "--annotations", f"train={root / 'train.txt'}", "--images", str(root / "frames"),
+                     *extractor, "--output", str(root / "built")]) == 0
+    assert cli_main(["extract", "--frames", str(root / "frames"), "--annotations", str(root / "train.txt"), *extractor,
+                     "--runtime", "torch", "--output", str(root / "extracted"), "--no-progress"]) == 0
+    built = column_array(datasets.load_from_disk(str(root / "built" / "train")), "resnet18")
+    extracted = column_array(datasets.load_from_disk(str(root / "extracted")), "resnet18")
+    assert built[1].all() and extracted[1].all()  # every kind decoded: none is an unusable file
+    return built[0], extracted[0]
 
 
 @pytest.fixture

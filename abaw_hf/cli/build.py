@@ -115,8 +115,9 @@ def _parquet_folder(args: argparse.Namespace, output: Path) -> Path:
 def _build(args: argparse.Namespace, output: Path) -> int:
     import datasets  # here, not at the top: `abaw-hf build --help` stays light
 
-    from ..data.builder import build_from_arrays, build_from_extractors, image_paths
+    from ..data.builder import build_from_arrays, image_paths
     from ..data.converters import join_features, read_feature_dict_npy, read_openface_folder
+    from ..extraction.runner import extract_features
 
     if args.synthetic:
         from ..data.synthetic import make_synthetic_dataset
@@ -150,11 +151,16 @@ def _build(args: argparse.Namespace, output: Path) -> int:
             for table in rows.values():  # every missing image of every split, before any work starts
                 image_paths(table, args.images)
             extractors = create_extractors(args.extractor, random_init=args.random_init, allow_pickle=args.allow_pickle)
-            for split, table in rows.items():
-                built[split] = build_from_extractors(
-                    table, extractors, args.images, output / split, batch_size=args.batch_size,
-                    shard_size=args.shard_size, overwrite=args.overwrite, split=split,
+            for split, table in rows.items():  # the images -> extractors -> dataset path of `abaw-hf extract`
+                result = extract_features(
+                    table, args.images, extractors, output / split, batch_size=args.batch_size,
+                    shard_size=args.shard_size, overwrite=args.overwrite, split=split, runtime="torch",
                 )  # fmt: skip
+                built[split] = result.dataset
+                unusable = result.report["failed_files"]
+                if unusable:  # one bad file never kills the build: a missing vector, named in the report
+                    print(f"{split}: {len(unusable)} unusable images stored as missing vectors "
+                          f"(first: {unusable[0]['image']}: {unusable[0]['reason']}); report: {result.report_path}")
         else:
             assignments = parse_assignments(args.features, "--features", "NAME=FILE.npy")
             for name, _ in assignments:

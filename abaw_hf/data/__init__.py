@@ -9,7 +9,7 @@ from .._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".annotations": ["AnnotationError", "Annotations", "merge_annotations", "read_mtl_annotations", "read_mtl_test_list", "read_single_task_folder"],
-    ".builder": ["FeatureError", "build_from_arrays", "build_from_extractors", "write_sharded_dataset"],
+    ".builder": ["FeatureError", "build_from_arrays", "write_sharded_dataset"],
     ".columns": ["column_array", "column_chunks"],
     ".schema": ["KNOWN_FEATURE_DIMS", "MISSING_AU", "MISSING_EXPRESSION", "MISSING_VA", "dataset_features", "feature_dims_of", "read_metadata"],
     ".synthetic": ["make_synthetic_dataset", "synthetic_oracle_predictions", "synthetic_oracle_score"],

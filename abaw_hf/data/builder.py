@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import datasets
 import numpy as np
@@ -233,66 +233,3 @@ def image_paths(rows: Annotations, image_root: str | os.PathLike, pattern: str =
         shown = "\n  ".join(missing[:20])
         raise FileNotFoundError(f"{len(missing)} annotated frames have no image under {root}:\n  {shown}")
     return paths
-
-
-def _extract(extractor: Any, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Call an extractor-like object; it may return vectors, or (vectors, present) when it can miss a face."""
-    result = extractor.extract(images) if hasattr(extractor, "extract") else extractor(images)
-    present = None
-    if isinstance(result, tuple):
-        result, present = result
-    if hasattr(result, "detach"):
-        result = result.detach().float().cpu().numpy()
-    result = np.asarray(result, dtype=np.float32)
-    present = np.ones(len(result), bool) if present is None else np.asarray(present, dtype=bool)
-    return result, present
-
-
-def build_from_extractors(
-    rows: Annotations,
-    extractors: Sequence[Any],
-    image_root: str | os.PathLike,
-    output_dir: str | os.PathLike,
-    *,
-    image_pattern: str = "{video}/{frame:05d}.jpg",
-    batch_size: int = 64,
-    **kwargs: Any,
-) -> datasets.Dataset:
-    """Run extractor-like objects (`.name`, `.dim`, `.extract(list of HxWx3 uint8 RGB) -> [N, dim]`, optional
-    `.provenance()`) over the rows' images. Missing images are listed together before anything runs."""
-    from ..faces.images import ImageProblem, read_image_file
-
-    paths = image_paths(rows, image_root, image_pattern)
-    by_key = {(v, int(f)): p for v, f, p in zip(rows.video.tolist(), rows.frame.tolist(), paths)}
-    names = [str(e.name) for e in extractors]
-    if len(set(names)) != len(names):
-        raise ValueError(f"extractor names must be unique, got {names}")
-
-    def compute_shard(shard: Annotations, _: np.ndarray) -> ShardFeatures:
-        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        parts: dict[str, list] = {name: [] for name in names}
-        for start in range(0, len(shard), batch_size):
-            keys = zip(shard.video[start : start + batch_size].tolist(), shard.frame[start : start + batch_size].tolist())
-            images = []
-            for key in keys:
-                try:  # the package's one decoding policy, as `extract` and `predict` decode
-                    images.append(read_image_file(by_key[key]).pixels)
-                except ImageProblem as problem:
-                    raise FeatureError(f"{by_key[key]}: {problem}") from None
-            for name, extractor in zip(names, extractors):
-                vectors, present = _extract(extractor, images)
-                if vectors.shape != (len(images), int(extractor.dim)):
-                    raise FeatureError(
-                        f"extractor {name!r} returned shape {vectors.shape}, expected ({len(images)}, {extractor.dim})"
-                    )
-                parts[name].append((vectors, present))
-        for name in names:
-            out[name] = (np.concatenate([p[0] for p in parts[name]]), np.concatenate([p[1] for p in parts[name]]))
-        return out
-
-    provenance = {
-        str(e.name): dict(e.provenance()) for e in extractors if callable(getattr(e, "provenance", None))
-    }
-    kwargs.setdefault("provenance", provenance)
-    kwargs.setdefault("source", f"{Path(image_root).resolve()}|{image_pattern}|{names}")
-    return write_sharded_dataset(rows, {str(e.name): int(e.dim) for e in extractors}, compute_shard, output_dir, **kwargs)

@@ -255,6 +255,7 @@ def extract_features(
     runtime: str = "auto",
     onnx_dir: str | os.PathLike | None = None,
     audio_sources: Mapping[str, Any] | None = None,
+    split: str | None = None,
 ) -> ExtractionResult:
     """Extract every row's image (`image_root / image_pattern`) with `extractors` into a feature dataset.
 
@@ -267,8 +268,8 @@ def extract_features(
     split between the processes. `runtime` says what runs the networks (`abaw_hf.onnx`: ``"auto"`` takes
     onnxruntime on CPU where it is faster); the report records what each extractor got. `audio_sources` (video ->
     `abaw_hf.extraction.audio.AudioSource`) gives ``audio:`` extractors each video's sound; a video without one
-    gets missing vectors, its reason under `missing_audio` in the report. Returns the dataset when every shard is
-    done.
+    gets missing vectors, its reason under `missing_audio` in the report. `split` names the dataset's split
+    (`abaw-hf build` writes one folder per split). Returns the dataset when every shard is done.
     """
     state = process_state()
     if len(rows) == 0:
@@ -353,7 +354,8 @@ def extract_features(
             # builder replaces; the unfinished report marks the folder as this extraction's while merging.
             outputs.claim(output_dir)
             report_path.write_text(json.dumps({**report, "complete": False}, indent=2))
-            dataset = _write_dataset(ordered, names, extractors, features_dir, output_dir, shard_size, provenance, fingerprint, progress)
+            dataset = _write_dataset(ordered, names, extractors, features_dir, output_dir, shard_size, provenance,
+                                     fingerprint, progress, split)
         report_path.write_text(json.dumps(report, indent=2))
         if complete and not keep_work:
             shutil.rmtree(work_root)
@@ -447,7 +449,8 @@ class _ShardBuffer:
         _save_part(_part_path(features_dir, self.index), self.vectors, self.present, entries)
 
 
-def _write_dataset(ordered, names, extractors, features_dir, output_dir, shard_size, provenance, fingerprint, progress):
+def _write_dataset(ordered, names, extractors, features_dir, output_dir, shard_size, provenance, fingerprint, progress,
+                   split=None):
     def compute_shard(shard_rows: Annotations, row_index: np.ndarray):
         part = int(row_index[0]) // shard_size
         vectors, present, _ = _load_part(_part_path(features_dir, part), len(names))
@@ -463,6 +466,7 @@ def _write_dataset(ordered, names, extractors, features_dir, output_dir, shard_s
         shard_size=shard_size,
         provenance=provenance,
         source=f"abaw_hf.extraction:{fingerprint}",
+        split=split,
         overwrite=True,
         progress=progress,
     )
