@@ -159,6 +159,7 @@ def test_a_task_added_to_the_table_trains_evaluates_and_predicts(toy_task, tmp_p
     assert 0.0 <= result["best"]["f1_toy"] <= 1.0 and "p_mtl" in result["best"]
     saved = json.loads((run / "config.json").read_text())
     assert saved["tasks"] == ["va", "expression", "au", "toy"]
+    assert [task.name for task in _tiny_model().tasks] == ["va", "expression", "au"]  # a config without tasks: ABAW's
 
     # the model: rebuilt from its config with the toy head, whose output and loss come with the ABAW ones
     model = AbawFusionModel.from_pretrained(run).eval()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .._import_hooks import is_executing
 from .._lazy import lazy_exports
 from .labels_abaw_fusion import AU_NAMES, EXPRESSION_NAMES
-from .tasks_abaw_fusion import OUTPUT_FIELDS, PREDICTION_FIELDS, TASKS, Task
+from .tasks_abaw_fusion import OUTPUT_FIELDS, PREDICTION_FIELDS, TASKS, Task, register_task, unregister_task
 
 _CONFIGURATION = "abaw_hf.modeling.configuration_abaw_fusion"
 _MODELING = "abaw_hf.modeling.modeling_abaw_fusion"
@@ -21,7 +21,7 @@ __getattr__, __dir__, _LAZY_NAMES = lazy_exports(__name__, {
 })
 
 __all__ = ["AU_NAMES", "EXPRESSION_NAMES", "OUTPUT_FIELDS", "PREDICTION_FIELDS", "TASKS", "Task", *_LAZY_NAMES,
-           "register_auto_classes"]
+           "register_auto_classes", "register_task", "unregister_task"]
 
 
 def register_auto_classes() -> None:

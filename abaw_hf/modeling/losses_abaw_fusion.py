@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .configuration_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA
+from .configuration_abaw_fusion import MISSING_AU, MISSING_VA
 
 
 def _zero_like(prediction: torch.Tensor) -> torch.Tensor:
@@ -37,14 +37,6 @@ def regression_loss(
         return _zero_like(prediction)
     p, t = prediction[valid].float(), target[valid].float()
     return mse_weight * F.mse_loss(p, t) + ccc_weight * (1.0 - concordance_correlation(p, t))
-
-
-def expression_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the labelled frames (−1 ignored)."""
-    valid = target != MISSING_EXPRESSION
-    if not bool(valid.any()):
-        return _zero_like(logits)
-    return F.cross_entropy(logits[valid].float(), target[valid].long())
 
 
 def weighted_asymmetric_au_loss(logits: torch.Tensor, target: torch.Tensor, au_weights: torch.Tensor) -> torch.Tensor:
@@ -79,7 +71,7 @@ def _va_mse_ccc(task, output, targets, model):
 
 
 def _cross_entropy(task, output, targets, model):
-    """Cross-entropy over the labelled frames (the task's missing marker ignored)."""
+    """Cross-entropy over the labelled frames (the task's missing marker, −1 for expressions, ignored)."""
     valid = targets != task.missing
     term = F.cross_entropy(output[valid].float(), targets[valid].long()) if bool(valid.any()) else _zero_like(output)
     return term, {f"{task.name}_loss": term}

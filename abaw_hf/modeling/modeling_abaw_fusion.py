@@ -218,10 +218,7 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
         self.embedding_dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList([AbawEncoderLayer(config) for _ in range(config.num_hidden_layers)])
         self.final_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.tasks = tasks_of(config)
-        names = [task.name for task in self.tasks]
-        # the tasks are recorded in the config when they are not ABAW's, so from_pretrained builds the same heads
-        config.tasks = None if tuple(names) == ABAW_TASK_NAMES else names
+        self.tasks = tasks_of(config)  # config.tasks (None: ABAW's three)
         for task in self.tasks:  # va_head, expression_head, au_head: one per row of the task table
             self.add_module(f"{task.name}_head", nn.Linear(width, task.head_width(config)))
         self.register_buffer("au_loss_weights", torch.tensor(config.au_loss_weights, dtype=torch.float32), persistent=False)

@@ -28,8 +28,9 @@ an output's name.
 | ``in_p_mtl`` | whether its score is a term of ABAW's P_MTL |
 
 A new task is a new row (`register_task`) plus, at most, a named loss (`register_loss`) and metric
-(`abaw_hf.metrics.register_score`). A model built while it is registered has its head, and records its tasks in its
-config (``config.tasks``), so ``from_pretrained`` rebuilds the same heads (with the row registered again).
+(`abaw_hf.metrics.register_score`). Training builds a model of every registered task and records them in its config
+(``config.tasks``, `registered_task_names`; absent for ABAW's three), so ``from_pretrained`` rebuilds the same heads
+(with the row registered again).
 """
 
 from __future__ import annotations
@@ -145,9 +146,15 @@ def task_named(name: str) -> Task:
 
 
 def tasks_of(config) -> list[Task]:
-    """The tasks of a model: those its config names (``config.tasks``), else every registered task."""
+    """The tasks of a model: those its config names (``config.tasks``), else ABAW's three."""
     names = getattr(config, "tasks", None)
-    return [task_named(name) for name in names] if names is not None else list(TASKS)
+    return [task_named(name) for name in names] if names is not None else list(ABAW_TASKS)
+
+
+def registered_task_names() -> list[str] | None:
+    """``config.tasks`` for a model of every registered task (what training builds): None for ABAW's three."""
+    names = [task.name for task in TASKS]
+    return None if tuple(names) == ABAW_TASK_NAMES else names
 
 
 def output_fields() -> list[str]:

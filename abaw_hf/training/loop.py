@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..evaluation import format_metrics_table, predict_with_accelerator, score_predictions
 from ..model_files import TRAIN_CONFIG_FILE
 from ..modeling import AbawFusionModel
+from ..modeling.tasks_abaw_fusion import registered_task_names
 from .config import TrainConfig, model_config_from_train_config, save_train_config
 from .data import (
     au_loss_weights_from_labels,
@@ -107,6 +108,7 @@ def _train(config: TrainConfig, resume) -> dict:
     )
 
     model_config = model_config_from_train_config(config, feature_dims, au_weights, provenance)
+    model_config.tasks = registered_task_names()  # a task added to the table trains too (None: ABAW's three)
 
     # windows of consecutive available frames; evaluation windows tile every frame exactly once
     window_args = dict(window_size=config.window, max_gap=config.max_gap, feature_names=config.features,
