@@ -144,7 +144,9 @@ def test_a_task_added_to_the_table_trains_evaluates_and_predicts(toy_task, tmp_p
     from PIL import Image
     from skimage import data as images
 
+    from abaw_hf import AU_NAMES, EXPRESSION_NAMES
     from abaw_hf.cli import main as cli_main
+    from abaw_hf.pipeline import prediction_columns
     from abaw_hf.modeling.tasks_abaw_fusion import unregister_task
     from abaw_hf.training import TrainConfig, train
 
@@ -182,6 +184,7 @@ def test_a_task_added_to_the_table_trains_evaluates_and_predicts(toy_task, tmp_p
     assert cli_main(["predict", str(photo), "--model", str(run), "-o", str(tmp_path / "pred.csv")]) == 0
     table = pd.read_csv(tmp_path / "pred.csv")
     toy_columns = ["toy", "prob_calm", "prob_busy"]
+    assert list(table.columns[:-1]) == prediction_columns(EXPRESSION_NAMES, AU_NAMES, model.config)
     assert list(table.columns[-5:-2]) == toy_columns and list(table.columns[-2:]) == ["note", "weights"]
     assert table.loc[0, "toy"] in TOY_CLASSES and abs(table.loc[0, "prob_calm"] + table.loc[0, "prob_busy"] - 1) < 1e-5
     capsys.readouterr()

@@ -53,7 +53,7 @@ def task_columns(task, names: list[str]) -> list[str]:
 
 def prediction_columns(expression_names: list[str], au_names: list[str], config=None) -> list[str]:
     """The per-frame table's columns, in order (with ``config``: those of its tasks, names from the config)."""
-    names = {"expression": expression_names, "au": au_names}
+    names = {"va": [], "expression": expression_names, "au": au_names}  # VA's columns name no class
     tasks = ABAW_TASKS if config is None else tasks_of(config)
     return [
         "source", "frame", "face", "time", "face_found", *BOX_COLUMNS,
