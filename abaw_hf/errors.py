@@ -15,6 +15,9 @@ from typing import Callable, Sequence
 EXIT_USER_ERROR = 2
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "ABAW_HF_DEBUG"
+# the one set of words a yes/no value accepts: training's boolean settings (flag and YAML) and $ABAW_HF_DEBUG
+TRUE_WORDS = ("true", "yes", "y", "t", "1", "on")
+FALSE_WORDS = ("false", "no", "n", "f", "0", "off")
 _MAX_LINES = 2
 _MAX_LINE_CHARS = 400
 
@@ -29,7 +32,7 @@ class ConfigError(UserError, ValueError):
 
 def debug_requested(argv: Sequence[str] | None = None) -> bool:
     flag = DEBUG_FLAG in (sys.argv[1:] if argv is None else argv)
-    return flag or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return flag or os.environ.get(DEBUG_ENV, "").strip().lower() in TRUE_WORDS
 
 
 def strip_debug_flag(argv: Sequence[str]) -> list[str]:

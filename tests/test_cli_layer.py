@@ -86,6 +86,15 @@ def test_a_flag_and_a_yaml_key_read_a_boolean_the_same_way(tmp_path, word):
     assert from_flag is (word.lower() in ("true", "yes", "y", "t", "1", "on"))
 
 
+def test_one_set_of_yes_no_words(monkeypatch):
+    from abaw_hf.errors import FALSE_WORDS, TRUE_WORDS, debug_requested
+
+    assert set(TRUE_WORDS) == {"true", "yes", "y", "t", "1", "on"} and not set(TRUE_WORDS) & set(FALSE_WORDS)
+    for word in TRUE_WORDS + FALSE_WORDS:  # $ABAW_HF_DEBUG reads the words the training settings read
+        monkeypatch.setenv("ABAW_HF_DEBUG", word.upper())
+        assert debug_requested([]) is (word in TRUE_WORDS), word
+
+
 def test_a_bad_value_is_refused_by_flag_and_yaml_alike(tmp_path):
     from abaw_hf.cli.train import parse_train_config
     from abaw_hf.errors import ConfigError
@@ -104,10 +113,19 @@ def test_model_settings_map_onto_the_model_config_with_its_defaults():
     from abaw_hf.modeling import AbawFusionConfig
     from abaw_hf.training import MODEL_SETTINGS, TrainConfig, model_config_from_train_config
 
+    from abaw_hf.modeling.labels_abaw_fusion import MODEL_DEFAULTS
+
     model_defaults = AbawFusionConfig()
     train_defaults = TrainConfig()
     fields = {item.name for item in dataclasses.fields(TrainConfig)}
     assert set(MODEL_SETTINGS) <= fields
+    # one default, defined once: both dataclasses' fields read MODEL_DEFAULTS (a literal in either would be a second)
+    model_fields = {item.name: item for item in dataclasses.fields(AbawFusionConfig)}
+    assert set(MODEL_DEFAULTS) == {MODEL_SETTINGS[key] for key in MODEL_SETTINGS if key not in ("window", "max_gap")}
+    for model_key, default in MODEL_DEFAULTS.items():
+        assert model_fields[model_key].default is default, model_key
+    for key in set(MODEL_SETTINGS) - {"window", "max_gap"}:
+        assert TrainConfig.__dataclass_fields__[key].default is MODEL_DEFAULTS[MODEL_SETTINGS[key]], key
     for key, model_key in MODEL_SETTINGS.items():
         assert hasattr(model_defaults, model_key), model_key
         if key not in ("window", "max_gap"):  # training records these; a bare model config leaves them unset

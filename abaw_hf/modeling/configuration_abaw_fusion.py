@@ -19,6 +19,7 @@ from .labels_abaw_fusion import (  # noqa: F401  re-exported: the label space is
     AU_NAMES,
     EXPRESSION_NAMES,
     FUSION_MODES,
+    MODEL_DEFAULTS,
     MISSING_AU,
     MISSING_EXPRESSION,
     MISSING_VA,
@@ -77,26 +78,26 @@ class AbawFusionConfig(PretrainedConfig):
         au_names (`list[str]`): names of the AU outputs, in order.
         extractors (`dict[str, dict]`): provenance per feature (registry name, variant, preprocessing,
             checkpoint file and sha256) so a pipeline can rebuild the extractors from the model alone.
-        tasks (`list[str]`, *optional*): the model's heads, by task name (`tasks_abaw_fusion.TASKS`); `None`: every
-            registered task (ABAW's three unless `register_task` added one). The model records it when not ABAW's.
+        tasks (`list[str]`, *optional*): the model's heads, by task name (rows of `tasks_abaw_fusion.TASKS`); `None`:
+            ABAW's three (va, expression, au). Training sets it when `register_task` added a row.
     """
 
     model_type = "abaw_fusion"
 
     feature_dims: dict[str, int] | None = None
     feature_names: list[str] | None = None
-    hidden_size: int = 384
-    fusion: str = "concat"
-    concat_projection: int | None = None
-    position_encoding: str = "sinusoidal"
+    hidden_size: int = MODEL_DEFAULTS["hidden_size"]
+    fusion: str = MODEL_DEFAULTS["fusion"]
+    concat_projection: int | None = MODEL_DEFAULTS["concat_projection"]
+    position_encoding: str = MODEL_DEFAULTS["position_encoding"]
     max_window: int = 512
     window: int | None = None
     max_gap: int | None = None
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    mlp_ratio: float | int = 4.0
-    hidden_dropout_prob: float | int = 0.1
-    attention_dropout_prob: float | int = 0.0
+    num_hidden_layers: int = MODEL_DEFAULTS["num_hidden_layers"]
+    num_attention_heads: int = MODEL_DEFAULTS["num_attention_heads"]
+    mlp_ratio: float | int = MODEL_DEFAULTS["mlp_ratio"]
+    hidden_dropout_prob: float | int = MODEL_DEFAULTS["hidden_dropout_prob"]
+    attention_dropout_prob: float | int = MODEL_DEFAULTS["attention_dropout_prob"]
     layer_norm_eps: float | int = 1e-5
     initializer_range: float | int = 0.02
     num_expressions: int = NUM_EXPRESSIONS
@@ -105,9 +106,9 @@ class AbawFusionConfig(PretrainedConfig):
     valence_ccc_weight: float | int = 0.4
     arousal_mse_weight: float | int = 0.5
     arousal_ccc_weight: float | int = 0.5
-    va_loss_weight: float | int = 1.0
-    expression_loss_weight: float | int = 1.0
-    au_loss_weight: float | int = 2.0
+    va_loss_weight: float | int = MODEL_DEFAULTS["va_loss_weight"]
+    expression_loss_weight: float | int = MODEL_DEFAULTS["expression_loss_weight"]
+    au_loss_weight: float | int = MODEL_DEFAULTS["au_loss_weight"]
     au_loss_weights: list[float | int] | None = None
     au_thresholds: list[float | int] | None = None
     au_names: list[str] | None = None

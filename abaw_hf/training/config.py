@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError, UserError, read_text_file
-from ..modeling.labels_abaw_fusion import FUSION_MODES, POSITION_ENCODINGS
+from ..errors import FALSE_WORDS, TRUE_WORDS, ConfigError, UserError, read_text_file
+from ..modeling.labels_abaw_fusion import FUSION_MODES, MODEL_DEFAULTS, POSITION_ENCODINGS
 from ..segments import DEFAULT_MAX_GAP, DEFAULT_WINDOW, default_stride
 
 if TYPE_CHECKING:
@@ -31,6 +31,25 @@ class SettingError(ConfigError):
     def __init__(self, key: str, message: str):
         super().__init__(message)
         self.key = key
+
+
+# The one mapping from training settings to the fusion model's config: TrainConfig field -> AbawFusionConfig field.
+# The YAML key and flag keep the training name; the default of each is the model's own, MODEL_DEFAULTS (window and
+# max_gap aside: training sets those), so each model setting has one name in config.json and one default.
+MODEL_SETTINGS = {
+    "window": "window", "max_gap": "max_gap",
+    "fusion": "fusion", "hidden_size": "hidden_size", "concat_projection": "concat_projection",
+    "position_encoding": "position_encoding", "num_hidden_layers": "num_hidden_layers",
+    "num_attention_heads": "num_attention_heads", "mlp_ratio": "mlp_ratio", "dropout": "hidden_dropout_prob",
+    "attention_dropout": "attention_dropout_prob", "va_loss_weight": "va_loss_weight",
+    "expression_loss_weight": "expression_loss_weight", "au_loss_weight": "au_loss_weight",
+}
+TRAINING_SET_MODEL_SETTINGS = ("window", "max_gap")  # recorded by training, unset (None) in a bare model config
+
+
+def _model_default(key: str):
+    """The default of training setting ``key``: its AbawFusionConfig field's (`MODEL_DEFAULTS`)."""
+    return MODEL_DEFAULTS[MODEL_SETTINGS[key]]
 
 
 @dataclass
@@ -54,19 +73,20 @@ class TrainConfig:
     train_stride: int = field(default=default_stride(DEFAULT_WINDOW), metadata={"help": "step between training windows"})
     max_gap: int = field(default=DEFAULT_MAX_GAP, metadata={"help": "a frame-number gap larger than this starts a new window"})
     # model (`MODEL_SETTINGS` maps each to its AbawFusionConfig field; same defaults)
-    fusion: str = field(default="concat", metadata={"help": "concat (paper eq. 2, temporal) or tokens (released code)"})
-    hidden_size: int = 384
-    concat_projection: int | None = None
-    position_encoding: str = "sinusoidal"
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    mlp_ratio: float = 4.0
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
+    fusion: str = field(default=_model_default("fusion"),
+                        metadata={"help": "concat (paper eq. 2, temporal) or tokens (released code)"})
+    hidden_size: int = _model_default("hidden_size")
+    concat_projection: int | None = _model_default("concat_projection")
+    position_encoding: str = _model_default("position_encoding")
+    num_hidden_layers: int = _model_default("num_hidden_layers")
+    num_attention_heads: int = _model_default("num_attention_heads")
+    mlp_ratio: float = _model_default("mlp_ratio")
+    dropout: float = _model_default("dropout")
+    attention_dropout: float = _model_default("attention_dropout")
     # losses
-    va_loss_weight: float = 1.0
-    expression_loss_weight: float = 1.0
-    au_loss_weight: float = 2.0
+    va_loss_weight: float = _model_default("va_loss_weight")
+    expression_loss_weight: float = _model_default("expression_loss_weight")
+    au_loss_weight: float = _model_default("au_loss_weight")
     au_loss_weighting: str = field(default="inverse_rate", metadata={"help": "inverse_rate (from training labels) or none"})
     # optimisation
     epochs: int = 10
@@ -141,24 +161,6 @@ class TrainConfig:
             raise SettingError("features", "features is empty; name at least one extractor column (e.g. resnet18)")
 
 
-# The one mapping from training settings to the fusion model's config: TrainConfig field -> AbawFusionConfig field.
-# The YAML key and flag keep the training name; the default of each is the model's own (tests/test_cli_layer.py
-# checks that every default agrees with AbawFusionConfig's, window and max_gap aside: training sets those).
-MODEL_SETTINGS = {
-    "window": "window", "max_gap": "max_gap",
-    "fusion": "fusion", "hidden_size": "hidden_size", "concat_projection": "concat_projection",
-    "position_encoding": "position_encoding", "num_hidden_layers": "num_hidden_layers",
-    "num_attention_heads": "num_attention_heads", "mlp_ratio": "mlp_ratio", "dropout": "hidden_dropout_prob",
-    "attention_dropout": "attention_dropout_prob", "va_loss_weight": "va_loss_weight",
-    "expression_loss_weight": "expression_loss_weight", "au_loss_weight": "au_loss_weight",
-}
-TRAINING_SET_MODEL_SETTINGS = ("window", "max_gap")  # recorded by training, unset (None) in a bare model config
-
-
-# the words a boolean setting accepts, in YAML and as a flag value alike
-_TRUE, _FALSE = ("true", "yes", "y", "t", "1", "on"), ("false", "no", "n", "f", "0", "off")
-
-
 def _type_description(base: type) -> str:
     if typing.get_origin(base) is list:
         return "a list of names (e.g. [resnet18, fau]) or 'resnet18+fau'"
@@ -190,8 +192,9 @@ def checked_config_value(key: str, value):
     if base is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-            return value.strip().lower() in _TRUE
+        # the words a boolean setting accepts, in YAML and as a flag value alike (errors.TRUE_WORDS, FALSE_WORDS)
+        if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+            return value.strip().lower() in TRUE_WORDS
         raise problem
     if base is str:
         if isinstance(value, str):
