@@ -130,7 +130,7 @@ def test_build_cli_synthetic(tmp_path, capsys):
 def test_one_openface_reader_for_build_and_the_fau_extractor(tmp_path):
     """`build --openface-dir` and the fau extractor's openface variant read a CSV the same way: a CSV the extractor
     refuses (an intensity outside 0..5, a frame twice) is refused by build too, with the same message."""
-    from abaw_hf.data import openface
+    from abaw_hf import openface
     from abaw_hf.extractors import fau
     from abaw_hf.modeling.labels_abaw_fusion import AU_NAMES
 

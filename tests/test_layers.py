@@ -122,12 +122,15 @@ def test_no_import_cycle():
 ABOVE = {
     "abaw_hf.package_data": ("abaw_hf",),  # where the data files lie: imports nothing of abaw_hf
     "abaw_hf.audio": ("abaw_hf",),  # the one sound reader, below the audio encoders, the extraction and the pipeline
+    # the one OpenFace CSV reader, below the fau extractor and build --openface-dir (data.converters)
+    "abaw_hf.openface": ("abaw_hf.extractors", "abaw_hf.data", "abaw_hf.extraction", "abaw_hf.pipeline",
+                         "abaw_hf.cli"),
     "abaw_hf.faces": ("abaw_hf.pipeline", "abaw_hf.space", "abaw_hf.training", "abaw_hf.hub", "abaw_hf.cli",
                       "abaw_hf.onnx", "abaw_hf.extraction", "abaw_hf.data", "abaw_hf.evaluation"),
     "abaw_hf.metrics": ("abaw_hf.pipeline", "abaw_hf.space", "abaw_hf.training", "abaw_hf.hub", "abaw_hf.cli",
                         "abaw_hf.onnx", "abaw_hf.extraction", "abaw_hf.data", "abaw_hf.evaluation"),
     "abaw_hf.extractors": ("abaw_hf.pipeline", "abaw_hf.space", "abaw_hf.training", "abaw_hf.hub", "abaw_hf.cli",
-                           "abaw_hf.evaluation", "abaw_hf.extraction"),  # the sound they encode: abaw_hf.audio
+                           "abaw_hf.evaluation", "abaw_hf.extraction", "abaw_hf.data"),  # sound: abaw_hf.audio
     "abaw_hf.onnx": ("abaw_hf.pipeline", "abaw_hf.space", "abaw_hf.training", "abaw_hf.hub", "abaw_hf.cli"),
     "abaw_hf.data": ("abaw_hf.pipeline", "abaw_hf.space", "abaw_hf.training", "abaw_hf.cli",
                      "abaw_hf.extraction"),  # hub: Hub access; build --extractor runs extraction/ from cli/build
@@ -138,6 +141,21 @@ ABOVE = {
 
 def _is_in(module: str, package: str) -> bool:
     return package == "abaw_hf" or module == package or module.startswith(package + ".")
+
+
+def test_no_loop_between_packages():
+    """The packages (and top-level modules) of abaw_hf, each drawn as one node, form no loop either: a floor plan."""
+    def node(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    packages: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        packages.setdefault(node(module), set()).update(node(t) for t in targets if node(t) != node(module))
+    for targets in list(packages.values()):
+        for target in targets:
+            packages.setdefault(target, set())
+    loops = cycles(packages)
+    assert not loops, "packages importing each other: " + "; ".join(" <-> ".join(loop) for loop in loops)
 
 
 @pytest.mark.parametrize("lower", sorted(ABOVE))

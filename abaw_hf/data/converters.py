@@ -15,8 +15,8 @@ import numpy as np
 from ..errors import UserError
 from ..safe_pickle import UnsafePickleError, load_npy
 from .annotations import Annotations
-from .openface import OPENFACE_INTENSITY_COLUMNS
-from .openface import read_openface_csv as read_openface_frames
+from ..openface import OPENFACE_INTENSITY_COLUMNS
+from ..openface import read_openface_csv as read_openface_frames
 
 OPENFACE_AU_COLUMNS = list(OPENFACE_INTENSITY_COLUMNS)
 _SHOWN = 20
@@ -126,7 +126,7 @@ def read_feature_dict_npy(path: str | os.PathLike, name: str | None = None, *, a
 
 
 def read_openface_csv(path: str | os.PathLike, video: str | None = None, name: str = "fau") -> FeatureTable:
-    """An OpenFace 2.0 `FeatureExtraction` CSV (the one reader: `abaw_hf.data.openface`) as a feature table: the 17
+    """An OpenFace 2.0 `FeatureExtraction` CSV (the one reader: `abaw_hf.openface`) as a feature table: the 17
     `AUxx_r` intensities per frame, rows with `success == 0` missing. The video name defaults to the file stem."""
     path = Path(path)
     frames = read_openface_frames(path)

@@ -3,7 +3,7 @@
 Three ways to get them, all giving ``AUFrames`` (features ``[N, 17]`` + a ``present`` mask):
 
 - ``read_openface_csv(path)``: the CSV that OpenFace's ``FeatureExtraction`` wrote
-  (rows with ``success == 0`` are missing vectors; the one reader, `abaw_hf.data.openface`);
+  (rows with ``success == 0`` are missing vectors; the one reader, `abaw_hf.openface`);
 - ``run_openface(video_or_folder)`` or ``create_extractor("fau", variant="openface")``: runs
   ``FeatureExtraction`` (found on PATH) and reads its CSV;
 - ``create_extractor("fau")`` (variant ``"mediapipe"``, the default): in process and offline, from
@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..data.openface import (AU_INTENSITY_MAX, OPENFACE_AU_NAMES, OPENFACE_INTENSITY_COLUMNS,  # noqa: F401
+from ..openface import (AU_INTENSITY_MAX, OPENFACE_AU_NAMES, OPENFACE_INTENSITY_COLUMNS,  # noqa: F401
                              AUFrames, OpenFaceError, read_openface_csv)
 from .base import Extractor, PreprocessConfig
 from .registry import register_extractor

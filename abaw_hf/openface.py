@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError, read_text_file
+from .errors import UserError, read_text_file
 
 # OpenFace 2.0's intensity outputs, in the order of its CSV columns.
 OPENFACE_AU_NAMES = (
