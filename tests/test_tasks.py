@@ -171,6 +171,18 @@ def test_a_task_added_to_the_table_trains_evaluates_and_predicts(toy_task, tmp_p
     assert output.toy_logits.shape == (1, 5, 2) and output["toy_loss"] > 0 and output.loss >= output["toy_loss"]
     assert list(predictions(output)) == [*PREDICTION_FIELDS, "toy_probs"]
 
+    # the ONNX graph: the toy output beside the others, and the runtime returns it in the AbawFusionOutput
+    from abaw_hf.onnx.export import export_fusion, fusion_parity
+    from abaw_hf.onnx.runtime import OnnxFusionModel
+    from abaw_hf.onnx.sessions import create_session
+
+    described = export_fusion(model, tmp_path / "fusion.onnx")
+    assert [entry["name"] for entry in described["outputs"]] == [*OUTPUT_FIELDS, "toy_logits"]
+    session = create_session(tmp_path / "fusion.onnx")
+    assert fusion_parity(model, session) < 1e-4
+    torch.testing.assert_close(OnnxFusionModel(session, model.config)(features=windows).toy_logits, output.toy_logits,
+                               atol=1e-4, rtol=1e-4)
+
     # evaluate: the toy metric in the results
     assert cli_main(["evaluate", "--model", str(run), "--data", str(dataset), "--split", "validation",
                      "--output", str(tmp_path / "eval.json")]) == 0
