@@ -15,7 +15,8 @@ import numpy as np
 
 from .errors import UserError
 from .metrics import score_tasks
-from .modeling.tasks_abaw_fusion import TASKS, output_tensors, prediction_fields, predictions as task_predictions, task_named
+from .modeling.tasks_abaw_fusion import (ABAW_TASKS, TASKS, output_tensors, prediction_fields, predictions as task_predictions,
+                                         task_named)
 
 
 def _inference_mode(function):
@@ -196,8 +197,7 @@ def dataset_labels(dataset, tasks=None) -> dict[str, np.ndarray]:
 
 
 # A split scores only the tasks it has labels for: evaluate leaves the others (and P_MTL) out, tune needs all three.
-TASK_NAMES = {"va": "valence/arousal", "expression": "expression", "au": "AU"}
-TASK_METRICS = {"va": ("ccc_valence", "ccc_arousal", "va"), "expression": ("f1_expression",), "au": ("f1_au",)}
+TASK_NAMES = {task.name: task.words for task in ABAW_TASKS}  # how messages name each task's labels
 LABELS_RULE = (
     "Labels: a split without any (VA -5, expression -1 and AU -1 on every row, like the test split of MTL.txt) "
     "is refused. evaluate scores the tasks that have labels and says which have none; P_MTL needs all three. "
@@ -248,10 +248,12 @@ def score_predictions(
     dataset,
     *,
     au_thresholds: Sequence[float] | None = None,
+    tasks: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """ABAW MTL metrics of per-row predictions against the dataset's labels (thresholds default to 0.5), and the
-    metric of every other task of the table the predictions hold (`abaw_hf.metrics.score_tasks`)."""
-    tasks = predictions.tasks()
+    metric of every other task of the table the predictions hold (`abaw_hf.metrics.score_tasks`); ``tasks``: only
+    those (e.g. the labelled ones; P_MTL needs all of ABAW's)."""
+    tasks = [task for task in predictions.tasks() if tasks is None or task.name in tasks]
     labels = dataset_labels(dataset, tasks)
     rows = predictions.row_index
     thresholds = {"au": au_thresholds}

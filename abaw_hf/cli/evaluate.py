@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError, check_output_file
-from ..evaluation import (LABELS_RULE, TASK_METRICS, TASK_NAMES, dataset_labels, format_metrics_table, load_split,
+from ..evaluation import (LABELS_RULE, dataset_labels, format_metrics_table, load_split,
                           predict_dataset, require_labels, score_predictions)
+from ..modeling.tasks_abaw_fusion import task_named
 from .arguments import positive_int
 
 
@@ -42,16 +43,14 @@ def run(args: argparse.Namespace) -> int:
     tasks = require_labels(dataset_labels(dataset), f"{args.data}:{args.split}", "evaluate")
     predictions = predict_dataset(models, dataset, window=args.window, batch_size=args.batch_size)
     thresholds = np.mean([m.config.au_thresholds for m in models], axis=0)
-    metrics = score_predictions(predictions, dataset, au_thresholds=thresholds)
-    unlabelled = [task for task in TASK_NAMES if task not in tasks]
-    for task in unlabelled:  # a term of a task without labels would be a meaningless 0, and so would P_MTL
-        for key in (*TASK_METRICS[task], "p_mtl"):
-            metrics.pop(key, None)
+    # a term of a task without labels would be a meaningless 0, and so would P_MTL: the labelled tasks are scored
+    metrics = score_predictions(predictions, dataset, au_thresholds=thresholds, tasks=tasks)
+    unlabelled = [task.name for task in predictions.tasks() if task.name not in tasks]
     if unlabelled:
         metrics["unlabelled_tasks"] = unlabelled
     print(format_metrics_table(metrics, f"{args.data}:{args.split} ({len(models)} model{'s' if len(models) > 1 else ''})"))
     if unlabelled:
-        print(f"no {' / '.join(TASK_NAMES[t] for t in unlabelled)} labels in {args.data}:{args.split}: "
+        print(f"no {' / '.join(task_named(t).words or t for t in unlabelled)} labels in {args.data}:{args.split}: "
               "those terms and P_MTL are not reported")
     if args.output:
         Path(args.output).write_text(json.dumps(metrics, indent=2))

@@ -96,14 +96,17 @@ def register_score(name: str, function) -> None:
 def score_tasks(decisions: dict, labels: dict, tasks) -> dict[str, float]:
     """The metrics of ``tasks`` (rows of the task table) from ``{task name: decisions}`` and ``{task name: labels}``:
     each task's metric keys, then its score under ``score_key``, ``p_mtl`` (the sum of the P_MTL tasks' scores, when
-    the table has them all) and ``num_frames``. For ABAW's tasks: the keys and values of `compute_abaw_metrics`."""
+    ``tasks`` has every one) and ``num_frames``. For ABAW's tasks: the keys and values of `compute_abaw_metrics`."""
+    from ..modeling.tasks_abaw_fusion import TASKS
+
+
     parts = {task.name: TASK_SCORES[task.score](decisions[task.name], labels[task.name]) for task in tasks}
     # the terms first (a one-key metric is its own term), then the scores made of several terms (ABAW's order)
     metrics = {key: value for task in tasks for key, value in parts[task.name].items()
                if key != task.score_key or len(parts[task.name]) == 1}
     for task in tasks:
         metrics.setdefault(task.score_key, parts[task.name][task.score_key])
-    if any(task.in_p_mtl for task in tasks):
+    if {task.name for task in TASKS if task.in_p_mtl} <= {task.name for task in tasks}:
         metrics["p_mtl"] = sum(metrics[task.score_key] for task in tasks if task.in_p_mtl)
     metrics["num_frames"] = int(len(next(iter(labels.values()))))
     return metrics

@@ -26,6 +26,7 @@ an output's name.
 | ``classes`` | the names of its classes or labels (the ``{name}`` of the table): a tuple, or the config attribute that holds them |
 | ``thresholds`` | for ``sigmoid``: the config attribute of the per-label thresholds (0.5 without one) |
 | ``in_p_mtl`` | whether its score is a term of ABAW's P_MTL |
+| ``words`` | how messages name its labels (``valence/arousal``, ``AU``; default: its name) |
 
 A new task is a new row (`register_task`) plus, at most, a named loss (`register_loss`) and metric
 (`abaw_hf.metrics.register_score`). Training builds a model of every registered task and records them in its config
@@ -60,6 +61,7 @@ class Task:
     classes: tuple[str, ...] | str | None = None
     thresholds: str | None = None
     in_p_mtl: bool = False
+    words: str | None = None
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -97,17 +99,17 @@ ABAW_TASKS: tuple[Task, ...] = (
          missing=MISSING_VA, label_columns=("valence", "arousal"), metric="CCC (mean of valence and arousal)",
          table_columns=("valence", "arousal"), submission="valence,arousal", labels="valence_arousal_labels",
          loss="va_mse_ccc", loss_weight="va_loss_weight", score="ccc_va", score_key="va", classes=("valence", "arousal"),
-         in_p_mtl=True),
+         in_p_mtl=True, words="valence/arousal"),
     Task(name="expression", output="expression_logits", width="num_expressions", activation="softmax",
          prediction="expression_probs", missing=MISSING_EXPRESSION, label_columns=("expression",),
          metric="macro F1", table_columns=("expression", "prob_{name}"), submission="expression",
          labels="expression_labels", loss="cross_entropy", loss_weight="expression_loss_weight", score="f1_expression",
-         score_key="f1_expression", classes="id2label", in_p_mtl=True),
+         score_key="f1_expression", classes="id2label", in_p_mtl=True, words="expression"),
     Task(name="au", output="au_logits", width="num_aus", activation="sigmoid", prediction="au_probs",
          missing=MISSING_AU, label_columns=("aus",), metric="macro F1 (thresholded)",
          table_columns=("prob_{name}", "{name}"), submission="AU1,...,AU26", labels="au_labels",
          loss="weighted_asymmetric", loss_weight="au_loss_weight", score="f1_au", score_key="f1_au", classes="au_names",
-         thresholds="au_thresholds", in_p_mtl=True),
+         thresholds="au_thresholds", in_p_mtl=True, words="AU"),
 )
 ABAW_TASK_NAMES = tuple(task.name for task in ABAW_TASKS)
 
