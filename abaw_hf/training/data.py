@@ -39,8 +39,9 @@ def check_feature_columns(split, features: list[str], split_name: str) -> dict[s
 
     missing = [name for name in features if name not in split.column_names]
     if missing:
-        label_columns = {"video", "frame", "valence", "arousal", "expression", "aus"}
-        available = [c for c in split.column_names if c not in label_columns]
+        from ..data.schema import label_columns
+
+        available = [c for c in split.column_names if c not in label_columns()]
         raise ConfigError(
             f"--features: split {split_name!r} lacks feature column(s) {missing}; it has {available}. "
             "Pick --features from those, or extract the missing ones."
