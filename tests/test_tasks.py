@@ -100,6 +100,24 @@ def test_predictions_side_by_side_split_back_by_task():
     torch.testing.assert_close(torch.cat(list(parts.values()), dim=-1), values)
 
 
+def test_labels_are_checked_by_their_row():
+    model = _tiny_model(num_aus=3)
+    features = {name: torch.randn(1, 2, dim) for name, dim in DIMS.items()}
+    cases = [
+        ({"valence_arousal_labels": torch.tensor([[[0.5, 2.0], [-5.0, 0.0]]])},
+         "valence/arousal labels must lie in [-1, 1] or be -5.0 (missing); got [2.0]"),
+        ({"expression_labels": torch.tensor([[8, -1]])}, "expression labels must be in 0..7 or -1 (missing); got [8]"),
+        ({"au_labels": torch.tensor([[[0, 1], [1, 0]]])}, "au_labels: expected last dim 3, got [1, 2, 2]"),
+        ({"au_labels": torch.tensor([[[0, 1, 2], [1, 0, -1]]])}, "AU labels must be 0, 1 or -1 (missing); got [2]"),
+    ]
+    for labels, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            model(features=features, **labels)
+    good = {"valence_arousal_labels": torch.tensor([[[0.5, -1.0], [-5.0, 0.0]]]),
+            "expression_labels": torch.tensor([[7, -1]]), "au_labels": torch.tensor([[[0, 1, -1], [1, 0, -1]]])}
+    assert torch.isfinite(model(features=features, **good).loss)
+
+
 # ----- a task added through the table alone --------------------------------------------------------------------
 
 TOY_CLASSES = ("calm", "busy")

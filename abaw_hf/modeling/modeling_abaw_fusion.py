@@ -18,7 +18,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
-from .configuration_abaw_fusion import MISSING_AU, MISSING_EXPRESSION, MISSING_VA, AbawFusionConfig
+from .configuration_abaw_fusion import AbawFusionConfig
 from .losses_abaw_fusion import LOSSES
 from .tasks_abaw_fusion import ABAW_TASK_NAMES, tasks_of
 
@@ -235,24 +235,26 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
     def _collect_features(self, features, feature_kwargs) -> dict[str, torch.Tensor]:
         return check_features(self.config, features, feature_kwargs)
 
-    def _check_labels(self, va, expression, aus) -> None:
-        if va is not None:
-            ok = (va == MISSING_VA) | ((va >= -1.0) & (va <= 1.0))
+    def _check_labels(self, labels: dict) -> None:
+        """Each task's labels against its row: a value of its activation's range or its missing marker."""
+        for task in self.tasks:
+            values = labels.get(task.name)
+            if values is None:
+                continue
+            words, width = task.words or task.name, task.head_width(self.config)
+            if task.activation == "tanh":
+                ok = (values == task.missing) | ((values >= -1.0) & (values <= 1.0))
+                rule = f"lie in [-1, 1] or be {task.missing} (missing)"
+            elif task.activation == "softmax":
+                ok = (values == task.missing) | ((values >= 0) & (values < width))
+                rule = f"be in 0..{width - 1} or {task.missing} (missing)"
+            else:
+                if values.shape[-1] != width:
+                    raise ValueError(f"{task.labels}: expected last dim {width}, got {list(values.shape)}")
+                ok = (values == task.missing) | (values == 0) | (values == 1)
+                rule = f"be 0, 1 or {task.missing} (missing)"
             if not bool(ok.all()):
-                raise ValueError(f"valence/arousal labels must lie in [-1, 1] or be {MISSING_VA} (missing); got {va[~ok][:5].tolist()}")
-        if expression is not None:
-            ok = (expression >= MISSING_EXPRESSION) & (expression < self.config.num_expressions)
-            if not bool(ok.all()):
-                raise ValueError(
-                    f"expression labels must be in 0..{self.config.num_expressions - 1} or -1 (missing); "
-                    f"got {expression[~ok][:5].tolist()}"
-                )
-        if aus is not None:
-            if aus.shape[-1] != self.config.num_aus:
-                raise ValueError(f"au_labels: expected last dim {self.config.num_aus}, got {list(aus.shape)}")
-            ok = (aus == MISSING_AU) | (aus == 0) | (aus == 1)
-            if not bool(ok.all()):
-                raise ValueError(f"AU labels must be 0, 1 or -1 (missing); got {aus[~ok][:5].tolist()}")
+                raise ValueError(f"{words} labels must {rule}; got {values[~ok][:5].tolist()}")
 
     # ----- forward ---------------------------------------------------------------------------------------------
 
@@ -303,7 +305,7 @@ class AbawFusionModel(AbawFusionPreTrainedModel):
                   if task.name not in ABAW_TASK_NAMES}
         labels.update(va=valence_arousal_labels, expression=expression_labels, au=au_labels)
         features = self._collect_features(features, feature_kwargs)
-        self._check_labels(valence_arousal_labels, expression_labels, au_labels)
+        self._check_labels(labels)
         first = next(iter(features.values()))
         batch, length = first.shape[:2]
         device = first.device
