@@ -95,3 +95,15 @@ def test_the_command_line_names_the_field_and_exits_2(model_folder, tmp_path, ca
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert f"abaw-hf evaluate: error: --model {folder}: config.json is not a valid abaw_fusion config ({message}" in err
+
+
+@pytest.mark.parametrize("change, message", [WRONG_TYPES[0], OUT_OF_RANGE[0]], ids=["type", "range"])
+def test_push_names_the_bad_config_json(model_folder, tmp_path, change, message):
+    from abaw_hf.errors import UserError
+    from abaw_hf.hub.card import load_model_config
+
+    assert load_model_config(model_folder)[0].hidden_size == TINY["hidden_size"]
+    folder = _edited(model_folder, tmp_path, **change)
+    with pytest.raises(UserError) as refused:
+        load_model_config(folder)
+    assert str(refused.value).startswith(f"{folder / 'config.json'}: not a valid abaw_fusion config ({message}")

@@ -44,7 +44,14 @@ def load_model_config(model_dir_or_config) -> tuple[AbawFusionConfig, Path | Non
         raise StagingError(f"{config_file}: not valid JSON ({error})") from error
     if values.get("model_type") != AbawFusionConfig.model_type:
         raise StagingError(f"{config_file}: model_type is {values.get('model_type')!r}, not {AbawFusionConfig.model_type!r}")
-    return AbawFusionConfig.from_pretrained(folder), folder
+    from huggingface_hub.errors import StrictDataclassError
+
+    from ..modeling.configuration_abaw_fusion import config_problem
+
+    try:
+        return AbawFusionConfig.from_pretrained(folder), folder
+    except (ValueError, TypeError, StrictDataclassError) as error:  # a hand-edited value no model can have
+        raise StagingError(f"{config_file}: not a valid abaw_fusion config ({config_problem(error)})") from error
 
 
 def _count_parameters(weights_file: Path) -> int | None:
