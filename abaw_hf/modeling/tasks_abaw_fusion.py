@@ -84,11 +84,11 @@ class Task:
         names = getattr(config, self.classes)
         return [names[i] for i in range(self.head_width(config))] if isinstance(names, dict) else list(names)
 
-    def label_thresholds(self, config=None) -> list[float]:
-        """The per-label decision thresholds of a ``sigmoid`` task (its config attribute, else 0.5 each)."""
-        if config is not None and self.thresholds is not None:
+    def label_thresholds(self, config) -> list[float]:
+        """The per-label decision thresholds of a ``sigmoid`` task for ``config`` (its config attribute, else 0.5)."""
+        if self.thresholds is not None:
             return [float(t) for t in getattr(config, self.thresholds)]
-        return [0.5] * (self.head_width(config) if config is not None else 0)
+        return [0.5] * self.head_width(config)
 
 
 ACTIVATIONS = ("tanh", "softmax", "sigmoid")
