@@ -230,3 +230,14 @@ def test_the_abaw_config_names_no_tasks(tmp_path):
     assert model.config.tasks is None and [task.name for task in model.tasks] == ["va", "expression", "au"]
     model.save_pretrained(tmp_path)
     assert "tasks" not in json.loads((tmp_path / "config.json").read_text())
+
+
+def test_the_abaw_output_table_keeps_its_columns():
+    from abaw_hf.modeling import AU_NAMES, EXPRESSION_NAMES
+    from abaw_hf.pipeline import prediction_columns
+
+    config = _tiny_model().config
+    expected = ["source", "frame", "face", "time", "face_found", "face_x0", "face_y0", "face_x1", "face_y1",
+                "valence", "arousal", "expression", *[f"prob_{name}" for name in EXPRESSION_NAMES],
+                *[f"prob_{name}" for name in AU_NAMES], *AU_NAMES, "note"]
+    assert prediction_columns(EXPRESSION_NAMES, AU_NAMES) == prediction_columns(EXPRESSION_NAMES, AU_NAMES, config) == expected
