@@ -177,22 +177,17 @@ def _to_device(batch, device):
     return batch
 
 
-def _label_values(columns, task) -> np.ndarray:
-    """One task's labels ``[N]`` or ``[N, k]`` from its row's label columns (scalars side by side, or one list)."""
-    values = [np.asarray(columns[name]) for name in task.label_columns]
-    return values[0] if len(values) == 1 else np.stack(values, axis=1)
-
-
 def dataset_labels(dataset, tasks=None) -> dict[str, np.ndarray]:
     """Each task's labels under its name (``va [N,2]``, ``expression [N]``, ``au [N,12]``, ...: the task table's
     label columns), with ``video`` and ``frame``; ``tasks``: the table's rows to read (default: those the dataset
     has label columns for)."""
-    columns = dataset.with_format("numpy")
+    from .data.columns import label_array
+
     tasks = [task for task in TASKS if set(task.label_columns) <= set(dataset.column_names)] if tasks is None else tasks
     return {
-        **{task.name: _label_values(columns, task) for task in tasks},
+        **{task.name: label_array(dataset, task.label_columns) for task in tasks},
         "video": np.asarray(dataset.with_format(None)["video"]),
-        "frame": np.asarray(columns["frame"]),
+        "frame": label_array(dataset, ["frame"]),
     }
 
 

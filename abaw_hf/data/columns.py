@@ -72,3 +72,18 @@ def column_array(dataset: datasets.Dataset, name: str) -> tuple[np.ndarray, np.n
     if not present.all():
         values = np.where(present[:, None], values, 0).astype(values.dtype)
     return values, present
+
+
+def label_array(dataset: datasets.Dataset, names) -> np.ndarray:
+    """One task's label columns (`Task.label_columns`) of every row, as stored: ``[N]`` for one scalar column,
+    ``[N, k]`` for k scalar columns side by side or for one fixed-length list column (e.g. ``aus``). Label
+    columns have no nulls (missing labels are markers), so the numpy format reads them; selected rows too."""
+    column = dataset.features[names[0]] if len(names) == 1 else None
+    if dataset._indices is None and isinstance(column, datasets.List) and column.length and column.length > 0:
+        # a fixed-length list of contiguous rows: its Arrow values, about 10x faster than the numpy format
+        values = dataset.data.column(names[0]).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return np.asarray(values, np.int64 if np.issubdtype(values.dtype, np.integer) else values.dtype).reshape(
+            len(dataset), column.length)
+    table = dataset.with_format("numpy", columns=list(names))[:]
+    columns = [np.asarray(table[name]) for name in names]
+    return columns[0] if len(columns) == 1 else np.stack(columns, axis=1)

@@ -23,12 +23,11 @@ from typing import Any, Sequence
 
 import datasets
 import numpy as np
-import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..segments import DEFAULT_MAX_GAP, DEFAULT_WINDOW, default_stride, segment_bounds, tile_segment, window_ends
-from .columns import ColumnChunk, column_chunks, require_contiguous
+from .columns import ColumnChunk, column_chunks, label_array, require_contiguous
 from ..modeling.tasks_abaw_fusion import TASKS
 from .schema import feature_dims_of
 
@@ -126,7 +125,8 @@ class FeatureWindows(Dataset):
         self.frames = np.asarray(labels["frame"], dtype=np.int64)
         # each task's labels (the task table's label columns), for the tasks the dataset has columns for
         self.tasks = [task for task in TASKS if set(task.label_columns) <= set(dataset.column_names)]
-        self.labels = {task.name: task_label_array(dataset, task) for task in self.tasks}
+        self.labels = {task.name: label_array(dataset, task.label_columns).astype(
+            np.float32 if isinstance(task.missing, float) else np.int64) for task in self.tasks}
         self.windows = build_window_index(self.videos, self.frames, self.window_size, stride, max_gap, mode, max_span)
         self._chunks: dict[str, list[ColumnChunk]] | None = None
         self.present = {name: np.concatenate([c.present for c in self.column_chunks(name)]) for name in self.feature_names}
@@ -168,20 +168,6 @@ class FeatureWindows(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> WindowBatch:
         return WindowBatch(self, self.windows[np.asarray(indices, dtype=np.int64)])
-
-
-def task_label_array(dataset: datasets.Dataset, task) -> np.ndarray:
-    """One task's labels of every row: ``[N]`` for one scalar column, ``[N, k]`` for k scalar columns side by side or
-    one list column; float32 when its missing marker is a float (VA), else int64."""
-    columns = []
-    for name in task.label_columns:
-        column = dataset.data.column(name).combine_chunks()
-        if isinstance(column.type, (pa.ListType, pa.LargeListType, pa.FixedSizeListType)):
-            columns.append(np.asarray(column.flatten().to_numpy(zero_copy_only=False)).reshape(len(dataset), -1))
-        else:
-            columns.append(np.asarray(column.to_numpy(zero_copy_only=False)))
-    values = columns[0] if len(columns) == 1 else np.stack(columns, 1)
-    return values.astype(np.float32 if isinstance(task.missing, float) else np.int64)
 
 
 class WindowCollator:
