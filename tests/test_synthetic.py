@@ -136,7 +136,7 @@ def test_format_subject_shift_and_registry_dims(default_splits):
 def test_oracle_is_the_ceiling(default_splits):
     validation = default_splits["validation"]
     oracle = synthetic_oracle_score(validation)
-    assert 2.3 < oracle["p_mtl"] < 2.95  # annotator noise keeps it below 3
+    assert 1.7 < oracle["p_mtl"] < 2.5  # annotator noise (confusions, AU and VA drift) keeps it well below 3
     predictions = synthetic_oracle_predictions(validation)
     expression = np.asarray(validation["expression"])
     labelled = expression != -1
