@@ -241,3 +241,11 @@ def test_the_abaw_output_table_keeps_its_columns():
                 "valence", "arousal", "expression", *[f"prob_{name}" for name in EXPRESSION_NAMES],
                 *[f"prob_{name}" for name in AU_NAMES], *AU_NAMES, "note"]
     assert prediction_columns(EXPRESSION_NAMES, AU_NAMES) == prediction_columns(EXPRESSION_NAMES, AU_NAMES, config) == expected
+
+
+def test_the_model_card_lists_the_outputs_from_the_table():
+    from abaw_hf.hub.card import render_model_card
+
+    text = render_model_card(_tiny_model().config, None, synthetic=True)
+    assert ("it returns\n`valence_arousal [B, T, 2]`, `expression_logits [B, T, 8]` and `au_logits [B, T, 12]`.\n"
+            in text)

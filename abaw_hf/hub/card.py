@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..modeling import AU_NAMES, EXPRESSION_NAMES
+from ..modeling.tasks_abaw_fusion import tasks_of
 from .repo import StagingError
 
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().with_name("model_card.md")
@@ -205,6 +206,7 @@ def render_model_card(
         eval_results=eval_results or None,
     )
     rows, random_features, unrecorded = _extractor_rows(config)
+    outputs = [f"`{task.output} [B, T, {task.head_width(config)}]`" for task in tasks_of(config)]  # the task table's
     num_parameters = _count_parameters(folder / "model.safetensors") if folder else None
     card = ModelCard.from_template(
         card_data,
@@ -223,6 +225,7 @@ def render_model_card(
         unrecorded_extractors=unrecorded,
         extractor_weight_files=[f"`{name}`" for name in extractor_weight_files or []],
         results=results,
+        outputs=", ".join(outputs[:-1]) + " and " + outputs[-1] if len(outputs) > 1 else outputs[0],
         evaluation_dataset=evaluation_dataset,
         status=staged_weights_status(config, synthetic, extractor_weight_files),
     )
