@@ -208,6 +208,7 @@ def test_a_task_added_to_the_table_trains_evaluates_and_predicts(toy_task, tmp_p
                      "--output", str(tmp_path / "eval.json")]) == 0
     metrics = json.loads((tmp_path / "eval.json").read_text())
     assert 0.0 <= metrics["f1_toy"] <= 1.0 and {"ccc_valence", "ccc_arousal", "f1_au"} <= set(metrics)
+    assert metrics["f1_toy"] == pytest.approx(result["best"]["f1_toy"], abs=1e-6)  # the same windows as training's
     assert f"| macro F1 (toy) | {metrics['f1_toy']:.4f} |" in capsys.readouterr().out
 
     # predict: the toy task's columns in the table, after the ABAW ones
