@@ -140,7 +140,8 @@ def test_oracle_is_the_ceiling(default_splits):
     predictions = synthetic_oracle_predictions(validation)
     expression = np.asarray(validation["expression"])
     labelled = expression != -1
-    assert 0.8 < np.mean(predictions["expression"][labelled] == expression[labelled]) < 0.99
+    # 25 % of episodes are labelled as another class (about 0.8 expected; 10 validation subjects vary around it)
+    assert 0.65 < np.mean(predictions["expression"][labelled] == expression[labelled]) < 0.95
     with pytest.raises(ValueError, match="not made by make_synthetic_dataset"):
         synthetic_config_of(datasets.Dataset.from_dict({"video": ["a"], "frame": [1]}))
     with pytest.raises(ValueError, match="synthetic kind"):
