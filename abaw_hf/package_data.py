@@ -6,5 +6,5 @@ from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
 
-SPACE_TEMPLATE_DIR = _PACKAGE / "space" / "template"  # the Space repo's own files (app.py, README.md, requirements)
+SPACE_TEMPLATE_DIR = _PACKAGE / "space_template"  # the Space repo's own files (app.py, README.md, requirements)
 EXAMPLES_DIR = _PACKAGE / "space" / "examples"  # the offline example photo and clip (space/make_examples.py)

@@ -14,8 +14,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "abaw_hf"
 CLI = PACKAGE / "cli"
-# the staged Space's own entry point (`python app.py` on the Space), documented in abaw_hf/space/template/
-SPACE_TEMPLATE = PACKAGE / "space" / "template" / "app.py"
+# the staged Space's own entry point (`python app.py` on the Space), documented in abaw_hf/space_template/
+SPACE_TEMPLATE = PACKAGE / "space_template" / "app.py"
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -299,8 +299,8 @@ def test_push_with_space_works_from_the_installed_wheel_outside_any_checkout(tmp
         names = set(archive.namelist())
     with zipfile.ZipFile(wheel) as archive:
         assert names == set(archive.namelist())
-    assert {"abaw_hf/space/app.py", "abaw_hf/space/template/requirements.txt", "abaw_hf/space/examples/astronaut.jpg"} <= names
+    assert {"abaw_hf/space/app.py", "abaw_hf/space_template/requirements.txt", "abaw_hf/space/examples/astronaut.jpg"} <= names
     reinstalled = tmp_path / "reinstalled"  # and pip takes it (its RECORD checks out)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(reinstalled),
                     str(space / repacked[0])], check=True)
-    assert (reinstalled / "abaw_hf" / "space" / "template" / "app.py").is_file()
+    assert (reinstalled / "abaw_hf" / "space_template" / "app.py").is_file()

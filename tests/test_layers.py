@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "abaw_hf"
 # package data, not a module: the Space repo's own app.py, a script there (a leaf calling the command line, like
 # scripts/*.py: test_cli_layer.test_scripts_are_leaves_calling_the_command_line)
-SCRIPTS_IN_PACKAGE = (PACKAGE / "space" / "template",)
+SCRIPTS_IN_PACKAGE = (PACKAGE / "space_template",)
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:

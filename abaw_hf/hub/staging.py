@@ -163,7 +163,7 @@ def stage_space_repo(
     source: str | Path | None = None,
     wheel: str | Path | bool = True,
 ) -> StagedRepo:
-    """Copy the Space template (``abaw_hf/space/template``) into ``output_dir`` as a Gradio Space repo that serves
+    """Copy the Space template (``abaw_hf/space_template``) into ``output_dir`` as a Gradio Space repo that serves
     ``model_id``; its ``app.py`` runs ``abaw_hf.space.app`` from the installed wheel.
 
     The Space installs abaw_hf as a package: with ``wheel=True`` the wheel is built into
