@@ -63,3 +63,32 @@ def test_two_combos_train_and_fill_the_table(tmp_path):
         saved = json.loads((tmp_path / "runs" / folder / "config.json").read_text())
         assert saved["feature_names"] == features
         assert yaml.safe_load((tmp_path / "runs" / folder / "train_config.yaml").read_text())["epochs"] == 1
+
+
+def test_seeds_average_each_row_and_keep_every_seed(tmp_path):
+    """--seeds: each combination trains once per training seed (in subprocesses with --jobs 2, so the seed goes
+    through the train command's flag); the row is the mean and its sd, the JSON keeps every seed's scores."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "dataset": "synthetic", "synthetic_size": "tiny", "window": 8, "train_stride": 8, "hidden_size": 16,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "mlp_ratio": 2.0, "epochs": 1, "batch_size": 8,
+        "eval_batch_size": 32, "learning_rate": 0.003, "progress": False, "plot": False,
+    }))
+    table = ablation_cli.main(["--combos", "resnet18", "--config", str(config), "--seeds", "1", "2", "--jobs", "2",
+                               "--output-dir", str(tmp_path / "runs"), "-o", str(tmp_path / "table.md")])
+    lines = table.splitlines()
+    assert lines[0] == "| Features | Valence | Arousal | FER | AU | score | sd | paper | Δ |"
+    record = json.loads((tmp_path / "table.json").read_text())
+    assert record["seeds"] == [1, 2]
+    first, second = (record["per_seed"][seed]["ResNet18"]["p_mtl"] for seed in ("1", "2"))
+    assert first != second  # the seeds really differ
+    for seed in (1, 2):
+        saved = yaml.safe_load((tmp_path / "runs" / f"seed-{seed}" / "resnet18" / "train_config.yaml").read_text())
+        assert saved["seed"] == seed
+    mean, sd = (float(cell) for cell in lines[2].split("|")[6:8])
+    assert mean == pytest.approx((first + second) / 2, abs=1e-4)
+    assert sd == pytest.approx(abs(first - second) / 2 ** 0.5, abs=1e-4)
+    assert record["mean"]["ResNet18"]["p_mtl"] == pytest.approx((first + second) / 2)
+    assert "mean over training seeds 1, 2" in table
+    with pytest.raises(UserError, match="named twice"):
+        ablation.run_ablation(["resnet18"], config, seeds=[3, 3], output_dir=tmp_path / "twice")

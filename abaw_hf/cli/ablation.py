@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--output", "-o", default=None, help="write the Markdown table here (default: <output-dir>/ablation.md)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="trainings at a time, each a subprocess with one thread (default 1: in this process)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                        help="training seeds: with two or more, each row is the mean over them with its sd "
+                             "(default: the config's seed)")
     parser.add_argument("--compare", metavar="EVAL_JSON", default=None,
                         help="only print this eval_results.json's P_MTL beside the paper's and the baseline's, and exit")
     args = parser.parse_args(argv)
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> str:
         print(text)
         return text
     return run_ablation(args.combos, args.config, dataset=args.dataset, epochs=args.epochs, output_dir=args.output_dir,
-                        output=args.output, jobs=args.jobs)
+                        output=args.output, jobs=args.jobs, seeds=args.seeds)
 
 
 def command_line(argv: list[str] | None = None) -> int:

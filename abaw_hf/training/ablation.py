@@ -131,9 +131,11 @@ def run_folder_name(label: str) -> str:
 
 def markdown_table(rows: list[tuple[str, dict]], paper: dict | None = None) -> str:
     """The paper's columns (Features, Valence, Arousal, FER, AU, score); with ``paper`` (label -> Table 1 row),
-    the paper's score and the difference beside each row that the paper has."""
-    header = "| Features | Valence | Arousal | FER | AU | score |"
-    rule = "| --- | ---: | ---: | ---: | ---: | ---: |"
+    the paper's score and the difference beside each row that the paper has. Rows averaged over training seeds
+    (``p_mtl_sd`` present) get the score's standard deviation over the seeds."""
+    spread = any("p_mtl_sd" in metrics for _, metrics in rows)
+    header = "| Features | Valence | Arousal | FER | AU | score |" + (" sd |" if spread else "")
+    rule = "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if spread else "")
     compare = paper is not None and any(label in paper for label, _ in rows)
     if compare:
         header += " paper | Δ |"
@@ -142,6 +144,8 @@ def markdown_table(rows: list[tuple[str, dict]], paper: dict | None = None) -> s
     for label, metrics in rows:
         line = (f"| {label} | {metrics['ccc_valence']:.3f} | {metrics['ccc_arousal']:.3f} | {metrics['f1_expression']:.3f} "
                 f"| {metrics['f1_au']:.3f} | {metrics['p_mtl']:.4f} |")
+        if spread:
+            line += f" {metrics['p_mtl_sd']:.4f} |"
         if compare:
             reference = paper.get(label)
             line += (f" {reference[4]:.4f} | {metrics['p_mtl'] - reference[4]:+.4f} |" if reference else " – | – |")
@@ -207,38 +211,81 @@ def compare_with_paper(eval_json: str | Path) -> str:
         raise UserError(f"--compare {eval_json}: not a readable eval_results.json ({error})") from error
 
 
+SCORE_KEYS = ("ccc_valence", "ccc_arousal", "f1_expression", "f1_au", "p_mtl")
+
+
+def mean_over_seeds(per_seed: list[dict]) -> dict:
+    """One row from the same combination trained with several seeds: each score's mean, and the P_MTL's sample
+    standard deviation as ``p_mtl_sd``."""
+    import numpy as np
+
+    row = {key: float(np.mean([metrics[key] for metrics in per_seed])) for key in SCORE_KEYS}
+    row["p_mtl_sd"] = float(np.std([metrics["p_mtl"] for metrics in per_seed], ddof=1))
+    return row
+
+
 def run_ablation(combos: list[str] = PAPER_COMBOS, config_path: str | Path = DEFAULT_CONFIG, *,
                  dataset: str | None = None, epochs: int | None = None, output_dir: str | Path = "outputs/ablation",
-                 output: str | Path | None = None, jobs: int = 1) -> str:
-    """Train and score one model per feature combination (``"resnet18+fau"``); write and return the Markdown table."""
+                 output: str | Path | None = None, jobs: int = 1, seeds: list[int] | None = None) -> str:
+    """Train and score one model per feature combination (``"resnet18+fau"``); write and return the Markdown table.
+    With two or more training ``seeds`` every combination trains once per seed (the data stay the same: the
+    synthetic data have their own seed) and its row is the mean, with the score's standard deviation;
+    ``<output>.json`` keeps every seed's scores. One seed replaces the config's."""
+    output = output or Path(output_dir) / "ablation.md"
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {' '.join(map(str, seeds))}: a seed is named twice; name each once")
+    if not seeds or len(seeds) == 1:
+        rows = _train_rows(combos, config_path, dataset, epochs, seeds[0] if seeds else None, Path(output_dir), jobs)
+        return _write_table(rows, output, {label: metrics for label, metrics in rows})
+    per_seed = {}
+    for seed in seeds:
+        print(f"== training seed {seed}", flush=True)
+        per_seed[seed] = dict(_train_rows(combos, config_path, dataset, epochs, seed, Path(output_dir) / f"seed-{seed}",
+                                          jobs))
+    rows = [(label, mean_over_seeds([per_seed[seed][label] for seed in seeds])) for label in per_seed[seeds[0]]]
+    note = (f"the mean over training seeds {', '.join(map(str, seeds))} (sd: the score's sample standard deviation "
+            "over them)")
+    return _write_table(rows, output, {"seeds": seeds, "mean": dict(rows), "per_seed": per_seed}, note=note)
+
+
+def _train_rows(combos: list[str], config_path: str | Path, dataset: str | None, epochs: int | None,
+                seed: int | None, output_dir: Path, jobs: int) -> list[tuple[str, dict]]:
+    """(label, best validation metrics) per combination, trained with the base config and the overrides."""
     base = load_train_config(config_path, progress=False, plot=False)
-    overrides = {key: value for key, value in (("dataset", dataset), ("epochs", epochs)) if value is not None}
+    overrides = {key: value for key, value in (("dataset", dataset), ("epochs", epochs), ("seed", seed))
+                 if value is not None}
     available = dataset_features(TrainConfig(**{**dataclasses.asdict(base), **overrides}))
     combos = [parse_combo(text, available) for text in combos]
-    rows = []
     if jobs > 1:
-        runs = [(combo_label(features), Path(output_dir) / run_folder_name(combo_label(features)),
+        runs = [(combo_label(features), output_dir / run_folder_name(combo_label(features)),
                  {"features": features, **overrides}) for features in combos]
         print(f"== {len(runs)} trainings, {jobs} at a time (logs in {output_dir}/logs)", flush=True)
-        results = run_trainings(runs, str(config_path), jobs, Path(output_dir) / "logs")
-        rows = [(label, results[label]) for label, _, _ in runs]
-    for features in combos if jobs <= 1 else []:
+        results = run_trainings(runs, str(config_path), jobs, output_dir / "logs")
+        return [(label, results[label]) for label, _, _ in runs]
+    rows = []
+    for features in combos:
         label = combo_label(features)
         # a rerun retrains every combination: --overwrite replaces only the earlier training outputs
         config = TrainConfig(**{**dataclasses.asdict(base), **overrides, "features": features, "overwrite": True,
-                                "output_dir": str(Path(output_dir) / run_folder_name(label))})
+                                "output_dir": str(output_dir / run_folder_name(label))})
         print(f"== {label}: training {config.epochs} epoch(s) -> {config.output_dir}", flush=True)
         rows.append((label, train_and_score(config)))
         print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
+    return rows
 
+
+def _write_table(rows: list[tuple[str, dict]], output: str | Path, record: dict, note: str | None = None) -> str:
+    """Write the Markdown table (with the comparison to the paper) and its JSON record; print and return the table."""
     table = markdown_table(rows, paper=PAPER_TABLE1)
     summary = paper_comparison(rows)
     if summary:
         table += "\n\n" + comparison_text(summary)
-    output = Path(output or Path(output_dir) / "ablation.md")
+    if note:
+        table += f"\n\nRows: {note}."
+    output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(table + "\n")
-    (output.with_suffix(".json")).write_text(json.dumps({label: metrics for label, metrics in rows}, indent=2))
+    output.with_suffix(".json").write_text(json.dumps(record, indent=2))
     print(table)
     print(f"table written to {output}")
     return table
