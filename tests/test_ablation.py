@@ -20,7 +20,7 @@ def test_parse_combos_and_paper_defaults():
         ablation.parse_combo("resnet18+vgg")
 
 
-def test_any_dataset_column_is_a_feature_and_the_paper_comparison():
+def test_any_dataset_column_is_a_feature_and_the_paper_comparison(tmp_path):
     columns = ["resnet18", "fau", "timm-test_vit", "audio-wavlm"]  # e.g. timm:/audio: extractor columns
     assert ablation.parse_combo("TIMM-test_vit+ResNet18", columns) == ["timm-test_vit", "resnet18"]
     assert ablation.combo_label(["timm-test_vit", "resnet18"]) == "timm-test_vit+ResNet18"
@@ -35,6 +35,14 @@ def test_any_dataset_column_is_a_feature_and_the_paper_comparison():
     assert summary["rows"] == 8 and summary["spearman"] == pytest.approx(1.0)
     assert summary["max_abs_difference"] == pytest.approx(0.01) and summary["paper_set"]["paper"] == 1.2795
     assert ablation.paper_comparison(rows[:2]) is None
+    # one training per row beside the paper: the table says how far one seed goes and how to average
+    note = ablation.single_seed_note(rows, 32)
+    assert "seed 32" in note and note.endswith("--seeds 32 33 34")
+    assert ablation.single_seed_note(rows[:2], 32) is None  # no comparison, no note
+    scored = [(label, {"ccc_valence": 0.5, "ccc_arousal": 0.4, "f1_expression": 0.3, "f1_au": 0.45,
+                       "p_mtl": metrics["p_mtl"]}) for label, metrics in rows]
+    table = ablation._write_table(scored, tmp_path / "t.md", {}, note=note)
+    assert table.endswith(f"Rows: {note}.") and "Spearman" in table
 
 
 def test_two_combos_train_and_fill_the_table(tmp_path):
